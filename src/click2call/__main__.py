@@ -1,0 +1,3 @@
+from click2call.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Call engines: one `Engine` interface (base.py), one package per backend."""

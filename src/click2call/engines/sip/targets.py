@@ -1,0 +1,39 @@
+"""Where each leg of an order goes, from the tenant's SIP settings. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from click2call.calls import CallOrder, Extension
+from click2call.settings import HostPort, TenantSip
+
+
+@dataclass(frozen=True, slots=True)
+class LegTarget:
+    address: HostPort
+    user: str  # Request-URI user: extension or number
+    caller_id: str  # From user shown to the called party
+    username: str | None  # digest credentials, used when the peer challenges
+    password: str | None
+
+
+def _target(sip: TenantSip, via_pbx: bool, user: str, caller_id: str) -> LegTarget:
+    return LegTarget(
+        address=sip.pbx_address if via_pbx else sip.trunk_address,
+        user=user,
+        caller_id=caller_id,
+        username=sip.username or None,
+        password=sip.password.get_secret_value() or None,
+    )
+
+
+def agent_target(order: CallOrder, sip: TenantSip) -> LegTarget:
+    """Extensions ring through the PBX; mobiles go out through the trunk."""
+    via_pbx = isinstance(order.agent, Extension)
+    return _target(sip, via_pbx, order.agent.number, order.agent_caller_id)
+
+
+def destination_target(order: CallOrder, sip: TenantSip) -> LegTarget:
+    """Numbers go out through the trunk; internal numbers ring through the PBX."""
+    via_pbx = not order.destination.via_trunk
+    return _target(sip, via_pbx, order.destination.number, order.destination_caller_id)

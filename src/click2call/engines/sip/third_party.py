@@ -1,0 +1,328 @@
+"""Third-party call control (RFC 3725) for one click-to-call, as a pure state machine.
+
+The controller is fed `LegEvent`s (what a SIP leg did, or a timer firing) and answers
+with `Action`s (what to send, which timers to run) and `Report`s (the call's progress).
+It never touches a socket, a clock or sippy, so every flow is tested without a network.
+
+The flow, per RFC 3725 §4.2 with the agent answered at once (DESIGN.md explains why the
+agent's ACK must not wait for the destination):
+
+    agent:       INVITE (no SDP) ─► 200 OK (offer A) ─► ACK (held answer, c=0.0.0.0)
+    destination: INVITE (offer A) ─► 200 OK (answer D) ─► ACK
+    agent:       re-INVITE (D) ─► 200 OK ─► ACK          media now flows end to end
+
+`STEPS` is the transition table: (phase, event kind) → handler. A pair absent from
+it is an event that no longer matters in that phase (a late 180, a BYE crossing ours)
+and is ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from click2call.calls import CallState, Result
+from click2call.engines.sip.sdp import Origin, hold_answer, with_origin
+
+
+class Leg(enum.Enum):
+    AGENT = "agent"
+    DESTINATION = "destination"
+
+
+class Timer(enum.Enum):
+    AGENT_RING = "agent_ring"
+    DESTINATION_RING = "destination_ring"
+    MAX_DURATION = "max_duration"
+
+
+# --- what the SIP side reports -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ringing:
+    leg: Leg
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A 2xx to the leg's INVITE (or re-INVITE) with its SDP body, if any."""
+
+    leg: Leg
+    sdp: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A final non-2xx response (or a transaction timeout, reported as 408)."""
+
+    leg: Leg
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HungUp:
+    """The far end of the leg sent BYE (or the dialog died)."""
+
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class HangupRequested:
+    """Someone asked, through the API, to end the call."""
+
+
+LegEvent = Ringing | Answered | Failed | HungUp | TimerFired | HangupRequested
+
+
+# --- what the controller asks for ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DialAgent:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AckAgent:
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialDestination:
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReinviteAgent:
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """End the leg: CANCEL before its answer, BYE after."""
+
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    timer: Timer
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    state: CallState
+    result: Result | None = None
+    cause: str | None = None
+
+
+Action = DialAgent | AckAgent | DialDestination | ReinviteAgent | Hangup | StartTimer
+Output = Action | CancelTimer | Report
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"
+    AGENT_CALLING = "agent_calling"
+    DESTINATION_CALLING = "destination_calling"
+    BRIDGING = "bridging"  # destination answered, agent being re-INVITEd
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+_BUSY = frozenset({486, 600, 603})
+_NO_ANSWER = frozenset({408, 480, 487})
+
+
+def result_for_failure(leg: Leg, code: int) -> Result:
+    """The call result for a final SIP response `code` on `leg`."""
+    if leg is Leg.AGENT:
+        if code in _BUSY:
+            return Result.AGENT_BUSY
+        return Result.AGENT_NO_ANSWER if code in _NO_ANSWER else Result.AGENT_FAILED
+    if code in _BUSY:
+        return Result.DESTINATION_BUSY
+    return Result.DESTINATION_NO_ANSWER if code in _NO_ANSWER else Result.DESTINATION_FAILED
+
+
+@dataclass
+class ThirdPartyCall:
+    """One click-to-call. `start()` then `handle()` every event; both return outputs in order."""
+
+    agent_ring_timeout: float
+    destination_ring_timeout: float
+    max_call_seconds: float
+    agent_origin: Origin
+    destination_origin: Origin
+    phase: Phase = Phase.IDLE
+
+    def start(self) -> list[Output]:
+        self.phase = Phase.AGENT_CALLING
+        return [
+            DialAgent(),
+            StartTimer(Timer.AGENT_RING, self.agent_ring_timeout),
+            Report(CallState.AGENT_DIALING),
+        ]
+
+    def handle(self, event: LegEvent) -> list[Output]:
+        step = STEPS.get((self.phase, _kind(event)))
+        return [] if step is None else step(self, event)
+
+    @property
+    def ended(self) -> bool:
+        return self.phase is Phase.ENDED
+
+    # --- steps -----------------------------------------------------------------------
+
+    def _agent_ringing(self, event: LegEvent) -> list[Output]:
+        if not isinstance(event, Ringing) or event.leg is not Leg.AGENT:
+            return []
+        return [Report(CallState.AGENT_RINGING)]
+
+    def _agent_answered(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, Answered)
+        if event.leg is not Leg.AGENT:
+            return []
+        if not event.sdp:
+            # Without the agent's offer there is nothing to bridge; RFC 3725 needs it.
+            return self._end(Result.AGENT_FAILED, "agent answered without an SDP offer")
+        try:
+            held = hold_answer(event.sdp, self.agent_origin.next())
+            offer = with_origin(event.sdp, self.destination_origin.next())
+        except ValueError as exc:
+            return self._end(Result.AGENT_FAILED, f"unreadable SDP offer from the agent: {exc}")
+        self.phase = Phase.DESTINATION_CALLING
+        return [
+            CancelTimer(Timer.AGENT_RING),
+            AckAgent(held),
+            Report(CallState.AGENT_ANSWERED),
+            DialDestination(offer),
+            StartTimer(Timer.DESTINATION_RING, self.destination_ring_timeout),
+            Report(CallState.DESTINATION_DIALING),
+        ]
+
+    def _destination_ringing(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, Ringing)
+        if event.leg is not Leg.DESTINATION:
+            return []
+        return [Report(CallState.DESTINATION_RINGING)]
+
+    def _destination_answered(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, Answered)
+        if event.leg is not Leg.DESTINATION:
+            return []
+        if not event.sdp:
+            return self._end(Result.DESTINATION_FAILED, "destination answered without SDP")
+        try:
+            bridged = with_origin(event.sdp, self.agent_origin.next())
+        except ValueError as exc:
+            return self._end(Result.DESTINATION_FAILED, f"unreadable SDP from destination: {exc}")
+        self.phase = Phase.BRIDGING
+        return [
+            CancelTimer(Timer.DESTINATION_RING),
+            ReinviteAgent(bridged),
+            StartTimer(Timer.MAX_DURATION, self.max_call_seconds),
+            Report(CallState.CONNECTED),
+        ]
+
+    def _bridged(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, Answered)
+        if event.leg is Leg.AGENT:
+            self.phase = Phase.CONNECTED
+        return []
+
+    def _failed(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, Failed)
+        if self.phase is Phase.BRIDGING and event.leg is Leg.AGENT:
+            return self._end(
+                Result.ERROR, f"agent refused the bridged media: SIP {event.code} {event.reason}"
+            )
+        cause = f"SIP {event.code} {event.reason}".strip()
+        return self._end(result_for_failure(event.leg, event.code), cause, spare=event.leg)
+
+    def _hung_up(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, HungUp)
+        if self.phase in (Phase.BRIDGING, Phase.CONNECTED):
+            return self._end(Result.COMPLETED, f"{event.leg.value} hung up", spare=event.leg)
+        if event.leg is Leg.AGENT:
+            return self._end(
+                Result.CANCELED, "agent hung up before the destination answered", spare=Leg.AGENT
+            )
+        return self._end(Result.DESTINATION_FAILED, "destination dialog ended", spare=event.leg)
+
+    def _timer(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, TimerFired)
+        if event.timer is Timer.AGENT_RING and self.phase is Phase.AGENT_CALLING:
+            return self._end(
+                Result.AGENT_NO_ANSWER, f"no answer within {self.agent_ring_timeout:g} s"
+            )
+        if event.timer is Timer.DESTINATION_RING and self.phase is Phase.DESTINATION_CALLING:
+            return self._end(
+                Result.DESTINATION_NO_ANSWER,
+                f"no answer within {self.destination_ring_timeout:g} s",
+            )
+        if event.timer is Timer.MAX_DURATION and self.phase in (Phase.BRIDGING, Phase.CONNECTED):
+            return self._end(
+                Result.COMPLETED, f"maximum call length of {self.max_call_seconds:g} s reached"
+            )
+        return []
+
+    def _hangup_requested(self, event: LegEvent) -> list[Output]:
+        if self.phase in (Phase.BRIDGING, Phase.CONNECTED):
+            return self._end(Result.COMPLETED, "hung up through the API")
+        return self._end(Result.CANCELED, "canceled through the API")
+
+    def _end(self, result: Result, cause: str, spare: Leg | None = None) -> list[Output]:
+        """Hang up every leg still up (except `spare`, already gone) and report the end."""
+        phase, self.phase = self.phase, Phase.ENDED
+        outputs: list[Output] = [CancelTimer(timer) for timer in Timer]
+        legs = [Leg.AGENT]
+        if phase in (Phase.DESTINATION_CALLING, Phase.BRIDGING, Phase.CONNECTED):
+            legs.append(Leg.DESTINATION)
+        outputs += [Hangup(leg) for leg in legs if leg is not spare]
+        outputs.append(Report(CallState.ENDED, result, cause))
+        return outputs
+
+
+def _kind(event: LegEvent) -> type:
+    return type(event)
+
+
+_Step = Callable[[ThirdPartyCall, LegEvent], list[Output]]
+_P = Phase
+STEPS: dict[tuple[Phase, type], _Step] = {
+    (_P.AGENT_CALLING, Ringing): ThirdPartyCall._agent_ringing,
+    (_P.AGENT_CALLING, Answered): ThirdPartyCall._agent_answered,
+    (_P.AGENT_CALLING, Failed): ThirdPartyCall._failed,
+    (_P.AGENT_CALLING, HungUp): ThirdPartyCall._hung_up,
+    (_P.AGENT_CALLING, TimerFired): ThirdPartyCall._timer,
+    (_P.AGENT_CALLING, HangupRequested): ThirdPartyCall._hangup_requested,
+    (_P.DESTINATION_CALLING, Ringing): ThirdPartyCall._destination_ringing,
+    (_P.DESTINATION_CALLING, Answered): ThirdPartyCall._destination_answered,
+    (_P.DESTINATION_CALLING, Failed): ThirdPartyCall._failed,
+    (_P.DESTINATION_CALLING, HungUp): ThirdPartyCall._hung_up,
+    (_P.DESTINATION_CALLING, TimerFired): ThirdPartyCall._timer,
+    (_P.DESTINATION_CALLING, HangupRequested): ThirdPartyCall._hangup_requested,
+    (_P.BRIDGING, Answered): ThirdPartyCall._bridged,
+    (_P.BRIDGING, Failed): ThirdPartyCall._failed,
+    (_P.BRIDGING, HungUp): ThirdPartyCall._hung_up,
+    (_P.BRIDGING, TimerFired): ThirdPartyCall._timer,
+    (_P.BRIDGING, HangupRequested): ThirdPartyCall._hangup_requested,
+    (_P.CONNECTED, HungUp): ThirdPartyCall._hung_up,
+    (_P.CONNECTED, TimerFired): ThirdPartyCall._timer,
+    (_P.CONNECTED, HangupRequested): ThirdPartyCall._hangup_requested,
+}

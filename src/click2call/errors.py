@@ -1,0 +1,73 @@
+"""Errors a caller can act on, each with a stable machine id and a sentence.
+
+    Click2CallError
+    ├── InvalidInput(field, reason)     400  a request field is malformed
+    ├── UnknownTenant(name)             404  no tenant by that name
+    ├── CallNotFound(key)               404  no call with that id / uniqueid
+    ├── Forbidden(reason)               403
+    ├── RateLimited(retry_after)        429
+    └── EngineUnavailable(reason)       503  the engine could not accept the order
+
+The HTTP layer maps them to statuses in one place (`api/errors.py`).
+"""
+
+from __future__ import annotations
+
+
+class Click2CallError(Exception):
+    error_id = "error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(Click2CallError):
+    error_id = "invalid_input"
+    status = 400
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class UnknownTenant(Click2CallError):
+    error_id = "unknown_tenant"
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown client '{name}'")
+        self.name = name
+
+
+class CallNotFound(Click2CallError):
+    error_id = "call_not_found"
+    status = 404
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no call with id '{key}'")
+
+
+class Forbidden(Click2CallError):
+    error_id = "forbidden"
+    status = 403
+
+
+class RateLimited(Click2CallError):
+    error_id = "rate_limited"
+    status = 429
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many calls; retry after {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+class EngineUnavailable(Click2CallError):
+    error_id = "engine_unavailable"
+    status = 503
+
+
+class IllegalTransition(Exception):
+    """A call was driven into a state its current state cannot reach: a bug, not user input."""

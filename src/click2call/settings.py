@@ -1,0 +1,176 @@
+"""The one typed settings object, read once at start and passed to whoever needs it.
+
+Sources, strongest first: environment variables `CLICK2CALL_<SECTION>__<KEY>` (for
+example `CLICK2CALL_SERVER__PORT=8081`; lists such as `CLICK2CALL_TENANTS` take JSON),
+then the TOML file, then the defaults below. `examples/click2call.toml` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "CLICK2CALL_CONFIG"
+DEFAULT_CONFIG_FILE = "click2call.toml"
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NUMBER = re.compile(r"\+?[0-9]{1,20}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostPort(_Section):
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, default_port: int = 5060) -> HostPort:
+        host, sep, port = text.rpartition(":")
+        if not sep or "]" in port:
+            return cls(host=text.strip("[]"), port=default_port)
+        return cls(host=host.strip("[]"), port=int(port))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    database: str = "sqlite:///click2call.db"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SipStackSettings(_Section):
+    """The built-in SIP user agent: where it listens and how it names itself."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5060, ge=0, le=65535)
+    user_agent: str = "click2call"
+    log_messages: bool = False  # log every SIP message (noisy; for debugging)
+
+
+class TenantSip(_Section):
+    pbx: str = "127.0.0.1:5070"
+    trunk: str = "127.0.0.1:5080"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+
+    @field_validator("pbx", "trunk")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        HostPort.parse(value)  # raises on a bad port
+        return value
+
+    @property
+    def pbx_address(self) -> HostPort:
+        return HostPort.parse(self.pbx)
+
+    @property
+    def trunk_address(self) -> HostPort:
+        return HostPort.parse(self.trunk)
+
+
+class ExtensionSettings(_Section):
+    outbound_cid: str | None = None
+
+    @field_validator("outbound_cid")
+    @classmethod
+    def _number(cls, value: str | None) -> str | None:
+        if value is not None and not _NUMBER.fullmatch(value):
+            raise ValueError("must be digits with an optional leading +")
+        return value
+
+
+class TenantSettings(_Section):
+    name: str
+    engine: Literal["sip"] = "sip"
+    default_outbound_cid: str = ""
+    region: str = "IL"
+    agent_ring_timeout: float = Field(30, gt=0, le=600)
+    destination_ring_timeout: float = Field(45, gt=0, le=600)
+    max_call_seconds: float = Field(7200, gt=0)
+    trunk_number_format: Literal["national", "e164"] = "national"
+    sip: TenantSip = TenantSip()
+    extensions: dict[str, ExtensionSettings] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("default_outbound_cid")
+    @classmethod
+    def _cid(cls, value: str) -> str:
+        if value and not _NUMBER.fullmatch(value):
+            raise ValueError("must be digits with an optional leading +")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        import phonenumbers
+
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}")
+        return value.upper()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLICK2CALL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    sip: SipStackSettings = SipStackSettings()
+    tenants: list[TenantSettings] = [TenantSettings(name="default")]
+
+    @model_validator(mode="after")
+    def _unique_tenants(self) -> Settings:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError("tenant names must be unique")
+        if not names:
+            raise ValueError("at least one tenant is needed")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init values; the environment overrides it.
+        return env_settings, init_settings
+
+    def tenant(self, name: str) -> TenantSettings | None:
+        return next((t for t in self.tenants if t.name == name), None)
+
+    @property
+    def compat_tenant(self) -> TenantSettings:
+        """The tenant dial.php serves: the one named 'default', else the first."""
+        return self.tenant("default") or self.tenants[0]
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the TOML file (explicit path, $CLICK2CALL_CONFIG, or ./click2call.toml if present)."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    if chosen:
+        data = tomllib.loads(Path(chosen).read_text(encoding="utf-8"))
+    elif Path(DEFAULT_CONFIG_FILE).is_file():
+        data = tomllib.loads(Path(DEFAULT_CONFIG_FILE).read_text(encoding="utf-8"))
+    return Settings(**data)

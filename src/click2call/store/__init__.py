@@ -1,0 +1,6 @@
+"""The store: the single source of truth for calls and their history."""
+
+from click2call.store.database import open_database
+from click2call.store.repository import NewCall, Store, StoredCall, StoredEvent
+
+__all__ = ["NewCall", "Store", "StoredCall", "StoredEvent", "open_database"]
