@@ -13,6 +13,11 @@ The HTTP layer maps them to statuses in one place (`api/errors.py`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from click2call.store import StoredCall
+
 
 class Click2CallError(Exception):
     error_id = "error"
@@ -21,6 +26,7 @@ class Click2CallError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.call: StoredCall | None = None  # set when the failed request left a call row
 
 
 class InvalidInput(Click2CallError):

@@ -154,9 +154,7 @@ class Store:
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(call_events.c.id)).all()
         return [
-            StoredEvent(
-                CallState(r.state), Result(r.result) if r.result else None, r.cause, r.at
-            )
+            StoredEvent(CallState(r.state), Result(r.result) if r.result else None, r.cause, r.at)
             for r in rows
         ]
 

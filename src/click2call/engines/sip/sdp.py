@@ -23,9 +23,7 @@ class Origin:
     def next(self) -> str:
         self.version += 1
         family = "IP6" if ":" in self.address else "IP4"
-        return (
-            f"{self.username} {self.session_id} {self.version} IN {family} {self.address}"
-        )
+        return f"{self.username} {self.session_id} {self.version} IN {family} {self.address}"
 
 
 def _lines(sdp: str) -> list[str]:

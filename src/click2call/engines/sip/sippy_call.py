@@ -22,6 +22,7 @@ from sippy.CCEvents import (
 )
 from sippy.MsgBody import MsgBody
 from sippy.SipCallId import SipCallId
+from sippy.SipContact import SipContact
 from sippy.SipHeader import SipHeader
 from sippy.Time.Timeout import Timeout
 from sippy.UA import UA
@@ -93,6 +94,10 @@ class SippyCall:
             username=target.username,
             password=target.password,
         )
+        # A bare Contact: sippy's default carries the display name "Anonymous", which some
+        # peers (SIPp's [next_url] among them) copy into the Request-URI of their BYE.
+        ua.lContact = SipContact()
+        ua.lContact.getUri().name = None
         self._uas[leg] = ua
         body = None if sdp is None else MsgBody(sdp)
         event = CCEventTry((SipCallId(), target.caller_id, target.user, body, None, None))

@@ -1,0 +1,38 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from click2call import __version__
+from click2call.api import compat, v1
+from click2call.api.errors import handle_click2call_error, handle_validation_error
+from click2call.errors import Click2CallError
+from click2call.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="click2call",
+        version=__version__,
+        description="One HTTP request places a two-leg phone call.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.add_exception_handler(Click2CallError, handle_click2call_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.include_router(compat.router)
+    app.include_router(v1.router)
+    return app

@@ -1,0 +1,132 @@
+"""The two links existing integrations already call, answered in exactly their shapes.
+
+    /web/dial.php              text:  "response: true\\nunique: <id>\\n"
+    /voipe/dial_external.php   JSON:  {"src":"502760206","uniqueid":"<epoch>.<seq>","status":"ok"}
+
+Both accept GET (query) and POST (form). They only translate shapes; CallService decides.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from click2call.api import fields
+from click2call.api.errors import headers_for
+from click2call.errors import Click2CallError, InvalidInput
+from click2call.numbers import parse_phone
+from click2call.runtime import Runtime
+from click2call.service import CallRequest
+
+router = APIRouter(include_in_schema=True, tags=["compatible links"])
+
+_DIAL_FIELDS = ("extension", "destination", "tech", "outboundcid", "foreignid")
+_EXTERNAL_FIELDS = ("client", "phone", "destination", "outboundcid", "foreignid")
+
+
+async def _params(request: Request, names: tuple[str, ...]) -> dict[str, str | None]:
+    """The named fields from the query and, for POST, the form; each at most once."""
+    sources = [request.query_params]
+    if request.method == "POST":
+        sources.append(await request.form())  # type: ignore[arg-type]
+    values: dict[str, str | None] = {}
+    for name in names:
+        found = [v for source in sources for v in source.getlist(name)]
+        if len(found) > 1:
+            raise InvalidInput(name, "given more than once")
+        value = found[0] if found else None
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(name, "must be a text value, not a file")
+        values[name] = value
+    return values
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _dial_reply(
+    ok: bool,
+    unique: object,
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> PlainTextResponse:
+    text = f"response: {'true' if ok else 'false'}\nunique: {unique}\n"
+    if error is not None:
+        text += f"error: {error}\n"
+    return PlainTextResponse(text, status_code=status, headers=headers)
+
+
+@router.api_route(
+    "/web/dial.php",
+    methods=["GET", "POST"],
+    response_class=PlainTextResponse,
+    summary="Extension click2call (compatible)",
+)
+async def dial(request: Request) -> Response:
+    runtime = _runtime(request)
+    try:
+        p = await _params(request, _DIAL_FIELDS)
+        call = await runtime.service.place(
+            CallRequest(
+                tenant=runtime.settings.compat_tenant.name,
+                extension=fields.extension(fields.required("extension", p["extension"])),
+                tech=fields.tech(p["tech"]),
+                destination=fields.phone(
+                    "destination", fields.required("destination", p["destination"])
+                ),
+                outboundcid=fields.caller_id(p["outboundcid"]),
+                foreignid=fields.foreignid(p["foreignid"]),
+            )
+        )
+    except Click2CallError as exc:
+        unique = exc.call.id if exc.call is not None else ""
+        return _dial_reply(False, unique, exc.message, exc.status, headers_for(exc))
+    return _dial_reply(True, call.id)
+
+
+def _json(
+    body: dict[str, str], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    # Compact separators and this key order are what existing integrations parse.
+    text = json.dumps(body, separators=(",", ":"))
+    return Response(text, status_code=status, media_type="application/json", headers=headers)
+
+
+@router.api_route(
+    "/voipe/dial_external.php",
+    methods=["GET", "POST"],
+    summary="Mobile click2call (compatible)",
+)
+async def dial_external(request: Request) -> Response:
+    runtime = _runtime(request)
+    src = ""
+    try:
+        p = await _params(request, _EXTERNAL_FIELDS)
+        client = fields.name("client", fields.required("client", p["client"]))
+        phone = fields.phone("phone", fields.required("phone", p["phone"]))
+        tenant = runtime.settings.tenant(client)
+        if tenant is not None:
+            src = parse_phone(
+                "phone", phone, tenant.region, allow_internal=False
+            ).national_significant
+        call = await runtime.service.place(
+            CallRequest(
+                tenant=client,
+                phone=phone,
+                destination=fields.phone(
+                    "destination", fields.required("destination", p["destination"])
+                ),
+                outboundcid=fields.caller_id(p["outboundcid"]),
+                foreignid=fields.foreignid(p["foreignid"]),
+            )
+        )
+    except Click2CallError as exc:
+        body = {"src": src, "uniqueid": exc.call.uniqueid} if exc.call is not None else {}
+        body |= {"status": "error", "error": exc.message}
+        return _json(body, exc.status, headers_for(exc))
+    return _json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})

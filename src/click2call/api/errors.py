@@ -1,0 +1,39 @@
+"""Where errors become HTTP: one status per error class, in the shape of each endpoint."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from click2call.errors import Click2CallError, InvalidInput, RateLimited
+
+
+def headers_for(error: Click2CallError) -> dict[str, str]:
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(max(1, round(error.retry_after)))}
+    return {}
+
+
+def v1_error(error: Click2CallError) -> JSONResponse:
+    body: dict[str, object] = {"id": error.error_id, "message": error.message}
+    if isinstance(error, InvalidInput):
+        body["field"] = error.field
+    if error.call is not None:
+        body["call_id"] = error.call.id
+        body["uniqueid"] = error.call.uniqueid
+    return JSONResponse({"error": body}, status_code=error.status, headers=headers_for(error))
+
+
+async def handle_click2call_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Click2CallError)
+    return v1_error(exc)
+
+
+async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's schema errors, reported like ours: 400 naming the first bad field."""
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
+    field = ".".join(str(part) for part in first["loc"] if part not in ("body", "query", "path"))
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return v1_error(InvalidInput(field or "body", message))

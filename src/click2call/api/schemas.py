@@ -1,0 +1,139 @@
+"""The v1 JSON shapes. Field validators reuse the edge grammar in fields.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from click2call.api import fields
+from click2call.calls import CallState, Result
+from click2call.errors import InvalidInput
+from click2call.store import StoredCall, StoredEvent
+
+T = TypeVar("T")
+
+
+class CallCreate(BaseModel):
+    """A call order: `extension` (+ `tech`) rings a PBX extension, `phone` a mobile via the trunk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str | None = Field(None, description="Tenant name; the default tenant when omitted")
+    extension: str | None = None
+    tech: Literal["sip", "pjsip"] | None = None
+    phone: str | None = None
+    destination: str
+    outboundcid: str | None = None
+    foreignid: str | None = None
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, v: str | None) -> str | None:
+        return None if v is None else _grammar(lambda: fields.name("tenant", v))
+
+    @field_validator("extension")
+    @classmethod
+    def _extension(cls, v: str | None) -> str | None:
+        return None if v is None else _grammar(lambda: fields.extension(v))
+
+    @field_validator("phone", "destination")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return None if v is None else _grammar(lambda: fields.phone("number", v))
+
+    @field_validator("outboundcid")
+    @classmethod
+    def _cid(cls, v: str | None) -> str | None:
+        return _grammar(lambda: fields.caller_id(v))
+
+    @field_validator("foreignid")
+    @classmethod
+    def _foreignid(cls, v: str | None) -> str | None:
+        return _grammar(lambda: fields.foreignid(v))
+
+    @model_validator(mode="after")
+    def _one_agent(self) -> CallCreate:
+        if (self.extension is None) == (self.phone is None):
+            raise ValueError("give exactly one of 'extension' or 'phone'")
+        return self
+
+
+def _grammar(check: Callable[[], T]) -> T:
+    """Run a fields.py check, turning its InvalidInput into the ValueError pydantic reports."""
+    try:
+        return check()
+    except InvalidInput as exc:
+        raise ValueError(exc.reason) from None
+
+
+class EventOut(BaseModel):
+    state: CallState
+    result: Result | None
+    cause: str | None
+    at: datetime
+
+
+class CallOut(BaseModel):
+    id: int
+    uniqueid: str
+    tenant: str
+    state: CallState
+    result: Result | None
+    cause: str | None = Field(description="Raw cause: SIP status line or reason")
+    agent: dict[str, str | None]
+    destination: str
+    destination_caller_id: str
+    agent_caller_id: str
+    foreignid: str | None
+    created_at: datetime
+    agent_answered_at: datetime | None
+    connected_at: datetime | None
+    ended_at: datetime | None
+    duration_seconds: float | None = Field(description="Connected time, once ended")
+    events: list[EventOut] | None = None
+
+    @classmethod
+    def of(cls, call: StoredCall, events: list[StoredEvent] | None = None) -> CallOut:
+        duration = None
+        if call.connected_at is not None and call.ended_at is not None:
+            duration = (call.ended_at - call.connected_at).total_seconds()
+        return cls(
+            id=call.id,
+            uniqueid=call.uniqueid,
+            tenant=call.tenant,
+            state=call.state,
+            result=call.result,
+            cause=call.cause,
+            agent={"kind": call.agent_kind, "tech": call.agent_tech, "number": call.agent_number},
+            destination=call.destination,
+            destination_caller_id=call.destination_caller_id,
+            agent_caller_id=call.agent_caller_id,
+            foreignid=call.foreignid,
+            created_at=call.created_at,
+            agent_answered_at=call.agent_answered_at,
+            connected_at=call.connected_at,
+            ended_at=call.ended_at,
+            duration_seconds=duration,
+            events=None
+            if events is None
+            else [EventOut(state=e.state, result=e.result, cause=e.cause, at=e.at) for e in events],
+        )
+
+
+class CallList(BaseModel):
+    calls: list[CallOut]
+
+
+class EngineOut(BaseModel):
+    engine: str
+    ok: bool
+    detail: str
+    active_calls: int
+
+
+class HealthOut(BaseModel):
+    ok: bool
+    tenants: dict[str, EngineOut]

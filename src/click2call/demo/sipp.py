@@ -1,0 +1,115 @@
+"""SIPp peers on loopback: the phones and trunks of the demo, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENARIOS = Path(__file__).parent
+
+
+def sipp_binary() -> str:
+    found = shutil.which("sipp")
+    if found is None:
+        raise RuntimeError("SIPp is not installed (Debian package 'sip-tester')")
+    return found
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port the kernel just had free on 127.0.0.1 (UDP by default)."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class SippPeer:
+    """One SIPp process answering calls from its scenario on 127.0.0.1:port."""
+
+    scenario: Path
+    port: int
+    workdir: Path
+    calls: int = 1
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def message_log(self) -> Path:
+        return self.workdir / f"{self.scenario.stem}-{self.port}-messages.log"
+
+    @property
+    def error_log(self) -> Path:
+        return self.workdir / f"{self.scenario.stem}-{self.port}-errors.log"
+
+    def start(self) -> SippPeer:
+        self.process = subprocess.Popen(
+            [
+                sipp_binary(),
+                *("-sf", str(self.scenario), "-i", "127.0.0.1", "-p", str(self.port)),
+                *("-m", str(self.calls), "-nostdin", "-trace_msg", "-trace_err"),
+                *("-message_file", str(self.message_log), "-error_file", str(self.error_log)),
+                *self.extra_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.workdir,
+        )
+        self._wait_bound()
+        return self
+
+    def _wait_bound(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", self.port))
+                except OSError:
+                    return  # SIPp holds the port
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"SIPp exited early: {self.errors()}")
+            time.sleep(0.02)
+        raise RuntimeError(f"SIPp did not bind 127.0.0.1:{self.port}")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for SIPp to finish its calls; its exit code (0: every call passed)."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def messages(self) -> str:
+        return self.message_log.read_text(errors="replace") if self.message_log.exists() else ""
+
+    def errors(self) -> str:
+        return self.error_log.read_text(errors="replace") if self.error_log.exists() else ""
+
+    def received(self) -> list[str]:
+        """The SIP messages SIPp received, each as text (headers and body)."""
+        chunks = self.messages().split("----------------------------------------------- ")
+        out = []
+        for chunk in chunks:
+            if "message received" not in chunk.split("\n", 1)[0]:
+                continue
+            out.append(chunk.split("\n", 1)[1].strip("\n"))
+        return out

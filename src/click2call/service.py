@@ -1,0 +1,206 @@
+"""CallService: the one path every request takes, from any endpoint.
+
+A thin conductor: `numbers` checks and formats, the store records, the engine dials.
+It decides nothing the modules it calls can decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from click2call.calls import (
+    Agent,
+    CallEvent,
+    CallOrder,
+    CallState,
+    Destination,
+    Extension,
+    External,
+    Result,
+    Tech,
+)
+from click2call.engines.base import Engine, EngineHealth
+from click2call.errors import CallNotFound, Click2CallError, IllegalTransition, UnknownTenant
+from click2call.numbers import parse_caller_id, parse_extension, parse_phone
+from click2call.settings import Settings, TenantSettings
+from click2call.store import NewCall, Store, StoredCall, StoredEvent
+
+log = logging.getLogger("click2call.service")
+
+Listener = Callable[[StoredCall], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A request interpreted for its tenant: the row to store and the legs to dial."""
+
+    record: NewCall
+    agent: Agent
+    destination: Destination
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """A call as an endpoint received it: field grammar checked, numbers not yet interpreted."""
+
+    tenant: str
+    destination: str
+    extension: str | None = None
+    tech: Tech | None = None
+    phone: str | None = None
+    outboundcid: str | None = None
+    foreignid: str | None = None
+
+
+class CallService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engines: Mapping[str, Engine],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._engines = engines
+        self._clock = clock
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with the call after each stored change; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def place(self, request: CallRequest) -> StoredCall:
+        """Store the call, then hand it to the tenant's engine.
+
+        Raises InvalidInput/UnknownTenant before anything is stored, and any other
+        Click2CallError with `.call` set to the stored (ended) call.
+        """
+        tenant = self._tenant(request.tenant)
+        plan = self._interpret(request, tenant)
+        call = self._store.create_call(plan.record, self._clock())
+        order = self._order(call, tenant, plan)
+        try:
+            await self._engines[tenant.name].originate(order, self.on_event)
+        except Click2CallError as exc:
+            exc.call = self._end(call.uniqueid, Result.ERROR, exc.message) or call
+            raise
+        return call
+
+    async def hangup(self, key: str, tenant: str | None = None) -> StoredCall:
+        call = self.get(key, tenant)
+        if call.state is not CallState.ENDED:
+            await self._engines[call.tenant].hangup(call.uniqueid)
+        return call
+
+    def on_event(self, event: CallEvent) -> None:
+        """Engines report here; the store checks the transition and keeps it."""
+        try:
+            call = self._store.record(event)
+        except (IllegalTransition, LookupError) as exc:
+            log.error("engine event %s for call %s refused: %s", event.state, event.uniqueid, exc)
+            return
+        if call is None:
+            return
+        for listener in list(self._listeners):
+            listener(call)
+
+    def get(self, key: str, tenant: str | None = None) -> StoredCall:
+        """A call by integer id or by `epoch.seq` uniqueid, optionally within one tenant."""
+        call = (
+            self._store.get(int(key))
+            if key.isdigit() and len(key) < 18
+            else self._store.get_by_uniqueid(key)
+        )
+        if call is None or (tenant is not None and call.tenant != tenant):
+            raise CallNotFound(key)
+        return call
+
+    def find(
+        self, *, tenant: str | None = None, foreignid: str | None = None, limit: int = 100
+    ) -> list[StoredCall]:
+        return self._store.find(tenant=tenant, foreignid=foreignid, limit=limit)
+
+    def history(self, call: StoredCall) -> list[StoredEvent]:
+        return self._store.events(call.id)
+
+    def recover(self) -> int:
+        """End calls a previous run left in flight: their dialogs died with that process."""
+        stale = self._store.active_uniqueids()
+        for uniqueid in stale:
+            self._end(uniqueid, Result.ERROR, "server stopped while the call was in progress")
+        return len(stale)
+
+    def health(self) -> dict[str, EngineHealth]:
+        return {name: engine.health() for name, engine in self._engines.items()}
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _tenant(self, name: str) -> TenantSettings:
+        tenant = self._settings.tenant(name)
+        if tenant is None:
+            raise UnknownTenant(name)
+        return tenant
+
+    def _interpret(self, request: CallRequest, tenant: TenantSettings) -> _Plan:
+        number_format = tenant.trunk_number_format
+        dialled = parse_phone(
+            "destination", request.destination, tenant.region, allow_internal=True
+        )
+        destination = Destination(
+            dialled.for_trunk(number_format), via_trunk=not dialled.is_internal
+        )
+        agent: Agent
+        if request.extension is not None:
+            agent = Extension(
+                request.tech or Tech.SIP, parse_extension("extension", request.extension)
+            )
+            configured = tenant.extensions.get(agent.number)
+            agent_default_cid = configured.outbound_cid if configured else None
+        else:
+            phone = parse_phone("phone", request.phone or "", tenant.region, allow_internal=False)
+            agent = External(phone.for_trunk(number_format))
+            agent_default_cid = None
+        outboundcid = (
+            parse_caller_id("outboundcid", request.outboundcid) if request.outboundcid else None
+        )
+        record = NewCall(
+            tenant=tenant.name,
+            agent_kind=agent.kind.value,
+            agent_tech=agent.tech.value if isinstance(agent, Extension) else None,
+            agent_number=agent.number,
+            destination=destination.number,
+            # Shown to the destination: the request's caller ID, else the extension's, else
+            # the tenant's; with none configured, the agent's own number (the PBX maps it).
+            destination_caller_id=outboundcid
+            or agent_default_cid
+            or tenant.default_outbound_cid
+            or agent.number,
+            agent_caller_id=dialled.digits,  # the agent sees whom they are about to call
+            foreignid=request.foreignid,
+        )
+        return _Plan(record, agent, destination)
+
+    def _order(self, call: StoredCall, tenant: TenantSettings, plan: _Plan) -> CallOrder:
+        return CallOrder(
+            call_id=call.id,
+            uniqueid=call.uniqueid,
+            tenant=tenant.name,
+            agent=plan.agent,
+            destination=plan.destination,
+            destination_caller_id=plan.record.destination_caller_id,
+            agent_caller_id=plan.record.agent_caller_id,
+            agent_ring_timeout=tenant.agent_ring_timeout,
+            destination_ring_timeout=tenant.destination_ring_timeout,
+            max_call_seconds=tenant.max_call_seconds,
+            variables={"FOREIGNID": plan.record.foreignid} if plan.record.foreignid else {},
+        )
+
+    def _end(self, uniqueid: str, result: Result, cause: str) -> StoredCall | None:
+        event = CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
+        self.on_event(event)
+        return self._store.get_by_uniqueid(uniqueid)
