@@ -26,7 +26,7 @@ TrunkFormat = Literal["national", "e164"]
 
 @dataclass(frozen=True, slots=True)
 class PhoneNumber:
-    """A number as the user wrote it, and what phonenumbers made of it (None: an internal number)."""
+    """A number as written, and what phonenumbers made of it (None: an internal number)."""
 
     digits: str  # separators removed, leading + kept
     parsed: phonenumbers.PhoneNumber | None

@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 class CallCreate(BaseModel):
-    """A call order: `extension` (+ `tech`) rings a PBX extension, `phone` a mobile via the trunk."""
+    """A call order: `extension` (+ `tech`) rings an extension, `phone` a mobile via the trunk."""
 
     model_config = ConfigDict(extra="forbid")
 

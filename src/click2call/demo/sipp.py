@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -105,11 +106,11 @@ class SippPeer:
         return self.error_log.read_text(errors="replace") if self.error_log.exists() else ""
 
     def received(self) -> list[str]:
-        """The SIP messages SIPp received, each as text (headers and body)."""
-        chunks = self.messages().split("----------------------------------------------- ")
+        """The SIP messages SIPp received, each as text (start line, headers, body)."""
+        entries = re.split(r"^-{20,} [0-9: .-]+$", self.messages(), flags=re.MULTILINE)
         out = []
-        for chunk in chunks:
-            if "message received" not in chunk.split("\n", 1)[0]:
-                continue
-            out.append(chunk.split("\n", 1)[1].strip("\n"))
+        for entry in entries:
+            first, _, message = entry.strip("\n").partition("\n")
+            if " message received " in first:
+                out.append(message.strip("\n"))
         return out

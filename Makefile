@@ -1,0 +1,45 @@
+# click2call — `make run` starts the server, `make test` installs everything and runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint unit integration bench demo system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests and the demo use as real peers.
+system-deps:
+	@command -v sipp >/dev/null 2>&1 || { \
+	  echo "installing sip-tester (SIPp) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null; }
+
+run: $(STAMP)
+	$(BIN)/click2call serve
+
+demo: $(STAMP) system-deps
+	$(BIN)/click2call demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP) system-deps
+	$(BIN)/pytest -q tests/integration
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench.spine
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

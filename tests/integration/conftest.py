@@ -1,0 +1,153 @@
+"""Real peers on loopback: the click2call server as a subprocess, SIPp phones and trunks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
+
+TEST_SCENARIOS = Path(__file__).parents[1] / "sipp"
+
+
+def scenario(name: str) -> Path:
+    for folder in (TEST_SCENARIOS, SCENARIOS):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(name)
+
+
+@dataclass
+class Server:
+    base_url: str
+    pbx_port: int
+    trunk_port: int
+    mobile_trunk_port: int
+    workdir: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=10)
+
+    def peer(self, name: str, port: int, calls: int = 1) -> SippPeer:
+        return SippPeer(scenario(name), port, self.workdir, calls=calls).start()
+
+    def wait_for(
+        self, call_id: int | str, state: str = "ended", timeout: float = 15
+    ) -> dict[str, object]:
+        """Poll the v1 API until the call reaches `state` (or has ended); its JSON."""
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while True:
+                call: dict[str, object] = client.get(f"/api/v1/calls/{call_id}").json()
+                if call["state"] in (state, "ended") or time.monotonic() > deadline:
+                    return call
+                time.sleep(0.05)
+
+    def hangup_when_connected(self, call_id: int | str) -> None:
+        assert self.wait_for(call_id, "connected")["state"] == "connected"
+        with self.client() as client:
+            assert client.post(f"/api/v1/calls/{call_id}/hangup").status_code == 202
+
+
+CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {http}
+database = "sqlite:///{db}"
+log_level = "info"
+
+[sip]
+port = {sip}
+
+[[tenants]]
+name = "default"
+default_outbound_cid = "036411111"
+region = "IL"
+agent_ring_timeout = 2
+destination_ring_timeout = 3
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+trunk = "127.0.0.1:{trunk}"
+username = "agent"
+password = "s3cret"
+[tenants.extensions.201]
+outbound_cid = "036499999"
+
+[[tenants]]
+name = "voipe16"
+default_outbound_cid = "036422222"
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+trunk = "127.0.0.1:{mobile_trunk}"
+"""
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("server")
+    http, sip = free_port(socket.SOCK_STREAM), free_port()
+    pbx, trunk, mobile_trunk = free_port(), free_port(), free_port()
+    config = workdir / "click2call.toml"
+    config.write_text(
+        CONFIG.format(
+            http=http,
+            sip=sip,
+            db=workdir / "calls.db",
+            pbx=pbx,
+            trunk=trunk,
+            mobile_trunk=mobile_trunk,
+        )
+    )
+    log = (workdir / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "click2call", "serve", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base_url = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{base_url}/api/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError((workdir / "server.log").read_text())
+        time.sleep(0.1)
+    yield Server(base_url, pbx, trunk, mobile_trunk, workdir)
+    process.terminate()
+    process.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def silent_peers(server: Server) -> Iterator[list[socket.socket]]:
+    """UDP sockets on the PBX and trunk ports, to prove nothing was sent to them."""
+    sockets = []
+    for port in (server.pbx_port, server.trunk_port, server.mobile_trunk_port):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", port))
+        sock.settimeout(0.3)
+        sockets.append(sock)
+    yield sockets
+    for sock in sockets:
+        sock.close()
+
+
+def assert_nothing_received(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        with pytest.raises(TimeoutError):
+            data = sock.recv(65535)
+            pytest.fail(f"unexpected datagram on {sock.getsockname()}: {data[:80]!r}")
