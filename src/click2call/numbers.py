@@ -30,6 +30,7 @@ class PhoneNumber:
 
     digits: str  # separators removed, leading + kept
     parsed: phonenumbers.PhoneNumber | None
+    region: str  # the tenant's region the number was read in
 
     @property
     def is_internal(self) -> bool:
@@ -54,12 +55,11 @@ class PhoneNumber:
             return self.digits
         if trunk_format == "e164":
             return self.e164
-        national = phonenumbers.format_number(self.parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-        digits = re.sub(r"[^0-9]", "", str(national))
-        # A number from another country has no national form here: dial it as E.164.
-        if phonenumbers.region_code_for_number(self.parsed) is None or not digits:
+        # A number of another country has no national form here: dial it as E.164.
+        if phonenumbers.region_code_for_number(self.parsed) != self.region:
             return self.e164
-        return digits
+        national = phonenumbers.format_number(self.parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+        return re.sub(r"[^0-9]", "", str(national))
 
 
 def _clean(field: str, raw: str) -> str:
@@ -78,7 +78,7 @@ def parse_phone(field: str, raw: str, region: str, *, allow_internal: bool) -> P
     digits = _clean(field, raw)
     if not digits.startswith("+") and len(digits) <= _MAX_INTERNAL_DIGITS:
         if allow_internal:
-            return PhoneNumber(digits, None)
+            return PhoneNumber(digits, None, region)
         raise InvalidInput(field, "is too short for a phone number")
     try:
         parsed = phonenumbers.parse(digits, region)
@@ -86,7 +86,7 @@ def parse_phone(field: str, raw: str, region: str, *, allow_internal: bool) -> P
         raise InvalidInput(field, f"is not a phone number ({exc._msg})") from exc
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidInput(field, f"is not a possible phone number in region {region}")
-    return PhoneNumber(digits, parsed)
+    return PhoneNumber(digits, parsed, region)
 
 
 def parse_caller_id(field: str, raw: str) -> str:

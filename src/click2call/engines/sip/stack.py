@@ -83,9 +83,8 @@ class SippyStack:
         try:
             from sippy.Core.EventDispatcher import ED2
             from sippy.SipConf import SipConf
-            from sippy.SipTransactionManager import SipTransactionManager
 
-            from click2call.engines.sip.sippy_fixes import apply_fixes
+            from click2call.engines.sip.sippy_fixes import apply_fixes, ordered_transaction_manager
 
             apply_fixes()
             SipConf.my_address = self.settings.host
@@ -96,7 +95,7 @@ class SippyStack:
                 _sip_port=self.settings.port,
                 _sip_logger=SipMessageLog(self.settings.log_messages),
             )
-            self.global_config["_sip_tm"] = SipTransactionManager(
+            self.global_config["_sip_tm"] = ordered_transaction_manager(
                 self.global_config, self._unexpected_request
             )
             self._dispatcher = ED2

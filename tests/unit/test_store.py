@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from click2call.calls import CallEvent, CallState, Result
+from click2call.errors import IllegalTransition
+from click2call.store import NewCall, Store, open_database
+
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+NEW = NewCall(
+    tenant="default",
+    agent_kind="extension",
+    agent_tech="sip",
+    agent_number="200",
+    destination="0502760206",
+    destination_caller_id="036411111",
+    agent_caller_id="0502760206",
+    foreignid="crm-1",
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+
+
+def step(
+    uniqueid: str, state: CallState, seconds: float, result: Result | None = None
+) -> CallEvent:
+    return CallEvent(
+        uniqueid, state, T0 + timedelta(seconds=seconds), result, "why" if result else None
+    )
+
+
+def test_a_call_exists_queued_with_a_pbx_style_uniqueid(store: Store) -> None:
+    call = store.create_call(NEW, T0)
+    assert call.state is CallState.QUEUED
+    assert call.uniqueid == f"{int(T0.timestamp())}.{call.id}"
+    assert call.created_at == T0
+    assert [e.state for e in store.events(call.id)] == [CallState.QUEUED]
+    assert store.create_call(NEW, T0).uniqueid != call.uniqueid  # same second, new sequence
+
+
+def test_each_change_updates_the_row_and_appends_an_event(store: Store) -> None:
+    call = store.create_call(NEW, T0)
+    for seconds, state in enumerate(list(CallState)[1:-1], start=1):
+        store.record(step(call.uniqueid, state, seconds))
+    ended = store.record(step(call.uniqueid, CallState.ENDED, 10, Result.COMPLETED))
+    assert ended is not None
+    assert (ended.state, ended.result, ended.cause) == (CallState.ENDED, Result.COMPLETED, "why")
+    assert ended.agent_answered_at == T0 + timedelta(seconds=3)
+    assert ended.connected_at == T0 + timedelta(seconds=6)
+    assert ended.ended_at == T0 + timedelta(seconds=10)
+    assert len(store.events(call.id)) == len(CallState)
+
+
+def test_illegal_moves_and_unknown_calls_are_refused_and_change_nothing(store: Store) -> None:
+    call = store.create_call(NEW, T0)
+    with pytest.raises(IllegalTransition):
+        store.record(step(call.uniqueid, CallState.CONNECTED, 1))
+    with pytest.raises(LookupError):
+        store.record(step("1.999", CallState.AGENT_DIALING, 1))
+    assert store.get(call.id).state is CallState.QUEUED  # type: ignore[union-attr]
+    assert len(store.events(call.id)) == 1
+
+
+def test_find_by_foreignid_and_tenant_newest_first(store: Store) -> None:
+    first = store.create_call(NEW, T0)
+    second = store.create_call(NEW, T0)
+    store.create_call(NEW, T0)
+    found = store.find(foreignid="crm-1", limit=2)
+    assert [c.id for c in found] == [second.id + 1, second.id]
+    assert store.find(tenant="nobody") == []
+    assert store.get_by_uniqueid(first.uniqueid) == first
+
+
+def test_the_file_survives_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'calls.db'}"
+    store = Store(open_database(url))
+    call = store.create_call(NEW, T0)
+    store.close()
+    reopened = Store(open_database(url))  # migrations run again and keep the data
+    assert reopened.get(call.id) == call
+    assert reopened.active_uniqueids() == [call.uniqueid]
