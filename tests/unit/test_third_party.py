@@ -10,8 +10,12 @@ from click2call.calls import CallState, Result
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip.sdp import Origin
 
-AGENT_OFFER = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
-DEST_ANSWER = "v=0\r\no=d 9 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n"
+AGENT_OFFER = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" + (
+    "m=audio 4000 RTP/AVP 0\r\n"
+)
+DEST_ANSWER = "v=0\r\no=d 9 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n" + (
+    "m=audio 5000 RTP/AVP 0\r\n"
+)
 A, D = tp.Leg.AGENT, tp.Leg.DESTINATION
 T = TypeVar("T")
 
