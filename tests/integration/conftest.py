@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
 
 TEST_SCENARIOS = Path(__file__).parents[1] / "sipp"
@@ -108,29 +106,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             mobile_trunk=mobile_trunk,
         )
     )
-    log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "click2call", "serve", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     base_url = f"http://127.0.0.1:{http}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base_url}/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError((workdir / "server.log").read_text())
-        time.sleep(0.1)
+    process = ServerProcess(config, base_url, workdir / "server.log").start()
     yield Server(base_url, pbx, trunk, mobile_trunk, workdir)
-    process.terminate()
-    process.wait(10)
-    log.close()
+    process.stop()
 
 
 @pytest.fixture
