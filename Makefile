@@ -39,6 +39,7 @@ integration: $(STAMP) system-deps
 	$(BIN)/pytest -q tests/integration
 
 bench: $(STAMP) system-deps
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python -m bench.spine
 
 clean:

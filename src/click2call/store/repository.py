@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, insert, select, update
+from sqlalchemy import Engine, Row, bindparam, insert, select, update
 
 from click2call.calls import CallEvent, CallState, Result, advance
 from click2call.store.schema import call_events, calls
@@ -66,6 +66,16 @@ def _call(row: Row[Any]) -> StoredCall:
     return StoredCall(**values)
 
 
+# Built once: SQLAlchemy then reuses their compiled form on every call.
+_INSERT_CALL = insert(calls)
+_SET_UNIQUEID = (
+    update(calls).where(calls.c.id == bindparam("call_id")).values(uniqueid=bindparam("uniqueid"))
+)
+_INSERT_EVENT = insert(call_events)
+_NO_EVENT = {"result": None, "cause": None}
+_BY_UNIQUEID = select(calls).where(calls.c.uniqueid == bindparam("uniqueid"))
+
+
 def uniqueid_for(call_id: int, created_at: datetime) -> str:
     """The PBX-style `epoch.sequence` id; the sequence is the row id, so it never repeats."""
     return f"{int(created_at.timestamp())}.{call_id}"
@@ -81,17 +91,25 @@ class Store:
     def create_call(self, new: NewCall, now: datetime) -> StoredCall:
         """Insert a queued call with its first event; the row exists before any signalling."""
         with self._engine.begin() as conn:
-            inserted = conn.execute(
-                insert(calls).values(**asdict(new), state=CallState.QUEUED.value, created_at=now)
-            )
-            call_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+            values = {**asdict(new), "state": CallState.QUEUED.value, "created_at": now}
+            call_id = int(conn.execute(_INSERT_CALL, values).inserted_primary_key[0])  # type: ignore[index]
             uniqueid = uniqueid_for(call_id, now)
-            conn.execute(update(calls).where(calls.c.id == call_id).values(uniqueid=uniqueid))
+            conn.execute(_SET_UNIQUEID, {"call_id": call_id, "uniqueid": uniqueid})
             conn.execute(
-                insert(call_events).values(call_id=call_id, state=CallState.QUEUED.value, at=now)
+                _INSERT_EVENT, {**_NO_EVENT, "call_id": call_id, "state": "queued", "at": now}
             )
-            row = conn.execute(select(calls).where(calls.c.id == call_id)).one()
-        return _call(row)
+        return StoredCall(
+            id=call_id,
+            uniqueid=uniqueid,
+            **asdict(new),
+            state=CallState.QUEUED,
+            result=None,
+            cause=None,
+            created_at=now,
+            agent_answered_at=None,
+            connected_at=None,
+            ended_at=None,
+        )
 
     def record(self, event: CallEvent) -> StoredCall | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -100,32 +118,33 @@ class Store:
         the state table forbids.
         """
         with self._engine.begin() as conn:
-            row = conn.execute(
-                select(calls.c.id, calls.c.state).where(calls.c.uniqueid == event.uniqueid)
-            ).one_or_none()
+            row = conn.execute(_BY_UNIQUEID, {"uniqueid": event.uniqueid}).one_or_none()
             if row is None:
                 raise LookupError(event.uniqueid)
-            new_state = advance(CallState(row.state), event)
+            call = _call(row)
+            new_state = advance(call.state, event)
             if new_state is None:
                 return None
-            values: dict[str, Any] = {"state": new_state.value}
+            cause = event.cause[:256] if event.cause is not None else None
+            changes: dict[str, Any] = {"state": new_state}
             if stamp := _TIMESTAMP_OF_STATE.get(new_state):
-                values[stamp] = event.at
+                changes[stamp] = event.at
             if event.result is not None:
-                values["result"] = event.result.value
-            if event.cause is not None:
-                values["cause"] = event.cause[:256]
-            conn.execute(update(calls).where(calls.c.id == row.id).values(**values))
+                changes["result"] = event.result
+            if cause is not None:
+                changes["cause"] = cause
+            conn.execute(update(calls).where(calls.c.id == call.id).values(**changes))
             conn.execute(
-                insert(call_events).values(
-                    call_id=row.id,
-                    state=new_state.value,
-                    result=event.result.value if event.result else None,
-                    cause=event.cause[:256] if event.cause else None,
-                    at=event.at,
-                )
+                _INSERT_EVENT,
+                {
+                    "call_id": call.id,
+                    "state": new_state.value,
+                    "result": event.result.value if event.result else None,
+                    "cause": cause,
+                    "at": event.at,
+                },
             )
-            return _call(conn.execute(select(calls).where(calls.c.id == row.id)).one())
+        return replace(call, **changes)
 
     def get(self, call_id: int) -> StoredCall | None:
         with self._engine.connect() as conn:
