@@ -325,11 +325,8 @@ def main() -> None:
         rows += memory_phase(workdir, args.concurrent)
     header = ("metric", "click2call", "baseline (same run)", "target")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    line = "  ".join("{:<%d}" % w for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for row in rows:
-        print(line.format(*row))
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     print(f"\n{os.cpu_count()} CPUs; wrk, httpx and SIPp share them with the server.")
 
 

@@ -90,9 +90,8 @@ trunk = "127.0.0.1:{mobile_trunk}"
 """
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("server")
+def launch(workdir: Path) -> tuple[ServerProcess, Server]:
+    """A server with its own ports and database under `workdir`."""
     http, sip = free_port(socket.SOCK_STREAM), free_port()
     pbx, trunk, mobile_trunk = free_port(), free_port(), free_port()
     config = workdir / "click2call.toml"
@@ -108,7 +107,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
-    yield Server(base_url, pbx, trunk, mobile_trunk, workdir)
+    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    process, server = launch(tmp_path_factory.mktemp("server"))
+    yield server
     process.stop()
 
 

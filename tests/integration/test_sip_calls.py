@@ -146,7 +146,7 @@ def test_hangup_through_the_api_ends_both_legs(server: Server) -> None:
     call = server.wait_for(call_id)
     finish(agent, destination)
     assert requests(agent, "BYE") and requests(destination, "BYE")
-    assert (call["result"], call["cause"]) == ("completed", "hung up through the API")
+    assert (call["result"], call["cause"]) == ("completed", "hung up by the API")
 
 
 def test_extension_caller_id_falls_back_to_extension_then_tenant(server: Server) -> None:

@@ -180,7 +180,8 @@ def test_hangup_requested_before_and_after_connect() -> None:
     ringing.start()
     assert reports(ringing.handle(tp.HangupRequested())) == [(CallState.ENDED, Result.CANCELED)]
     connected = connected_call()
-    assert reports(connected.handle(tp.HangupRequested())) == [(CallState.ENDED, Result.COMPLETED)]
+    outputs = connected.handle(tp.HangupRequested("server shutdown"))
+    assert outputs[-1] == tp.Report(CallState.ENDED, Result.COMPLETED, "hung up by server shutdown")
 
 
 def test_agent_answer_without_offer_or_with_garbage_fails_cleanly() -> None:

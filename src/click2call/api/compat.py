@@ -61,12 +61,6 @@ def _dial_reply(
     return PlainTextResponse(text, status_code=status, headers=headers)
 
 
-@router.api_route(
-    "/web/dial.php",
-    methods=["GET", "POST"],
-    response_class=PlainTextResponse,
-    summary="Extension click2call (compatible)",
-)
 async def dial(request: Request) -> Response:
     runtime = _runtime(request)
     try:
@@ -97,11 +91,6 @@ def _json(
     return Response(text, status_code=status, media_type="application/json", headers=headers)
 
 
-@router.api_route(
-    "/voipe/dial_external.php",
-    methods=["GET", "POST"],
-    summary="Mobile click2call (compatible)",
-)
 async def dial_external(request: Request) -> Response:
     runtime = _runtime(request)
     src = ""
@@ -130,3 +119,21 @@ async def dial_external(request: Request) -> Response:
         body |= {"status": "error", "error": exc.message}
         return _json(body, exc.status, headers_for(exc))
     return _json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})
+
+
+for _method in ("GET", "POST"):
+    router.add_api_route(
+        "/web/dial.php",
+        dial,
+        methods=[_method],
+        response_class=PlainTextResponse,
+        summary="Extension click2call (compatible)",
+        operation_id=f"dial_php_{_method.lower()}",
+    )
+    router.add_api_route(
+        "/voipe/dial_external.php",
+        dial_external,
+        methods=[_method],
+        summary="Mobile click2call (compatible)",
+        operation_id=f"dial_external_php_{_method.lower()}",
+    )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from click2call.engines.sip.sippy_call import SippyCall
 
 Clock = Callable[[], datetime]
+_CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
 
 
 def utc_now() -> datetime:
@@ -52,8 +53,15 @@ class SipEngine:
         await asyncio.to_thread(self._stack.start)
 
     async def close(self) -> None:
+        """Hang up live calls and give their endings a moment to reach the store."""
+        if not self._active or not self._stack.running:
+            return
         for uniqueid in list(self._active):
-            await self.hangup(uniqueid)
+            self._stack.call(self._hangup_call, uniqueid, "server shutdown")
+        for _ in range(int(_CLOSE_GRACE / 0.05)):
+            if not self._active:
+                return
+            await asyncio.sleep(0.05)
 
     async def originate(self, order: CallOrder, events: EventSink) -> None:
         loop = asyncio.get_running_loop()
@@ -76,7 +84,7 @@ class SipEngine:
 
     async def hangup(self, call_uniqueid: str) -> None:
         if call_uniqueid in self._active and self._stack.running:
-            self._stack.call(self._hangup_call, call_uniqueid)
+            self._stack.call(self._hangup_call, call_uniqueid, "the API")
 
     def health(self) -> EngineHealth:
         stack = self._stack.settings
@@ -114,7 +122,7 @@ class SipEngine:
     def _forget(self, uniqueid: str) -> None:
         self._calls.pop(uniqueid, None)
 
-    def _hangup_call(self, uniqueid: str) -> None:
+    def _hangup_call(self, uniqueid: str, by: str) -> None:
         call = self._calls.get(uniqueid)
         if call is not None:
-            call.hangup()
+            call.hangup(by)

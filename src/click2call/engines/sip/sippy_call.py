@@ -55,8 +55,8 @@ class SippyCall:
     def start(self) -> None:
         self._run(self._controller.start())
 
-    def hangup(self) -> None:
-        self._run(self._controller.handle(tp.HangupRequested()))
+    def hangup(self, by: str) -> None:
+        self._run(self._controller.handle(tp.HangupRequested(by)))
 
     # --- controller outputs → sippy --------------------------------------------------
 

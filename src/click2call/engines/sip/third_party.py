@@ -77,7 +77,9 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class HangupRequested:
-    """Someone asked, through the API, to end the call."""
+    """Someone asked to end the call: through the API, or the server is stopping."""
+
+    by: str = "the API"
 
 
 LegEvent = Ringing | Answered | Failed | HungUp | TimerFired | HangupRequested
@@ -282,9 +284,10 @@ class ThirdPartyCall:
         return []
 
     def _hangup_requested(self, event: LegEvent) -> list[Output]:
+        assert isinstance(event, HangupRequested)
         if self.phase in (Phase.BRIDGING, Phase.CONNECTED):
-            return self._end(Result.COMPLETED, "hung up through the API")
-        return self._end(Result.CANCELED, "canceled through the API")
+            return self._end(Result.COMPLETED, f"hung up by {event.by}")
+        return self._end(Result.CANCELED, f"canceled by {event.by}")
 
     def _end(self, result: Result, cause: str, spare: Leg | None = None) -> list[Output]:
         """Hang up every leg still up (except `spare`, already gone) and report the end."""
