@@ -187,3 +187,23 @@ def test_mobile_agent_goes_through_the_trunk(server: Server, path: str) -> None:
     assert invites[0].startswith("INVITE sip:0502760206@")  # the agent's mobile first
     assert call["agent"] == {"kind": "external", "tech": None, "number": "0502760206"}
     assert call["destination_caller_id"] == "036422222"
+
+
+def test_trunk_proxy_challenge_is_answered(server: Server) -> None:
+    agent = server.peer("agent_hangup.xml", server.pbx_port)
+    trunk = server.peer("trunk_auth407.xml", server.trunk_port)
+    call = server.wait_for(dial(server))
+    finish(agent, trunk)
+    authorization = header(requests(trunk, "INVITE")[1], "Proxy-Authorization")
+    assert authorization.startswith("Digest ") and 'username="agent"' in authorization
+    assert (call["result"], call["cause"]) == ("completed", "agent hung up")
+
+
+def test_agent_refusing_the_bridge_ends_both_legs(server: Server) -> None:
+    agent = server.peer("agent_refuse_reinvite.xml", server.pbx_port)
+    destination = server.peer("destination_answer.xml", server.trunk_port)
+    call = server.wait_for(dial(server))
+    finish(agent, destination)
+    assert requests(agent, "BYE") and requests(destination, "BYE")
+    assert call["result"] == "error"
+    assert call["cause"] == "agent refused the bridged media: SIP 488 Not Acceptable Here"
