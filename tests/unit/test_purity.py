@@ -15,6 +15,7 @@ PURE = [
     "engines/sip/sdp.py",
     "engines/sip/targets.py",
     "api/fields.py",
+    "engines/asterisk/codec.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "sippy", "select", "subprocess"}
 

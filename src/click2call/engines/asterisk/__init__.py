@@ -1,0 +1,1 @@
+"""The Asterisk engine over AMI: a sans-IO codec (codec.py) and call tracker (tracker.py)."""

@@ -1,0 +1,143 @@
+"""The Asterisk Manager Interface wire format, sans-IO: bytes in, messages out, and back.
+
+    banner   "Asterisk Call Manager/9.0.0" CRLF            once, when the connection opens
+    message  ("Key: Value" CRLF)+ CRLF                      an action, a response or an event
+
+`AmiDecoder.feed()` takes bytes as they arrive (a message may span reads, a read may
+hold several messages) and returns what is complete. `Message.__bytes__` writes a
+message back; it refuses CR, LF and NUL in any key or value, because on a real Asterisk
+one CR LF inside a value adds a header and an empty line starts a new action (see
+shared/fixtures/asterisk-ami/injection-crlf*.txt). Headers keep their order and
+duplicates (`Variable:` repeats); `get()` returns the first copy, as Asterisk reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_BANNER_PREFIX = b"Asterisk Call Manager/"
+_FORBIDDEN = ("\r", "\n", "\x00")
+
+
+class AmiProtocolError(Exception):
+    """The peer sent something that is not AMI."""
+
+
+class UnsafeValue(ValueError):
+    """A key or value would change the meaning of the message on the wire."""
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    version: str  # "9.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    headers: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def action(cls, name: str, headers: Iterable[tuple[str, str]] = ()) -> Message:
+        return cls((("Action", name), *headers))
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        wanted = key.lower()
+        return next((v for k, v in self.headers if k.lower() == wanted), default)
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get_all(self, key: str) -> list[str]:
+        wanted = key.lower()
+        return [v for k, v in self.headers if k.lower() == wanted]
+
+    @property
+    def event(self) -> str | None:
+        return self.get("Event")
+
+    @property
+    def response(self) -> str | None:
+        return self.get("Response")
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+    def __bytes__(self) -> bytes:
+        lines = []
+        for key, value in self.headers:
+            check_safe(key, value)
+            lines.append(f"{key}: {value}\r\n")
+        return ("".join(lines) + "\r\n").encode()
+
+    def redacted(self, *secret_keys: str) -> Message:
+        """A copy safe to log: the named headers' values replaced."""
+        hidden = {k.lower() for k in secret_keys}
+        return Message(tuple((k, "***" if k.lower() in hidden else v) for k, v in self.headers))
+
+
+def check_safe(key: str, value: str) -> None:
+    for char in _FORBIDDEN:
+        if char in key or char in value:
+            name = {"\r": "CR", "\n": "LF", "\x00": "NUL"}[char]
+            raise UnsafeValue(f"AMI header {key!r} would carry a {name}")
+    if ":" in key or not key:
+        raise UnsafeValue(f"AMI header name {key!r} is not a plain name")
+
+
+def _parse_block(block: bytes) -> Message:
+    headers = []
+    for raw in block.split(b"\r\n"):
+        line = raw.decode("utf-8", errors="replace")
+        key, sep, value = line.partition(": ")
+        if not sep:
+            # "Key:" with an empty value is written without the space.
+            key, sep, value = line.partition(":")
+        if not sep:
+            raise AmiProtocolError(f"not a header line: {line[:80]!r}")
+        headers.append((key, value))
+    return Message(tuple(headers))
+
+
+class AmiDecoder:
+    """Turns the bytes Asterisk sends into a `Banner` then `Message`s."""
+
+    def __init__(self, max_message: int = 1 << 20) -> None:
+        self._buffer = bytearray()
+        self._banner_seen = False
+        self._max_message = max_message
+
+    def feed(self, data: bytes) -> list[Banner | Message]:
+        self._buffer += data
+        out: list[Banner | Message] = []
+        if not self._banner_seen:
+            end = self._buffer.find(b"\r\n")
+            if end < 0:
+                self._check_size()
+                return out
+            line = bytes(self._buffer[:end])
+            if not line.startswith(_BANNER_PREFIX):
+                raise AmiProtocolError(f"not an AMI banner: {line[:80]!r}")
+            out.append(Banner(line[len(_BANNER_PREFIX) :].decode("ascii", errors="replace")))
+            del self._buffer[: end + 2]
+            self._banner_seen = True
+        while (end := self._buffer.find(b"\r\n\r\n")) >= 0:
+            block = bytes(self._buffer[:end])
+            del self._buffer[: end + 4]
+            if block:
+                out.append(_parse_block(block))
+        self._check_size()
+        return out
+
+    def _check_size(self) -> None:
+        if len(self._buffer) > self._max_message:
+            raise AmiProtocolError("message larger than the limit; not AMI?")
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet make a whole message."""
+        return len(self._buffer)
