@@ -16,6 +16,7 @@ PURE = [
     "engines/sip/targets.py",
     "api/fields.py",
     "engines/asterisk/codec.py",
+    "engines/asterisk/tracker.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "sippy", "select", "subprocess"}
 
