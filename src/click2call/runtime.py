@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Engine
 from click2call.engines.sip import SipEngine, SippyStack
 from click2call.service import CallService
@@ -25,7 +26,10 @@ class Runtime:
         self.store = Store(open_database(settings.server.database))
         self.sip_stack = SippyStack(settings.sip)
         self.engines: dict[str, Engine] = {
-            tenant.name: SipEngine(tenant, self.sip_stack, clock) for tenant in settings.tenants
+            tenant.name: AsteriskEngine(tenant, clock)
+            if tenant.engine == "asterisk"
+            else SipEngine(tenant, self.sip_stack, clock)
+            for tenant in settings.tenants
         }
         self.service = CallService(settings, self.store, self.engines, clock)
 

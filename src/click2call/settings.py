@@ -79,6 +79,34 @@ class TenantSip(_Section):
         return HostPort.parse(self.trunk)
 
 
+class TenantAsterisk(_Section):
+    """An Asterisk/FreePBX reached over AMI (engine = "asterisk")."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "click2call"
+    secret: SecretStr = SecretStr("")
+    context: str = "from-internal"  # where the destination is dialled
+    mobile_channel: str = "Local/{phone}@from-internal"  # the agent leg of dial_external.php
+    connect_timeout: float = Field(5, gt=0)
+    action_timeout: float = Field(5, gt=0)  # how long to wait for a reply to an action
+    reconnect_max_delay: float = Field(30, gt=0)  # backoff ceiling between reconnects
+
+    @field_validator("username", "context", "mobile_channel")
+    @classmethod
+    def _no_control(cls, value: str) -> str:
+        if any(c in value for c in "\r\n\x00"):
+            raise ValueError("must not contain CR, LF or NUL")
+        return value
+
+    @field_validator("mobile_channel")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{phone}" not in value:
+            raise ValueError("must contain {phone}")
+        return value
+
+
 class ExtensionSettings(_Section):
     outbound_cid: str | None = None
 
@@ -92,7 +120,7 @@ class ExtensionSettings(_Section):
 
 class TenantSettings(_Section):
     name: str
-    engine: Literal["sip"] = "sip"
+    engine: Literal["sip", "asterisk"] = "sip"
     default_outbound_cid: str = ""
     region: str = "IL"
     agent_ring_timeout: float = Field(30, gt=0, le=600)
@@ -100,6 +128,7 @@ class TenantSettings(_Section):
     max_call_seconds: float = Field(7200, gt=0)
     trunk_number_format: Literal["national", "e164"] = "national"
     sip: TenantSip = TenantSip()
+    asterisk: TenantAsterisk = TenantAsterisk()
     extensions: dict[str, ExtensionSettings] = {}
 
     @field_validator("name")

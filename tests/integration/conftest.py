@@ -12,10 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from click2call.demo.ami_replay import ReplayPeer
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
 
 TEST_SCENARIOS = Path(__file__).parents[1] / "sipp"
+AMI_RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "asterisk-ami"
 
 
 def scenario(name: str) -> Path:
@@ -108,6 +110,70 @@ def launch(workdir: Path) -> tuple[ServerProcess, Server]:
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
     return process, Server(base_url, pbx, trunk, mobile_trunk, workdir)
+
+
+ASTERISK_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {http}
+database = "sqlite:///{db}"
+
+[[tenants]]
+name = "default"
+engine = "asterisk"
+default_outbound_cid = "036411111"
+agent_ring_timeout = 8
+[tenants.asterisk]
+port = {ami}
+username = "click2call"
+secret = "test"
+action_timeout = 2
+reconnect_max_delay = 1
+
+[[tenants]]
+name = "voipe16"
+engine = "asterisk"
+default_outbound_cid = "036411111"
+agent_ring_timeout = 8
+[tenants.asterisk]
+port = {ami}
+username = "click2call"
+secret = "test"
+"""
+
+
+@dataclass
+class AsteriskServer:
+    server: Server
+    peer: ReplayPeer
+    process: ServerProcess
+
+
+def launch_asterisk(
+    workdir: Path, peer: ReplayPeer, secret: str = "test", wait_logins: int = 2
+) -> AsteriskServer:
+    http = free_port(socket.SOCK_STREAM)
+    config = workdir / "click2call.toml"
+    text = ASTERISK_CONFIG.format(http=http, db=workdir / "calls.db", ami=peer.port)
+    config.write_text(text.replace('secret = "test"', f'secret = "{secret}"'))
+    base_url = f"http://127.0.0.1:{http}"
+    process = ServerProcess(config, base_url, workdir / "server.log").start()
+    server = Server(base_url, 0, 0, 0, workdir)
+    deadline = time.monotonic() + 10
+    while peer.logins < wait_logins and time.monotonic() < deadline:  # tenants logged in
+        time.sleep(0.05)
+    return AsteriskServer(server, peer, process)
+
+
+@pytest.fixture(scope="session")
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskServer]:
+    if not AMI_RECORDINGS.exists():
+        pytest.skip(f"AMI recordings not found at {AMI_RECORDINGS}")
+    peer = ReplayPeer(AMI_RECORDINGS).start()
+    running = launch_asterisk(tmp_path_factory.mktemp("asterisk"), peer)
+    yield running
+    running.process.stop()
+    peer.stop()
 
 
 @pytest.fixture(scope="session")

@@ -106,12 +106,17 @@ class CallTracker:
     def _to(self, state: CallState) -> list[Progress]:
         if self.state is state:
             return []
+        out = []
+        if self.state is CallState.QUEUED and state is not CallState.AGENT_DIALING:
+            # Events can overtake the reply to the Originate itself.
+            out.append(Progress(CallState.AGENT_DIALING))
         self.state = state
-        return [Progress(state)]
+        return [*out, Progress(state)]
 
     def _end(self, result: Result, cause: str) -> list[Progress]:
+        out = self._to(CallState.AGENT_DIALING) if self.state is CallState.QUEUED else []
         self.state = CallState.ENDED
-        return [Progress(CallState.ENDED, result, cause)]
+        return [*out, Progress(CallState.ENDED, result, cause)]
 
     def _originate_response(self, message: Message) -> list[Progress]:
         reason = message.get("Reason", "")

@@ -1,0 +1,167 @@
+"""One persistent, logged-in AMI connection per PBX, that reconnects by itself.
+
+A thin asyncio shell around the sans-IO codec: it writes actions, matches replies by
+ActionID, hands every event to the engine, and after a drop or a refused login tries
+again with exponential backoff. While it is down, `send()` fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+
+from click2call.engines.asterisk import actions
+from click2call.engines.asterisk.codec import AmiDecoder, AmiProtocolError, Banner, Message
+from click2call.settings import TenantAsterisk
+
+log = logging.getLogger("click2call.asterisk")
+_FIRST_RETRY = 0.5
+
+
+class AmiUnavailable(Exception):
+    """The AMI connection is down, or an action got no reply in time."""
+
+
+class AmiClient:
+    def __init__(
+        self,
+        settings: TenantAsterisk,
+        on_event: Callable[[Message], None],
+        on_link_lost: Callable[[str], None],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        name: str = "pbx",
+    ) -> None:
+        self._settings = settings
+        self._on_event = on_event
+        self._on_link_lost = on_link_lost
+        self._sleep = sleep
+        self._name = name
+        self._ids = (f"c2c-{n}" for n in itertools.count(1))
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+        self.status = "not started"
+        self.connections = 0  # logins so far, for health and tests
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def next_action_id(self) -> str:
+        return next(self._ids)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"ami-{self._name}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.status = "closed"
+
+    async def send(self, action: Message) -> Message:
+        """Write `action` (which carries its ActionID) and wait for its reply."""
+        action_id = action.action_id
+        if action_id is None:
+            raise ValueError("an action needs an ActionID")
+        if not self._connected or self._writer is None:
+            raise AmiUnavailable(f"not connected to Asterisk ({self.status})")
+        return await self._exchange(self._writer, action, action_id)
+
+    async def _exchange(
+        self, writer: asyncio.StreamWriter, action: Message, action_id: str
+    ) -> Message:
+        reply: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[action_id] = reply
+        try:
+            writer.write(bytes(action))
+            return await asyncio.wait_for(reply, self._settings.action_timeout)
+        except TimeoutError:
+            raise AmiUnavailable(
+                f"Asterisk did not answer {action.get('Action')} within "
+                f"{self._settings.action_timeout:g} s"
+            ) from None
+        finally:
+            self._pending.pop(action_id, None)
+
+    # --- the connection loop ---------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                await self._session()
+                delay = _FIRST_RETRY  # it was up: retry quickly
+            except (OSError, AmiProtocolError, AmiUnavailable, asyncio.IncompleteReadError) as exc:
+                self._went_down(str(exc) or type(exc).__name__)
+            await self._sleep(delay)
+            delay = min(delay * 2, self._settings.reconnect_max_delay)
+
+    async def _session(self) -> None:
+        settings = self._settings
+        address = f"{settings.host}:{settings.port}"
+        self.status = f"connecting to {address}"
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
+        )
+        decoder = AmiDecoder()
+        reading = asyncio.create_task(self._read(reader, decoder))
+        try:
+            await self._login(writer)
+            self._writer, self._connected = writer, True
+            self.connections += 1
+            self.status = f"connected to {address}"
+            log.info("AMI logged in to %s as %s", address, settings.username)
+            await reading  # until the peer closes or sends garbage
+            self._went_down("connection closed by Asterisk")
+        finally:
+            reading.cancel()
+            with contextlib.suppress(BaseException):
+                await reading
+            writer.close()
+
+    async def _login(self, writer: asyncio.StreamWriter) -> None:
+        action_id = self.next_action_id()
+        secret = self._settings.secret.get_secret_value()
+        reply = await self._exchange(
+            writer, actions.login(self._settings.username, secret, action_id), action_id
+        )
+        if reply.response != "Success":
+            raise AmiUnavailable(f"login refused: {reply.get('Message', 'no reason given')}")
+
+    async def _read(self, reader: asyncio.StreamReader, decoder: AmiDecoder) -> None:
+        while data := await reader.read(65536):
+            for message in decoder.feed(data):
+                if isinstance(message, Banner):
+                    continue
+                self._dispatch(message)
+        # end of stream: the caller notices when this returns
+
+    def _dispatch(self, message: Message) -> None:
+        if message.event is None and message.action_id in self._pending:
+            future = self._pending[message.action_id]
+            if not future.done():
+                future.set_result(message)
+            return
+        if message.event is not None:
+            self._on_event(message)
+
+    def _went_down(self, reason: str) -> None:
+        was_up = self._connected
+        self._connected, self._writer = False, None
+        self.status = f"disconnected: {reason}"
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(AmiUnavailable(self.status))
+        if was_up:
+            log.warning("AMI link to %s lost: %s", self._name, reason)
+            self._on_link_lost(reason)
+        else:
+            log.warning("AMI %s: %s", self._name, reason)

@@ -1,0 +1,165 @@
+"""The Asterisk engine against a peer replaying real Asterisk 20 AMI recordings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from click2call.demo.ami_replay import ReplayPeer
+from tests.integration.conftest import AMI_RECORDINGS, AsteriskServer, launch_asterisk
+
+DIAL = (
+    "/web/dial.php?extension=200&destination=0502760206&tech=sip"
+    "&outboundcid=036411111&foreignid=123"
+)
+
+
+def dial(asterisk: AsteriskServer, path: str = DIAL) -> httpx.Response:
+    with asterisk.server.client() as client:
+        return client.get(path)
+
+
+def test_originate_is_the_recorded_action_and_the_call_completes(asterisk: AsteriskServer) -> None:
+    asterisk.peer.play("originate-sip-success.txt")
+    reply = dial(asterisk)
+    assert reply.status_code == 200, reply.text
+    call = asterisk.server.wait_for(int(reply.text.split("unique: ")[1]))
+    assert asterisk.peer.mismatches == []
+    originate = asterisk.peer.actions[-1]
+    assert originate["Channel"] == "SIP/200"
+    assert originate["ChannelId"] == call["uniqueid"]  # Asterisk's CDR id is ours
+    assert originate["Variable"] == "FOREIGNID=123,CLICK2CALL_OUTBOUNDCID=036411111"
+    assert (call["result"], call["cause"]) == ("completed", "Cause 16 Normal Clearing")
+    assert [e["state"] for e in call["events"]][-3:] == [
+        "destination_ringing",
+        "connected",
+        "ended",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("recording", "path", "result"),
+    [
+        (
+            "originate-pjsip-success.txt",
+            DIAL.replace("200", "201").replace("=sip", "=pjsip"),
+            "completed",
+        ),
+        ("originate-agent-busy.txt", DIAL, "agent_busy"),
+        ("originate-agent-noanswer.txt", DIAL, "agent_no_answer"),
+        ("originate-agent-unreachable.txt", DIAL, "agent_failed"),
+        ("originate-destination-busy.txt", DIAL, "destination_busy"),
+        ("originate-destination-noanswer.txt", DIAL, "destination_no_answer"),
+        ("originate-unknown-endpoint-sip.txt", DIAL.replace("200", "999"), "agent_failed"),
+        (
+            "originate-unknown-endpoint-pjsip.txt",
+            DIAL.replace("200", "999").replace("=sip", "=pjsip"),
+            "agent_failed",
+        ),
+    ],
+)
+def test_recorded_outcomes(
+    asterisk: AsteriskServer, recording: str, path: str, result: str
+) -> None:
+    asterisk.peer.play(recording)
+    reply = dial(asterisk, path)
+    assert reply.status_code == 200, reply.text
+    call = asterisk.server.wait_for(int(reply.text.split("unique: ")[1]))
+    assert asterisk.peer.mismatches == []
+    assert call["result"] == result
+
+
+def test_mobile_link_uses_the_local_channel_template(asterisk: AsteriskServer) -> None:
+    asterisk.peer.play("originate-mobile-local-success.txt")
+    with asterisk.server.client() as client:
+        reply = client.get(
+            "/voipe/dial_external.php",
+            params={
+                "client": "voipe16",
+                "phone": "0502760206",
+                "destination": "0541234567",
+                "outboundcid": "036411111",
+                "foreignid": "123",
+            },
+        )
+    body = reply.json()
+    assert body["status"] == "ok" and body["src"] == "502760206"
+    call = asterisk.server.wait_for(body["uniqueid"])
+    assert asterisk.peer.mismatches == []
+    assert asterisk.peer.actions[-1]["Channel"] == "Local/0502760206@from-internal"
+    assert call["result"] == "completed"
+
+
+def test_injection_never_reaches_the_pbx(asterisk: AsteriskServer) -> None:
+    before = len(asterisk.peer.actions)
+    for bad in ("200%0d%0aAction:%20Ping", "200%0aX", "200%00"):
+        reply = dial(asterisk, DIAL.replace("extension=200", f"extension={bad}"))
+        assert reply.status_code == 400
+    reply = dial(asterisk, DIAL.replace("foreignid=123", "foreignid=1%0d%0a%0d%0aAction:%20Ping"))
+    assert reply.status_code == 400
+    assert len(asterisk.peer.actions) == before
+
+
+def test_a_dropped_link_ends_calls_in_flight_and_reconnects(asterisk: AsteriskServer) -> None:
+    logins = asterisk.peer.logins
+    asterisk.peer.play("originate-sip-success.txt", drop_after="Event: OriginateResponse")
+    reply = dial(asterisk)
+    call = asterisk.server.wait_for(int(reply.text.split("unique: ")[1]))
+    assert call["result"] == "error"
+    assert call["cause"].startswith("AMI link to the PBX lost")  # type: ignore[union-attr]
+    assert call["agent_answered_at"] is not None  # what was known is kept
+    deadline = time.monotonic() + 10
+    while asterisk.peer.logins == logins and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert asterisk.peer.logins == logins + 1  # one persistent connection, back again
+    with asterisk.server.client() as client:
+        while client.get("/api/v1/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    asterisk.peer.play("originate-sip-success.txt")
+    call = asterisk.server.wait_for(int(dial(asterisk).text.split("unique: ")[1]))
+    assert call["result"] == "completed"
+
+
+def test_one_login_serves_many_calls(asterisk: AsteriskServer) -> None:
+    logins = asterisk.peer.logins
+    for _ in range(3):
+        asterisk.peer.play("originate-agent-busy.txt")
+        assert (
+            asterisk.server.wait_for(int(dial(asterisk).text.split("unique: ")[1]))["result"]
+            == "agent_busy"
+        )
+    assert asterisk.peer.logins == logins
+
+
+def test_a_refused_login_fails_calls_fast_with_the_reason(tmp_path: Path) -> None:
+    if not AMI_RECORDINGS.exists():
+        pytest.skip("no AMI recordings")
+    peer = ReplayPeer(AMI_RECORDINGS, login="login-bad-secret.txt").start()
+    config_secret = "wrong"
+    running = launch_asterisk(tmp_path, peer, secret=config_secret, wait_logins=0)
+    try:
+        with running.server.client() as client:
+            deadline = time.monotonic() + 5
+            health = client.get("/api/v1/health")
+            while "Authentication failed" not in health.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+                health = client.get("/api/v1/health")
+            assert health.status_code == 503
+            assert "login refused: Authentication failed" in health.text
+            assert config_secret not in health.text
+            started = time.monotonic()
+            reply = client.get(DIAL)
+            assert time.monotonic() - started < 1  # fails fast, no waiting on the PBX
+        assert reply.status_code == 503
+        lines = reply.text.splitlines()
+        assert lines[0] == "response: false"
+        assert lines[2].startswith("error: PBX not reachable over AMI")
+        call_id = lines[1].split("unique: ")[1]
+        assert running.server.wait_for(call_id)["result"] == "error"  # the attempt is kept
+    finally:
+        running.process.stop()
+        peer.stop()
+    assert peer.mismatches == []
