@@ -41,6 +41,7 @@ integration: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python -m bench.spine
+	$(BIN)/python -m bench.ami
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

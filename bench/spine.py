@@ -131,7 +131,7 @@ def wait_rows(db: Path, query: str, expected: int, timeout: float) -> int:
 
 def stamps(db: Path, column: str) -> list[datetime]:
     with sqlite3.connect(db) as conn:
-        rows = conn.execute(f"SELECT {column} FROM calls WHERE {column} IS NOT NULL").fetchall()  # noqa: S608
+        rows = conn.execute(f"SELECT {column} FROM calls WHERE {column} IS NOT NULL").fetchall()
     return [datetime.fromisoformat(r[0]) for r in rows]
 
 

@@ -53,6 +53,9 @@ def test_the_password_is_never_printed() -> None:
         ([{"name": "a", "default_outbound_cid": "03-641"}], "digits"),
         ([{"name": "a", "sip": {"pbx": "host:notaport"}}], "int"),
         ([{"name": "a", "surprise": 1}], "Extra inputs"),
+        ([{"name": "a", "asterisk": {"mobile_channel": "Local/1@x"}}], "phone"),
+        ([{"name": "a", "asterisk": {"context": "from\r\ninternal"}}], "CR, LF"),
+        ([{"name": "a", "engine": "freeswitch"}], "sip"),
     ],
 )
 def test_bad_configuration_is_refused_clearly(

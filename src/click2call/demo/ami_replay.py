@@ -138,23 +138,31 @@ class ReplayPeer:
                 return
             self.logins += 1
             await self._replay(writer, replies, ids, None)
+            later: deque[tuple[Message, list[Entry]]] = deque()  # the scenario's next steps
             while True:
                 action = await self._next_action(reader, decoder, pending)
-                if action.get("Action") != "Originate" or not self._queue:
+                name = action.get("Action")
+                if later and later[0][0].get("Action") == name:
+                    recorded, replies = later.popleft()  # e.g. the recorded Logoff
+                    drop_after = None
+                elif name == "Originate" and self._queue:
+                    scenario, drop_after = self._queue.popleft()
+                    steps = _script(read_recording(self.recordings / scenario)).steps
+                    (recorded, replies), later = steps[1], deque(steps[2:])
+                    ids = {
+                        recorded.action_id or "": action.action_id or "",
+                        recorded.get("ChannelId") or "": action.get("ChannelId") or "",
+                    }
+                else:
                     self.mismatches.append(f"unscripted action: {action.headers}")
                     await self._refuse(writer, action, "not in the recordings")
                     continue
-                name, drop_after = self._queue.popleft()
-                recorded, replies = _script(read_recording(self.recordings / name)).steps[1]
-                ids = {
-                    recorded.action_id or "": action.action_id or "",
-                    recorded.get("ChannelId") or "": action.get("ChannelId") or "",
-                }
-                if self._check(recorded, action, ids):
-                    if not await self._replay(writer, replies, ids, drop_after):
-                        return
-                else:
+                ids[recorded.action_id or ""] = action.action_id or ""
+                if not self._check(recorded, action, ids):
                     await self._refuse(writer, action, "action differs from the recording")
+                    continue
+                if not await self._replay(writer, replies, ids, drop_after) or name == "Logoff":
+                    return
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:

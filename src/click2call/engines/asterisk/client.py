@@ -44,12 +44,17 @@ class AmiClient:
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._task: asyncio.Task[None] | None = None
         self._connected = False
+        self._up = asyncio.Event()
         self.status = "not started"
         self.connections = 0  # logins so far, for health and tests
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    async def wait_connected(self) -> None:
+        """Return once logged in (wrap in asyncio.timeout to bound the wait)."""
+        await self._up.wait()
 
     def next_action_id(self) -> str:
         return next(self._ids)
@@ -116,6 +121,7 @@ class AmiClient:
         try:
             await self._login(writer)
             self._writer, self._connected = writer, True
+            self._up.set()
             self.connections += 1
             self.status = f"connected to {address}"
             log.info("AMI logged in to %s as %s", address, settings.username)
@@ -156,6 +162,7 @@ class AmiClient:
     def _went_down(self, reason: str) -> None:
         was_up = self._connected
         self._connected, self._writer = False, None
+        self._up.clear()
         self.status = f"disconnected: {reason}"
         for future in self._pending.values():
             if not future.done():
