@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from click2call.demo.ami_replay import Entry, read_recording
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "asterisk-ami"
 
 
-@dataclass(frozen=True)
-class Chunk:
-    t: float
-    dir: str  # "send" (client → Asterisk) or "recv" (Asterisk → client)
-    data: bytes
-
-
-def load(name: str) -> list[Chunk]:
+def load(name: str) -> list[Entry]:
     path = FIXTURES / name
     if not path.exists():
         pytest.skip(f"AMI recordings not found at {FIXTURES}")
-    chunks = []
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            entry = json.loads(line)
-            chunks.append(Chunk(entry["t"], entry["dir"], entry["data"].encode()))
-    return chunks
+    return read_recording(path)
 
 
 def names() -> list[str]:

@@ -5,24 +5,29 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.integration.conftest import launch
+import httpx
+
+from click2call.demo.server import ServerProcess
+from click2call.demo.sipp import SippPeer
+from tests.integration.conftest import Server, launch
 
 
-def _dial(base_url: str) -> int:
-    import httpx
-
-    reply = httpx.get(f"{base_url}/web/dial.php?extension=200&destination=0502760206")
-    return int(reply.text.split("unique: ")[1])
+def _connected_call(tmp_path: Path) -> tuple[ServerProcess, Server, list[SippPeer], int]:
+    process, server = launch(tmp_path)
+    peers = [
+        server.peer("agent_answer.xml", server.pbx_port),
+        server.peer("destination_answer.xml", server.trunk_port),
+    ]
+    reply = httpx.get(f"{server.base_url}/web/dial.php?extension=200&destination=0502760206")
+    call_id = int(reply.text.split("unique: ")[1])
+    assert server.wait_for(call_id, "connected")["state"] == "connected"
+    return process, server, peers, call_id
 
 
 def test_a_stopping_server_hangs_up_its_calls_and_records_why(tmp_path: Path) -> None:
-    process, server = launch(tmp_path)
-    agent = server.peer("agent_answer.xml", server.pbx_port)
-    destination = server.peer("destination_answer.xml", server.trunk_port)
-    call_id = _dial(server.base_url)
-    assert server.wait_for(call_id, "connected")["state"] == "connected"
+    process, server, peers, call_id = _connected_call(tmp_path)
     process.stop()  # SIGTERM: a graceful stop
-    assert agent.wait(10) == 0 and destination.wait(10) == 0  # both legs got BYE
+    assert [peer.wait(10) for peer in peers] == [0, 0]  # both legs got BYE
     process.start()
     call = server.wait_for(call_id)
     process.stop()
@@ -30,16 +35,12 @@ def test_a_stopping_server_hangs_up_its_calls_and_records_why(tmp_path: Path) ->
 
 
 def test_calls_left_in_flight_by_a_crash_are_ended_at_the_next_start(tmp_path: Path) -> None:
-    process, server = launch(tmp_path)
-    agent = server.peer("agent_answer.xml", server.pbx_port)
-    destination = server.peer("destination_answer.xml", server.trunk_port)
-    call_id = _dial(server.base_url)
-    assert server.wait_for(call_id, "connected")["state"] == "connected"
+    process, server, peers, call_id = _connected_call(tmp_path)
     assert process.process is not None
     process.process.send_signal(signal.SIGKILL)
     process.process.wait()
-    agent.stop()
-    destination.stop()
+    for peer in peers:
+        peer.stop()
     process.start()
     call = server.wait_for(call_id)
     process.stop()

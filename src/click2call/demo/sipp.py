@@ -20,6 +20,17 @@ def sipp_binary() -> str:
     return found
 
 
+def terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     """A port the kernel just had free on 127.0.0.1 (UDP by default)."""
     with socket.socket(socket.AF_INET, kind) as probe:
@@ -91,13 +102,8 @@ class SippPeer:
             raise
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
 
     def messages(self) -> str:
         return self.message_log.read_text(errors="replace") if self.message_log.exists() else ""
