@@ -15,7 +15,14 @@ from click2call.settings import Settings, load_settings
 def _settings(path: str | None) -> Settings:
     try:
         return load_settings(path)
-    except (ValidationError, OSError, ValueError) as exc:
+    except ValidationError as exc:
+        # Field paths and rules only: the rejected values may be secrets.
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise SystemExit(f"click2call: bad configuration:\n{problems}") from None
+    except (OSError, ValueError) as exc:
         raise SystemExit(f"click2call: bad configuration: {exc}") from None
 
 

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from click2call.cli import main
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "click2call.toml"
+
+
+def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    assert "configuration is valid: 1 tenant(s)" in capsys.readouterr().out
+
+
+def test_check_config_names_the_bad_key_and_hides_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[[tenants]]\nname = "x"\nengine = "asterisk"\n'
+        '[tenants.asterisk]\nsecret = ["hunter2"]\nmobile_channel = "Local/1"\n'
+    )
+    with pytest.raises(SystemExit) as stopped:
+        main(["check-config", "--config", str(config)])
+    message = str(stopped.value)
+    assert "tenants.0.asterisk.mobile_channel: Value error, must contain {phone}" in message
+    assert "tenants.0.asterisk.secret" in message  # a secret of the wrong type...
+    assert "hunter2" not in message  # ...is named, never shown
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="bad configuration"):
+        main(["check-config", "--config", str(tmp_path / "nope.toml")])
