@@ -45,6 +45,8 @@ destination_ring_timeout = 30
 [tenants.sip]
 pbx = "127.0.0.1:{pbx}"
 trunk = "127.0.0.1:{trunk}"
+[tenants.auth]
+allow_unauthenticated = true
 """
 DIAL = "/web/dial.php?extension=200&destination=0502760206&tech=sip"
 

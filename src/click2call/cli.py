@@ -43,6 +43,7 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.server.log_level,
+        access_log=False,  # ours (api/access.py) hides keys and signatures
     )
     return 0
 

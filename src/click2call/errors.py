@@ -4,7 +4,8 @@
     ├── InvalidInput(field, reason)     400  a request field is malformed
     ├── UnknownTenant(name)             404  no tenant by that name
     ├── CallNotFound(key)               404  no call with that id / uniqueid
-    ├── Forbidden(reason)               403
+    ├── Unauthorized(reason)            401  no credential, or a bad one
+    ├── Forbidden(reason)               403  a good credential, not for this
     ├── RateLimited(retry_after)        429
     └── EngineUnavailable(reason)       503  the engine could not accept the order
 
@@ -54,6 +55,11 @@ class CallNotFound(Click2CallError):
 
     def __init__(self, key: str) -> None:
         super().__init__(f"no call with id '{key}'")
+
+
+class Unauthorized(Click2CallError):
+    error_id = "unauthorized"
+    status = 401
 
 
 class Forbidden(Click2CallError):

@@ -6,12 +6,13 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Engine
 from click2call.engines.sip import SipEngine, SippyStack
 from click2call.service import CallService
 from click2call.settings import Settings
-from click2call.store import Store, open_database
+from click2call.store import KeyStore, Store, open_database
 
 log = logging.getLogger("click2call")
 
@@ -23,7 +24,9 @@ def utc_now() -> datetime:
 class Runtime:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
-        self.store = Store(open_database(settings.server.database))
+        database = open_database(settings.server.database)
+        self.store = Store(database)
+        self.keys = KeyStore(database)
         self.sip_stack = SippyStack(settings.sip)
         self.engines: dict[str, Engine] = {
             tenant.name: AsteriskEngine(tenant, clock)
@@ -34,11 +37,30 @@ class Runtime:
         self.service = CallService(settings, self.store, self.engines, clock)
 
     async def start(self) -> None:
+        self._warn_about_access()
         recovered = self.service.recover()
         if recovered:
             log.warning("marked %d call(s) left in flight by the previous run as ended", recovered)
         for engine in self.engines.values():
             await engine.start()
+
+    def _warn_about_access(self) -> None:
+        for tenant in self.settings.tenants:
+            if tenant.auth.allow_unauthenticated:
+                log.warning(
+                    "tenant %s accepts calls from anyone who can reach this server "
+                    "(allow_unauthenticated = true)",
+                    tenant.name,
+                )
+            elif needs_setup(
+                tenant, any(k.revoked_at is None for k in self.keys.listing(tenant.name))
+            ):
+                log.warning(
+                    "tenant %s refuses every call: create a key (click2call keys create "
+                    "--tenant %s), or set link_secret or allowed_ips",
+                    tenant.name,
+                    tenant.name,
+                )
 
     async def close(self) -> None:
         for engine in self.engines.values():

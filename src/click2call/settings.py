@@ -7,6 +7,7 @@ then the TOML file, then the defaults below. `examples/click2call.toml` document
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -107,6 +108,25 @@ class TenantAsterisk(_Section):
         return value
 
 
+class TenantAuth(_Section):
+    """Who may place and read this tenant's calls. With nothing set, nobody may."""
+
+    allow_unauthenticated: bool = False  # anyone who can reach the server (toll fraud risk)
+    link_secret: SecretStr = SecretStr("")  # HMAC-SHA256 key for signed links (exp + sig)
+    allowed_ips: list[str] = []  # addresses or CIDRs allowed without a key
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # raises ValueError naming the entry
+        return value
+
+    @property
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.allowed_ips]
+
+
 class ExtensionSettings(_Section):
     outbound_cid: str | None = None
 
@@ -129,6 +149,7 @@ class TenantSettings(_Section):
     trunk_number_format: Literal["national", "e164"] = "national"
     sip: TenantSip = TenantSip()
     asterisk: TenantAsterisk = TenantAsterisk()
+    auth: TenantAuth = TenantAuth()
     extensions: dict[str, ExtensionSettings] = {}
 
     @field_validator("name")

@@ -80,6 +80,8 @@ pbx = "127.0.0.1:{pbx}"
 trunk = "127.0.0.1:{trunk}"
 username = "agent"
 password = "s3cret"
+[tenants.auth]
+allow_unauthenticated = true
 [tenants.extensions.201]
 outbound_cid = "036499999"
 
@@ -89,6 +91,17 @@ default_outbound_cid = "036422222"
 [tenants.sip]
 pbx = "127.0.0.1:{pbx}"
 trunk = "127.0.0.1:{mobile_trunk}"
+[tenants.auth]
+allow_unauthenticated = true
+
+[[tenants]]
+name = "secure"
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+trunk = "127.0.0.1:{trunk}"
+[tenants.auth]
+link_secret = "link-secret-of-secure"
+allowed_ips = ["192.0.2.0/24"]
 """
 
 
@@ -129,6 +142,8 @@ username = "click2call"
 secret = "test"
 action_timeout = 2
 reconnect_max_delay = 1
+[tenants.auth]
+allow_unauthenticated = true
 
 [[tenants]]
 name = "voipe16"
@@ -139,6 +154,8 @@ agent_ring_timeout = 8
 port = {ami}
 username = "click2call"
 secret = "test"
+[tenants.auth]
+allow_unauthenticated = true
 """
 
 

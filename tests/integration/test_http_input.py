@@ -161,4 +161,4 @@ def test_openapi_documents_the_api(server: Server) -> None:
     with server.client() as client:
         schema = client.get("/openapi.json").json()
         assert client.get("/docs").status_code == 200
-    assert {"/api/v1/calls", "/api/v1/calls/{key}", "/web/dial.php"} <= set(schema["paths"])
+    assert {"/api/v1/calls", "/api/v1/calls/{ref}", "/web/dial.php"} <= set(schema["paths"])

@@ -14,16 +14,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from click2call.api import fields
+from click2call.api.access import audit, identify, runtime_of
 from click2call.api.errors import headers_for
 from click2call.errors import Click2CallError, InvalidInput
 from click2call.numbers import parse_phone
-from click2call.runtime import Runtime
 from click2call.service import CallRequest
 
 router = APIRouter(include_in_schema=True, tags=["compatible links"])
 
-_DIAL_FIELDS = ("extension", "destination", "tech", "outboundcid", "foreignid")
-_EXTERNAL_FIELDS = ("client", "phone", "destination", "outboundcid", "foreignid")
+_DIAL_FIELDS = ("extension", "destination", "tech", "outboundcid", "foreignid", "tenant", "key")
+_EXTERNAL_FIELDS = ("client", "phone", "destination", "outboundcid", "foreignid", "key")
 
 
 async def _params(request: Request, names: tuple[str, ...]) -> dict[str, str | None]:
@@ -43,11 +43,6 @@ async def _params(request: Request, names: tuple[str, ...]) -> dict[str, str | N
     return values
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 def _dial_reply(
     ok: bool,
     unique: object,
@@ -62,12 +57,15 @@ def _dial_reply(
 
 
 async def dial(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
+    identity = call = error = None
     try:
         p = await _params(request, _DIAL_FIELDS)
+        claimed = fields.name("tenant", p["tenant"]) if p["tenant"] else None
+        identity = identify(request, claimed, form_key=p["key"])
         call = await runtime.service.place(
             CallRequest(
-                tenant=runtime.settings.compat_tenant.name,
+                tenant=identity.tenant,
                 extension=fields.extension(fields.required("extension", p["extension"])),
                 tech=fields.tech(p["tech"]),
                 destination=fields.phone(
@@ -78,8 +76,11 @@ async def dial(request: Request) -> Response:
             )
         )
     except Click2CallError as exc:
+        error = exc
         unique = exc.call.id if exc.call is not None else ""
         return _dial_reply(False, unique, exc.message, exc.status, headers_for(exc))
+    finally:
+        audit(request, "dial.php", identity, error, call)
     return _dial_reply(True, call.id)
 
 
@@ -92,11 +93,13 @@ def _json(
 
 
 async def dial_external(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     src = ""
+    identity = call = error = None
     try:
         p = await _params(request, _EXTERNAL_FIELDS)
         client = fields.name("client", fields.required("client", p["client"]))
+        identity = identify(request, client, form_key=p["key"])
         phone = fields.phone("phone", fields.required("phone", p["phone"]))
         tenant = runtime.settings.tenant(client)
         if tenant is not None:
@@ -115,9 +118,12 @@ async def dial_external(request: Request) -> Response:
             )
         )
     except Click2CallError as exc:
+        error = exc
         body = {"src": src, "uniqueid": exc.call.uniqueid} if exc.call is not None else {}
         body |= {"status": "error", "error": exc.message}
         return _json(body, exc.status, headers_for(exc))
+    finally:
+        audit(request, "dial_external.php", identity, error, call)
     return _json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})
 
 

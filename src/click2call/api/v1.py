@@ -8,42 +8,48 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from click2call.api import fields
+from click2call.api.access import audit, identify, identify_for_call, runtime_of
 from click2call.api.schemas import CallCreate, CallList, CallOut, EngineOut, HealthOut
 from click2call.calls import Tech
-from click2call.runtime import Runtime
+from click2call.errors import Click2CallError
 from click2call.service import CallRequest
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 @router.post("/calls", status_code=201, response_model=CallOut)
 async def create_call(body: CallCreate, request: Request) -> CallOut:
-    runtime = _runtime(request)
-    call = await runtime.service.place(
-        CallRequest(
-            tenant=body.tenant or runtime.settings.compat_tenant.name,
-            extension=body.extension,
-            tech=Tech(body.tech) if body.tech else None,
-            phone=body.phone,
-            destination=body.destination,
-            outboundcid=body.outboundcid,
-            foreignid=body.foreignid,
-        )
-    )
+    """Place a call. Authenticate with X-API-Key, a Bearer token, or key=."""
+    runtime = runtime_of(request)
+    identity = call = error = None
+    try:
+        identity = identify(request, body.tenant)
+        call = await runtime.service.place(_order(body, identity.tenant))
+    except Click2CallError as exc:
+        error = exc
+        raise
+    finally:
+        audit(request, "v1.calls", identity, error, call)
     return CallOut.of(call)
 
 
-@router.get("/calls/{key}", response_model=CallOut)
-async def get_call(key: str, request: Request) -> CallOut:
+def _order(body: CallCreate, tenant: str) -> CallRequest:
+    return CallRequest(
+        tenant=tenant,
+        extension=body.extension,
+        tech=Tech(body.tech) if body.tech else None,
+        phone=body.phone,
+        destination=body.destination,
+        outboundcid=body.outboundcid,
+        foreignid=body.foreignid,
+    )
+
+
+@router.get("/calls/{ref}", response_model=CallOut)
+async def get_call(ref: str, request: Request) -> CallOut:
     """A call by its integer id or its `epoch.seq` uniqueid, with its event history."""
-    service = _runtime(request).service
-    call = service.get(fields.name("id", key))
-    return CallOut.of(call, service.history(call))
+    _identity, call = identify_for_call(request, fields.name("id", ref))
+    return CallOut.of(call, runtime_of(request).service.history(call))
 
 
 @router.get("/calls", response_model=CallList)
@@ -53,26 +59,35 @@ async def list_calls(
     tenant: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CallList:
-    """Newest first; filter by foreignid and tenant."""
-    service = _runtime(request).service
+    """Newest first, within the caller's tenant; filter by foreignid."""
+    service = runtime_of(request).service
+    identity = identify(request, fields.name("tenant", tenant) if tenant else None)
     calls = service.find(
-        tenant=fields.name("tenant", tenant) if tenant else None,
+        tenant=identity.tenant,
         foreignid=fields.foreignid(foreignid),
         limit=limit,
     )
     return CallList(calls=[CallOut.of(c) for c in calls])
 
 
-@router.post("/calls/{key}/hangup", status_code=202, response_model=CallOut)
-async def hangup_call(key: str, request: Request) -> CallOut:
+@router.post("/calls/{ref}/hangup", status_code=202, response_model=CallOut)
+async def hangup_call(ref: str, request: Request) -> CallOut:
     """Ask the engine to end the call; the result arrives as the call's next state."""
-    call = await _runtime(request).service.hangup(fields.name("id", key))
+    identity = call = error = None
+    try:
+        identity, call = identify_for_call(request, fields.name("id", ref))
+        call = await runtime_of(request).service.hangup(call.uniqueid, identity.tenant)
+    except Click2CallError as exc:
+        error = exc
+        raise
+    finally:
+        audit(request, "v1.hangup", identity, error, call)
     return CallOut.of(call)
 
 
 @router.get("/health", response_model=HealthOut)
 async def health(request: Request) -> JSONResponse:
-    engines = _runtime(request).service.health()
+    engines = runtime_of(request).service.health()
     out = HealthOut(
         ok=all(h.ok for h in engines.values()),
         tenants={

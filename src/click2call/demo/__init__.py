@@ -15,6 +15,7 @@ from click2call.settings import (
     ServerSettings,
     Settings,
     SipStackSettings,
+    TenantAuth,
     TenantSettings,
     TenantSip,
 )
@@ -40,6 +41,8 @@ def run_demo() -> int:
                     name="default",
                     default_outbound_cid="036411111",
                     sip=TenantSip(pbx=agent.address, trunk=destination.address),
+                    # The demo's phones are on loopback; a real tenant uses API keys.
+                    auth=TenantAuth(allow_unauthenticated=True),
                 )
             ],
         )

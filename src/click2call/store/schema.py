@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -74,4 +75,32 @@ call_events = Table(
     Column("cause", String(256), nullable=True),
     Column("at", UtcDateTime, nullable=False),
     Index("ix_call_events_call_id", "call_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),  # shown in listings; not enough to use
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 of the whole key
+    Column("label", String(128), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_api_keys_tenant", "tenant"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("tenant", String(64), nullable=True),
+    Column("key_id", Integer, nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", String(256), nullable=True),
+    Column("call_id", Integer, nullable=True),
+    Index("ix_audit_log_at", "at"),
 )

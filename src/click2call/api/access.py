@@ -1,0 +1,104 @@
+"""The HTTP edge of authentication: reading credentials, the audit trail, the access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from fastapi import Request, Response
+
+from click2call.auth import SECRET_PARAMS, Credentials, Identity, authenticate
+from click2call.errors import Click2CallError, Unauthorized
+from click2call.runtime import Runtime
+from click2call.store import AuditEntry, StoredCall
+
+log = logging.getLogger("click2call.access")
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def credentials(request: Request, form_key: str | None = None) -> Credentials:
+    header = request.headers.get("authorization", "")
+    bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
+    key = request.headers.get("x-api-key") or bearer or request.query_params.get("key") or form_key
+    if key is not None and not _KEY.fullmatch(key):
+        raise Unauthorized("invalid or revoked API key")
+    client = request.client.host if request.client else None
+    return Credentials(key, tuple(request.query_params.multi_items()), client)
+
+
+def identify(request: Request, claimed_tenant: str | None, form_key: str | None = None) -> Identity:
+    runtime = runtime_of(request)
+    return authenticate(
+        runtime.settings,
+        credentials(request, form_key),
+        claimed_tenant,
+        runtime.keys.lookup,
+        time.time(),
+    )
+
+
+def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:
+    """A key reads only its tenant's calls; without one, the call's own tenant decides."""
+    service = runtime_of(request).service
+    if credentials(request).key:
+        identity = identify(request, None)
+        return identity, service.get(ref, identity.tenant)
+    call = service.get(ref)
+    return identify(request, call.tenant), call
+
+
+def audit(
+    request: Request,
+    endpoint: str,
+    identity: Identity | None,
+    error: Click2CallError | None,
+    call: StoredCall | None,
+) -> None:
+    """One row per request that tried to place or end a call: who, from where, the decision."""
+    if call is None and error is not None:
+        call = error.call
+    runtime_of(request).keys.audit(
+        AuditEntry(
+            at=datetime.now(UTC),
+            tenant=identity.tenant if identity else None,
+            key_id=identity.key_id if identity else None,
+            client_ip=request.client.host if request.client else None,
+            endpoint=endpoint,
+            allowed=error is None,
+            reason=error.message if error else f"ok ({identity.method})" if identity else None,
+            call_id=call.id if call else None,
+        )
+    )
+
+
+def redacted_query(request: Request) -> str:
+    return "&".join(
+        f"{k}={'***' if k in SECRET_PARAMS else v}" for k, v in request.query_params.multi_items()
+    )
+
+
+async def access_log(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """uvicorn's access log prints query strings, keys included; this one hides them."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    query = redacted_query(request)
+    log.info(
+        '%s "%s %s%s" %d %.1fms',
+        request.client.host if request.client else "-",
+        request.method,
+        request.url.path,
+        f"?{query}" if query else "",
+        response.status_code,
+        (time.perf_counter() - started) * 1000,
+    )
+    return response

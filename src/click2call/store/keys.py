@@ -1,0 +1,123 @@
+"""API keys: random, shown once, stored as a SHA-256 hash; and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, insert, select, update
+
+from click2call.store.schema import api_keys, audit_log
+
+KEY_PREFIX = "c2c_"
+
+
+def hash_key(key: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    tenant: str
+    prefix: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    tenant: str | None
+    key_id: int | None
+    client_ip: str | None
+    endpoint: str
+    allowed: bool
+    reason: str | None
+    call_id: int | None = None
+
+
+class KeyStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(self, tenant: str, label: str | None, now: datetime) -> tuple[ApiKey, str]:
+        """A new key for `tenant`; the key itself is returned once and never stored."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        prefix = key[:10]
+        with self._engine.begin() as conn:
+            key_id = conn.execute(
+                insert(api_keys).values(
+                    tenant=tenant,
+                    prefix=prefix,
+                    key_hash=hash_key(key),
+                    label=label,
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        return ApiKey(int(key_id), tenant, prefix, label, now, None), key
+
+    def lookup(self, key: str) -> ApiKey | None:
+        """The live key matching `key`, if any."""
+        query = select(api_keys).where(
+            api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _key(row)
+
+    def listing(self, tenant: str | None = None) -> list[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.id)
+        if tenant is not None:
+            query = query.where(api_keys.c.tenant == tenant)
+        with self._engine.connect() as conn:
+            return [_key(row) for row in conn.execute(query)]
+
+    def revoke(self, key_id: int, now: datetime) -> bool:
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return bool(done.rowcount)
+
+    def audit(self, entry: AuditEntry) -> None:
+        values = {
+            "at": entry.at,
+            "tenant": entry.tenant,
+            "key_id": entry.key_id,
+            "client_ip": entry.client_ip,
+            "endpoint": entry.endpoint,
+            "allowed": entry.allowed,
+            "reason": entry.reason[:256] if entry.reason else None,
+            "call_id": entry.call_id,
+        }
+        with self._engine.begin() as conn:
+            conn.execute(insert(audit_log), values)
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            return [
+                AuditEntry(
+                    r.at,
+                    r.tenant,
+                    r.key_id,
+                    r.client_ip,
+                    r.endpoint,
+                    r.allowed,
+                    r.reason,
+                    r.call_id,
+                )
+                for r in conn.execute(query)
+            ]
+
+
+def _key(row: Row[Any]) -> ApiKey:
+    return ApiKey(row.id, row.tenant, row.prefix, row.label, row.created_at, row.revoked_at)
