@@ -1,4 +1,4 @@
-"""Command line: `click2call serve | demo | check-config`."""
+"""Command line: `click2call serve | check-config | keys | demo`."""
 
 from __future__ import annotations
 
@@ -58,6 +58,33 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from click2call.store import KeyStore, open_database
+
+    settings = _settings(args.config)
+    store = KeyStore(open_database(settings.server.database))
+    now = datetime.now(UTC)
+    if args.action == "create":
+        if settings.tenant(args.tenant) is None:
+            raise SystemExit(f"click2call: no tenant named {args.tenant!r} in the configuration")
+        key, secret = store.create(args.tenant, args.label, now)
+        print(f"created key {key.id} for tenant {key.tenant}; it is shown only this once:")
+        print(secret)
+        return 0
+    if args.action == "list":
+        for key in store.listing(args.tenant):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            label = key.label or ""
+            print(f"{key.id:>5}  {key.tenant:<16} {key.prefix}…  {state:<24} {label}")
+        return 0
+    if not store.revoke(args.id, now):
+        raise SystemExit(f"click2call: no active key with id {args.id}")
+    print(f"key {args.id} revoked")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from click2call.demo import run_demo
 
@@ -77,6 +104,17 @@ def main(argv: list[str] | None = None) -> int:
             "--config", help="TOML file (default: $CLICK2CALL_CONFIG or ./click2call.toml)"
         )
         command.set_defaults(func=func)
+    command = commands.add_parser("keys", help="create, list or revoke API keys")
+    command.add_argument("--config", help="TOML file (its database holds the keys)")
+    actions = command.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="a new key for a tenant, shown once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--label", help="who or what uses it, e.g. 'CRM production'")
+    listing = actions.add_parser("list", help="keys (never the keys themselves)")
+    listing.add_argument("--tenant")
+    revoke = actions.add_parser("revoke", help="stop a key from working")
+    revoke.add_argument("id", type=int)
+    command.set_defaults(func=keys)
     command = commands.add_parser("demo", help="place one call between two SIPp phones on loopback")
     command.set_defaults(func=demo)
     args = parser.parse_args(argv)

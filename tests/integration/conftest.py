@@ -102,6 +102,17 @@ trunk = "127.0.0.1:{trunk}"
 [tenants.auth]
 link_secret = "link-secret-of-secure"
 allowed_ips = ["192.0.2.0/24"]
+
+[[tenants]]
+name = "office"
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+trunk = "127.0.0.1:{trunk}"
+[tenants.auth]
+allowed_ips = ["127.0.0.0/8"]
+
+[[tenants]]
+name = "closed"
 """
 
 
