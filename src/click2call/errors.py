@@ -6,6 +6,7 @@
     ├── CallNotFound(key)               404  no call with that id / uniqueid
     ├── Unauthorized(reason)            401  no credential, or a bad one
     ├── Forbidden(reason)               403  a good credential, not for this
+    ├── Rejected(rule)                  403  the tenant's policy refuses the call
     ├── RateLimited(retry_after)        429
     └── EngineUnavailable(reason)       503  the engine could not accept the order
 
@@ -67,12 +68,17 @@ class Forbidden(Click2CallError):
     status = 403
 
 
+class Rejected(Click2CallError):
+    error_id = "rejected"
+    status = 403
+
+
 class RateLimited(Click2CallError):
     error_id = "rate_limited"
     status = 429
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many calls; retry after {retry_after:.0f} s")
+    def __init__(self, what: str, retry_after: float) -> None:
+        super().__init__(f"{what}; retry after {max(1, round(retry_after))} s")
         self.retry_after = retry_after
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Engine
 from click2call.engines.sip import SipEngine, SippyStack
+from click2call.policy import Limits
 from click2call.service import CallService
 from click2call.settings import Settings
 from click2call.store import KeyStore, Store, open_database
@@ -34,7 +36,8 @@ class Runtime:
             else SipEngine(tenant, self.sip_stack, clock)
             for tenant in settings.tenants
         }
-        self.service = CallService(settings, self.store, self.engines, clock)
+        self.limits = Limits(time.monotonic)
+        self.service = CallService(settings, self.store, self.engines, clock, self.limits)
 
     async def start(self) -> None:
         self._warn_about_access()

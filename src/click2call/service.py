@@ -23,8 +23,15 @@ from click2call.calls import (
     Tech,
 )
 from click2call.engines.base import Engine, EngineHealth
-from click2call.errors import CallNotFound, Click2CallError, IllegalTransition, UnknownTenant
-from click2call.numbers import parse_caller_id, parse_extension, parse_phone
+from click2call.errors import (
+    CallNotFound,
+    Click2CallError,
+    IllegalTransition,
+    Rejected,
+    UnknownTenant,
+)
+from click2call.numbers import PhoneNumber, parse_caller_id, parse_extension, parse_phone
+from click2call.policy import Limits, check_agent_phone, check_caller_id, check_destination
 from click2call.settings import Settings, TenantSettings
 from click2call.store import NewCall, Store, StoredCall, StoredEvent
 
@@ -40,6 +47,8 @@ class _Plan:
     record: NewCall
     agent: Agent
     destination: Destination
+    dialled: PhoneNumber  # the destination as phonenumbers read it, for the policy
+    agent_phone: PhoneNumber | None  # a mobile agent's number, which also goes out
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +71,13 @@ class CallService:
         store: Store,
         engines: Mapping[str, Engine],
         clock: Callable[[], datetime],
+        limits: Limits,
     ) -> None:
         self._settings = settings
         self._store = store
         self._engines = engines
         self._clock = clock
+        self._limits = limits
         self._listeners: list[Listener] = []
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -82,7 +93,19 @@ class CallService:
         """
         tenant = self._tenant(request.tenant)
         plan = self._interpret(request, tenant)
+        try:
+            check_caller_id(request.outboundcid, tenant.policy)
+            check_destination(plan.dialled, tenant.policy, tenant.region)
+            if plan.agent_phone is not None:
+                check_agent_phone(plan.agent_phone, tenant.policy, tenant.region)
+        except Rejected as exc:
+            # A refused call is kept, with the rule that refused it.
+            call = self._store.create_call(plan.record, self._clock())
+            exc.call = self._end(call.uniqueid, Result.REJECTED, exc.message) or call
+            raise
+        self._limits.admit_call(tenant.name, plan.agent.number, tenant.limits)
         call = self._store.create_call(plan.record, self._clock())
+        self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)
         try:
             await self._engines[tenant.name].originate(order, self.on_event)
@@ -106,6 +129,8 @@ class CallService:
             return
         if call is None:
             return
+        if call.state is CallState.ENDED:
+            self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
         for listener in list(self._listeners):
             listener(call)
 
@@ -155,6 +180,7 @@ class CallService:
             dialled.for_trunk(number_format), via_trunk=not dialled.is_internal
         )
         agent: Agent
+        phone = None
         if request.extension is not None:
             agent = Extension(
                 request.tech or Tech.SIP, parse_extension("extension", request.extension)
@@ -183,7 +209,7 @@ class CallService:
             agent_caller_id=dialled.digits,  # the agent sees whom they are about to call
             foreignid=request.foreignid,
         )
-        return _Plan(record, agent, destination)
+        return _Plan(record, agent, destination, dialled, phone)
 
     def _order(self, call: StoredCall, tenant: TenantSettings, plan: _Plan) -> CallOrder:
         return CallOrder(

@@ -127,6 +127,46 @@ class TenantAuth(_Section):
         return [ipaddress.ip_network(entry, strict=False) for entry in self.allowed_ips]
 
 
+class TenantPolicy(_Section):
+    """Where this tenant may call. Israeli defaults: see README, "Destination policy"."""
+
+    extension_only: bool = False  # only internal numbers; no calls out through the trunk
+    allow: list[str] = []  # "+9725…" E.164 prefixes or "re:<regex on E.164>"; beat defaults
+    deny: list[str] = []  # same forms; beat everything
+    allow_international: bool = False  # numbers outside the tenant's region
+    allow_premium: bool = False  # premium-rate numbers (1-900 in Israel)
+    allow_special: bool = False  # shared-cost, UAN, personal, pager, voicemail numbers
+    allowed_caller_ids: list[str] = []  # outboundcid values a request may present; [] = any
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _rules(cls, value: list[str]) -> list[str]:
+        for rule in value:
+            if rule.startswith("re:"):
+                re.compile(rule[3:])  # raises re.error (a ValueError) naming the problem
+            elif not _NUMBER.fullmatch(rule) or not rule.startswith("+"):
+                raise ValueError(f"rule {rule!r} is neither +<digits> nor re:<regex>")
+        return value
+
+    @field_validator("allowed_caller_ids")
+    @classmethod
+    def _caller_ids(cls, value: list[str]) -> list[str]:
+        for number in value:
+            if not _NUMBER.fullmatch(number):
+                raise ValueError(f"caller ID {number!r} must be digits with an optional leading +")
+        return value
+
+
+class TenantLimits(_Section):
+    """Limits that hold across all endpoints."""
+
+    calls_per_second: float = Field(5, gt=0)  # sustained rate of new calls (token bucket)
+    burst: int = Field(10, ge=1)  # calls allowed at once above that rate
+    max_concurrent_calls: int = Field(100, ge=1)  # calls not yet ended, per tenant
+    max_calls_per_agent: int = Field(2, ge=1)  # per extension or agent phone
+    key_requests_per_minute: int = Field(120, ge=1)  # any request, per API key
+
+
 class ExtensionSettings(_Section):
     outbound_cid: str | None = None
 
@@ -150,6 +190,8 @@ class TenantSettings(_Section):
     sip: TenantSip = TenantSip()
     asterisk: TenantAsterisk = TenantAsterisk()
     auth: TenantAuth = TenantAuth()
+    policy: TenantPolicy = TenantPolicy()
+    limits: TenantLimits = TenantLimits()
     extensions: dict[str, ExtensionSettings] = {}
 
     @field_validator("name")

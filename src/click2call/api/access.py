@@ -36,13 +36,17 @@ def credentials(request: Request, form_key: str | None = None) -> Credentials:
 
 def identify(request: Request, claimed_tenant: str | None, form_key: str | None = None) -> Identity:
     runtime = runtime_of(request)
-    return authenticate(
+    identity = authenticate(
         runtime.settings,
         credentials(request, form_key),
         claimed_tenant,
         runtime.keys.lookup,
         time.time(),
     )
+    tenant = runtime.settings.tenant(identity.tenant)
+    if identity.key_id is not None and tenant is not None:
+        runtime.limits.key_request(identity.key_id, tenant.limits)
+    return identity
 
 
 def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:

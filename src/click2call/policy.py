@@ -1,0 +1,157 @@
+"""The tenant's rules: where it may call, which caller IDs it may show, how fast. Pure.
+
+Destination rules, first match wins:
+    1. `deny`  entries (E.164 prefix "+9721900" or "re:<regex on E.164>")
+    2. `allow` entries
+    3. internal numbers (extensions through the PBX): allowed, also in extension-only mode
+    4. `extension_only`: anything else is refused
+    5. defaults: international, premium-rate and special-service numbers refused unless
+       allowed; the rest allowed
+Limits use injected clocks, so tests step time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+from click2call.errors import RateLimited, Rejected
+from click2call.numbers import PhoneNumber
+from click2call.settings import TenantLimits, TenantPolicy
+
+_SPECIAL = frozenset(
+    {
+        PhoneNumberType.SHARED_COST,
+        PhoneNumberType.UAN,
+        PhoneNumberType.PERSONAL_NUMBER,
+        PhoneNumberType.PAGER,
+        PhoneNumberType.VOICEMAIL,
+    }
+)
+
+
+def _matches(rule: str, e164: str) -> bool:
+    if rule.startswith("re:"):
+        return re.search(rule[3:], e164) is not None
+    return e164.startswith(rule)
+
+
+def check_destination(number: PhoneNumber, policy: TenantPolicy, region: str) -> str:
+    """The rule that allows calling `number`; raises Rejected naming the rule that refuses it."""
+    e164 = number.e164
+    for rule in policy.deny:
+        if _matches(rule, e164):
+            raise Rejected(f"destination {number.digits} is denied by rule '{rule}'")
+    for rule in policy.allow:
+        if _matches(rule, e164):
+            return f"allow rule '{rule}'"
+    if number.parsed is None:
+        return "internal number"
+    if policy.extension_only:
+        raise Rejected("this client may only call internal numbers (extension_only)")
+    parsed = number.parsed
+    if phonenumbers.region_code_for_number(parsed) != region and not policy.allow_international:
+        raise Rejected(
+            f"international destination {e164} is not allowed (default; allow_international)"
+        )
+    kind = phonenumbers.number_type(parsed)
+    if kind == PhoneNumberType.PREMIUM_RATE and not policy.allow_premium:
+        raise Rejected(f"premium-rate destination {number.digits} is not allowed (allow_premium)")
+    if kind in _SPECIAL and not policy.allow_special:
+        raise Rejected(
+            f"special-service destination {number.digits} is not allowed (allow_special)"
+        )
+    # A national number phonenumbers cannot classify (new or unassigned ranges) is let
+    # through: it cannot be premium-rate by a rule we know, and the PBX may still route it.
+    return "default"
+
+
+def check_agent_phone(number: PhoneNumber, policy: TenantPolicy, region: str) -> None:
+    """A mobile agent leg goes out through the trunk too: the same rules apply to it."""
+    if policy.extension_only:
+        raise Rejected("this client may only call internal numbers (extension_only)")
+    try:
+        check_destination(number, policy, region)
+    except Rejected as exc:
+        raise Rejected(exc.message.replace("destination", "agent phone", 1)) from None
+
+
+def check_caller_id(caller_id: str | None, policy: TenantPolicy) -> None:
+    """Only the tenant's own numbers may be shown, when it lists them (anti-spoofing)."""
+    if caller_id is None or not policy.allowed_caller_ids:
+        return
+    wanted = caller_id.lstrip("+")
+    if not any(wanted == allowed.lstrip("+") for allowed in policy.allowed_caller_ids):
+        raise Rejected(f"caller ID {caller_id} is not one of this client's numbers")
+
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class TokenBucket:
+    """`rate` tokens a second, at most `capacity` saved up."""
+
+    rate: float
+    capacity: float
+    clock: Clock
+    _tokens: float = field(init=False)
+    _at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tokens = self.capacity
+        self._at = self.clock()
+
+    def take(self) -> float:
+        """0 when a token was taken; otherwise the seconds until one will be there."""
+        now = self.clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+
+@dataclass
+class Limits:
+    """Every tenant's and key's limits in one place; the service and the API ask here."""
+
+    clock: Clock
+    _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
+    _active: dict[str, set[str]] = field(default_factory=dict)  # tenant → uniqueids
+    _by_agent: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def _bucket(self, scope: str, name: str, rate: float, capacity: float) -> TokenBucket:
+        bucket = self._buckets.get((scope, name))
+        if bucket is None:
+            bucket = self._buckets[(scope, name)] = TokenBucket(rate, capacity, self.clock)
+        return bucket
+
+    def key_request(self, key_id: int, limits: TenantLimits) -> None:
+        per_minute = limits.key_requests_per_minute
+        wait = self._bucket("key", str(key_id), per_minute / 60, per_minute).take()
+        if wait:
+            raise RateLimited(f"more than {per_minute} requests a minute with this key", wait)
+
+    def admit_call(self, tenant: str, agent: str, limits: TenantLimits) -> None:
+        """Raises RateLimited when a new call of `tenant` for `agent` would break a limit."""
+        if len(self._active.get(tenant, ())) >= limits.max_concurrent_calls:
+            raise RateLimited(f"{limits.max_concurrent_calls} calls are already up", 1)
+        if len(self._by_agent.get((tenant, agent), ())) >= limits.max_calls_per_agent:
+            raise RateLimited(f"{agent} already has {limits.max_calls_per_agent} calls up", 1)
+        wait = self._bucket("calls", tenant, limits.calls_per_second, limits.burst).take()
+        if wait:
+            raise RateLimited(f"more than {limits.calls_per_second:g} calls a second", wait)
+
+    def started(self, tenant: str, agent: str, uniqueid: str) -> None:
+        self._active.setdefault(tenant, set()).add(uniqueid)
+        self._by_agent.setdefault((tenant, agent), set()).add(uniqueid)
+
+    def ended(self, tenant: str, agent: str, uniqueid: str) -> None:
+        self._active.get(tenant, set()).discard(uniqueid)
+        self._by_agent.get((tenant, agent), set()).discard(uniqueid)
