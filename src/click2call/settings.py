@@ -143,7 +143,10 @@ class TenantPolicy(_Section):
     def _rules(cls, value: list[str]) -> list[str]:
         for rule in value:
             if rule.startswith("re:"):
-                re.compile(rule[3:])  # raises re.error (a ValueError) naming the problem
+                try:
+                    re.compile(rule[3:])
+                except re.error as exc:
+                    raise ValueError(f"rule {rule!r} is not a valid regex: {exc}") from None
             elif not _NUMBER.fullmatch(rule) or not rule.startswith("+"):
                 raise ValueError(f"rule {rule!r} is neither +<digits> nor re:<regex>")
         return value

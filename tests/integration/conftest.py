@@ -113,6 +113,54 @@ allowed_ips = ["127.0.0.0/8"]
 
 [[tenants]]
 name = "closed"
+
+[[tenants]]
+name = "burst"
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+[tenants.auth]
+allow_unauthenticated = true
+[tenants.limits]
+calls_per_second = 0.001
+burst = 3
+max_calls_per_agent = 20
+
+[[tenants]]
+name = "capped"
+agent_ring_timeout = 2
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+[tenants.auth]
+allow_unauthenticated = true
+[tenants.limits]
+max_concurrent_calls = 2
+max_calls_per_agent = 5
+
+[[tenants]]
+name = "strict"
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+trunk = "127.0.0.1:{trunk}"
+[tenants.auth]
+allow_unauthenticated = true
+[tenants.policy]
+allowed_caller_ids = ["036411111", "+97236422222"]
+deny = ["+9725027"]
+extension_only = false
+
+[[tenants]]
+name = "internal"
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+[tenants.auth]
+allow_unauthenticated = true
+[tenants.policy]
+extension_only = true
+
+[[tenants]]
+name = "limited"
+[tenants.limits]
+key_requests_per_minute = 3
 """
 
 
