@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 
 from fastapi import Request, Response
 
+from click2call.api import fields
 from click2call.auth import SECRET_PARAMS, Credentials, Identity, authenticate
 from click2call.errors import Click2CallError, Unauthorized
 from click2call.runtime import Runtime
 from click2call.store import AuditEntry, StoredCall
 
 log = logging.getLogger("click2call.access")
-_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_KEY = re.compile(fields.KEY, re.ASCII)
 
 
 def runtime_of(request: Request) -> Runtime:

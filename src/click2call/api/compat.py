@@ -127,6 +127,70 @@ async def dial_external(request: Request) -> Response:
     return _json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})
 
 
+def _param(name: str, pattern: str, text: str, required: bool = False) -> dict[str, object]:
+    schema = {"type": "string", "pattern": pattern}
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": text,
+    }
+
+
+def _doc(media: str, ok: str, parameters: list[dict[str, object]]) -> dict[str, object]:
+    reply = {
+        "content": {media: {"schema": {"type": "string" if media == "text/plain" else "object"}}}
+    }
+    failures = {
+        str(code): {"description": text, **reply}
+        for code, text in (
+            (400, "Malformed input, named in the error"),
+            (401, "Missing or bad credential"),
+            (403, "Another tenant's key, or refused by policy"),
+            (404, "Unknown client"),
+            (429, "Over a limit; see Retry-After"),
+            (503, "The engine cannot take the call now"),
+        )
+    }
+    return {
+        "parameters": parameters,
+        "responses": {"200": {"description": ok, **reply}, **failures},
+    }
+
+
+_CREDENTIALS = [
+    _param("key", fields.KEY, "API key (or send X-API-Key / Authorization: Bearer)"),
+    _param("exp", r"^[0-9]{1,12}$", "Signed link: expiry, unix seconds"),
+    _param("sig", r"^[0-9a-fA-F]{64}$", "Signed link: HMAC-SHA256 of the canonical query"),
+]
+_COMMON = [
+    _param("destination", fields.PHONE, "Number to call", required=True),
+    _param("outboundcid", fields.CALLER_ID, "Caller ID the destination sees"),
+    _param("foreignid", fields.FOREIGNID, "Your reference, stored with the call"),
+]
+_DIAL_DOC = _doc(
+    "text/plain",
+    "response: true / unique: <call id>",
+    [
+        _param("extension", fields.EXTENSION, "Extension that rings first", required=True),
+        _param("tech", "^(sip|pjsip|SIP|PJSIP)$", "Channel technology (default sip)"),
+        *_COMMON,
+        _param("tenant", fields.NAME, "Tenant (default: the key's, else 'default')"),
+        *_CREDENTIALS,
+    ],
+)
+_EXTERNAL_DOC = _doc(
+    "application/json",
+    '{"src":"502760206","uniqueid":"<epoch>.<seq>","status":"ok"}',
+    [
+        _param("client", fields.NAME, "Tenant name", required=True),
+        _param("phone", fields.PHONE, "The user's mobile, rung first", required=True),
+        *_COMMON,
+        *_CREDENTIALS,
+    ],
+)
+
 for _method in ("GET", "POST"):
     router.add_api_route(
         "/web/dial.php",
@@ -135,6 +199,7 @@ for _method in ("GET", "POST"):
         response_class=PlainTextResponse,
         summary="Extension click2call (compatible)",
         operation_id=f"dial_php_{_method.lower()}",
+        openapi_extra=_DIAL_DOC,
     )
     router.add_api_route(
         "/voipe/dial_external.php",
@@ -142,4 +207,5 @@ for _method in ("GET", "POST"):
         methods=[_method],
         summary="Mobile click2call (compatible)",
         operation_id=f"dial_external_php_{_method.lower()}",
+        openapi_extra=_EXTERNAL_DOC,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from click2call.errors import Click2CallError, InvalidInput, RateLimited
 
@@ -28,6 +29,13 @@ def v1_error(error: Click2CallError) -> JSONResponse:
 async def handle_click2call_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Click2CallError)
     return v1_error(exc)
+
+
+async def handle_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unparsable body, unknown path, wrong method) in our shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    body = {"error": {"id": f"http_{exc.status_code}", "message": str(exc.detail)}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:

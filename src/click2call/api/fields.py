@@ -11,12 +11,20 @@ import re
 from click2call.calls import Tech
 from click2call.errors import InvalidInput
 
+# The grammars, also published in the OpenAPI schema.
+PHONE = r"^[0-9+ ()\-.]{1,40}$"
+EXTENSION = r"^[0-9]{1,16}$"
+CALLER_ID = r"^\+?[0-9]{1,20}$"
+FOREIGNID = r"^[A-Za-z0-9_.:@/+=-]{1,64}$"
+NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+KEY = r"^[A-Za-z0-9_-]{1,128}$"
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]")
-_PHONE = re.compile(r"[0-9+ ()\-.]{1,40}", re.ASCII)
-_EXTENSION = re.compile(r"[0-9]{1,16}", re.ASCII)
-_CALLER_ID = re.compile(r"\+?[0-9]{1,20}", re.ASCII)
-_FOREIGNID = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,64}", re.ASCII)
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+_PHONE = re.compile(PHONE, re.ASCII)
+_EXTENSION = re.compile(EXTENSION, re.ASCII)
+_CALLER_ID = re.compile(CALLER_ID, re.ASCII)
+_FOREIGNID = re.compile(FOREIGNID, re.ASCII)
+_NAME = re.compile(NAME, re.ASCII)
 
 
 def _check(field: str, value: str, pattern: re.Pattern[str], rule: str) -> str:

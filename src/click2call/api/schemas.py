@@ -21,13 +21,17 @@ class CallCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant: str | None = Field(None, description="Tenant name; the default tenant when omitted")
-    extension: str | None = None
+    tenant: str | None = Field(
+        None,
+        description="Tenant; by default the API key's, else the default tenant",
+        json_schema_extra={"pattern": fields.NAME},
+    )
+    extension: str | None = Field(None, json_schema_extra={"pattern": fields.EXTENSION})
     tech: Literal["sip", "pjsip"] | None = None
-    phone: str | None = None
-    destination: str
-    outboundcid: str | None = None
-    foreignid: str | None = None
+    phone: str | None = Field(None, json_schema_extra={"pattern": fields.PHONE})
+    destination: str = Field(json_schema_extra={"pattern": fields.PHONE})
+    outboundcid: str | None = Field(None, json_schema_extra={"pattern": fields.CALLER_ID})
+    foreignid: str | None = Field(None, json_schema_extra={"pattern": fields.FOREIGNID})
 
     @field_validator("tenant")
     @classmethod
@@ -67,6 +71,31 @@ def _grammar(check: Callable[[], T]) -> T:
         return check()
     except InvalidInput as exc:
         raise ValueError(exc.reason) from None
+
+
+class ErrorBody(BaseModel):
+    id: str = Field(description="Stable machine id: invalid_input, unauthorized, rejected, …")
+    message: str
+    field: str | None = None
+    call_id: int | None = None
+    uniqueid: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "Malformed input; `field` names it"),
+        (401, "Missing, invalid or expired credential"),
+        (403, "Credential of another tenant, or refused by the tenant's policy"),
+        (404, "Unknown tenant or call"),
+        (429, "Over a limit; see Retry-After"),
+        (503, "The PBX or SIP engine cannot take the call now"),
+    )
+}
 
 
 class EventOut(BaseModel):

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from click2call.api import fields
 from click2call.api.access import audit, identify, identify_for_call, runtime_of
-from click2call.api.schemas import CallCreate, CallList, CallOut, EngineOut, HealthOut
+from click2call.api.schemas import (
+    ERRORS,
+    CallCreate,
+    CallList,
+    CallOut,
+    EngineOut,
+    HealthOut,
+)
 from click2call.calls import Tech
 from click2call.errors import Click2CallError
 from click2call.service import CallRequest
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
+CallRef = Annotated[str, Path(pattern=fields.NAME, description="Call id or uniqueid")]
 
 
-@router.post("/calls", status_code=201, response_model=CallOut)
+@router.post("/calls", status_code=201, response_model=CallOut, responses=ERRORS)
 async def create_call(body: CallCreate, request: Request) -> CallOut:
     """Place a call. Authenticate with X-API-Key, a Bearer token, or key=."""
     runtime = runtime_of(request)
@@ -45,18 +53,18 @@ def _order(body: CallCreate, tenant: str) -> CallRequest:
     )
 
 
-@router.get("/calls/{ref}", response_model=CallOut)
-async def get_call(ref: str, request: Request) -> CallOut:
+@router.get("/calls/{ref}", response_model=CallOut, responses=ERRORS)
+async def get_call(ref: CallRef, request: Request) -> CallOut:
     """A call by its integer id or its `epoch.seq` uniqueid, with its event history."""
     _identity, call = identify_for_call(request, fields.name("id", ref))
     return CallOut.of(call, runtime_of(request).service.history(call))
 
 
-@router.get("/calls", response_model=CallList)
+@router.get("/calls", response_model=CallList, responses=ERRORS)
 async def list_calls(
     request: Request,
-    foreignid: Annotated[str | None, Query(max_length=64)] = None,
-    tenant: Annotated[str | None, Query(max_length=64)] = None,
+    foreignid: Annotated[str | None, Query(pattern=fields.FOREIGNID)] = None,
+    tenant: Annotated[str | None, Query(pattern=fields.NAME)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CallList:
     """Newest first, within the caller's tenant; filter by foreignid."""
@@ -70,8 +78,8 @@ async def list_calls(
     return CallList(calls=[CallOut.of(c) for c in calls])
 
 
-@router.post("/calls/{ref}/hangup", status_code=202, response_model=CallOut)
-async def hangup_call(ref: str, request: Request) -> CallOut:
+@router.post("/calls/{ref}/hangup", status_code=202, response_model=CallOut, responses=ERRORS)
+async def hangup_call(ref: CallRef, request: Request) -> CallOut:
     """Ask the engine to end the call; the result arrives as the call's next state."""
     identity = call = error = None
     try:
@@ -85,7 +93,11 @@ async def hangup_call(ref: str, request: Request) -> CallOut:
     return CallOut.of(call)
 
 
-@router.get("/health", response_model=HealthOut)
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "An engine is down"}},
+)
 async def health(request: Request) -> JSONResponse:
     engines = runtime_of(request).service.health()
     out = HealthOut(
