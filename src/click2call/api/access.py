@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import Request, Response
@@ -60,28 +62,39 @@ def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]
     return identify(request, call.tenant), call
 
 
-def audit(
-    request: Request,
-    endpoint: str,
-    identity: Identity | None,
-    error: Click2CallError | None,
-    call: StoredCall | None,
-) -> None:
-    """One row per request that tried to place or end a call: who, from where, the decision."""
-    if call is None and error is not None:
-        call = error.call
-    runtime_of(request).keys.audit(
-        AuditEntry(
-            at=datetime.now(UTC),
-            tenant=identity.tenant if identity else None,
-            key_id=identity.key_id if identity else None,
-            client_ip=request.client.host if request.client else None,
-            endpoint=endpoint,
-            allowed=error is None,
-            reason=error.message if error else f"ok ({identity.method})" if identity else None,
-            call_id=call.id if call else None,
+@dataclass
+class Decision:
+    """What an audited request found out: who it was, and the call it made or touched."""
+
+    identity: Identity | None = None
+    call: StoredCall | None = None
+
+
+@contextmanager
+def audited(request: Request, endpoint: str) -> Iterator[Decision]:
+    """One audit row per request that tries to place or end a call: who, from where, what
+    happened. Errors pass through after being recorded."""
+    decision = Decision()
+    error: Click2CallError | None = None
+    try:
+        yield decision
+    except Click2CallError as exc:
+        error = exc
+        raise
+    finally:
+        identity, call = decision.identity, decision.call or (error.call if error else None)
+        runtime_of(request).keys.audit(
+            AuditEntry(
+                at=datetime.now(UTC),
+                tenant=identity.tenant if identity else None,
+                key_id=identity.key_id if identity else None,
+                client_ip=request.client.host if request.client else None,
+                endpoint=endpoint,
+                allowed=error is None,
+                reason=error.message if error else f"ok ({identity.method})" if identity else None,
+                call_id=call.id if call else None,
+            )
         )
-    )
 
 
 def redacted_query(request: Request) -> str:

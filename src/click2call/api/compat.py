@@ -9,12 +9,13 @@ Both accept GET (query) and POST (form). They only translate shapes; CallService
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from click2call.api import fields
-from click2call.api.access import audit, identify, runtime_of
+from click2call.api.access import audited, identify, runtime_of
 from click2call.api.errors import headers_for
 from click2call.errors import Click2CallError, InvalidInput
 from click2call.numbers import parse_phone
@@ -56,31 +57,36 @@ def _dial_reply(
     return PlainTextResponse(text, status_code=status, headers=headers)
 
 
+def _call_request(p: dict[str, str | None], tenant: str, **agent: Any) -> CallRequest:
+    """A CallRequest from the fields both links share, checked, and the link's agent."""
+    destination = fields.required("destination", p["destination"])
+    return CallRequest(
+        tenant=tenant,
+        destination=fields.phone("destination", destination),
+        outboundcid=fields.caller_id(p["outboundcid"]),
+        foreignid=fields.foreignid(p["foreignid"]),
+        **agent,
+    )
+
+
 async def dial(request: Request) -> Response:
     runtime = runtime_of(request)
-    identity = call = error = None
     try:
-        p = await _params(request, _DIAL_FIELDS)
-        claimed = fields.name("tenant", p["tenant"]) if p["tenant"] else None
-        identity = identify(request, claimed, form_key=p["key"])
-        call = await runtime.service.place(
-            CallRequest(
-                tenant=identity.tenant,
-                extension=fields.extension(fields.required("extension", p["extension"])),
-                tech=fields.tech(p["tech"]),
-                destination=fields.phone(
-                    "destination", fields.required("destination", p["destination"])
-                ),
-                outboundcid=fields.caller_id(p["outboundcid"]),
-                foreignid=fields.foreignid(p["foreignid"]),
+        with audited(request, "dial.php") as decision:
+            p = await _params(request, _DIAL_FIELDS)
+            claimed = fields.name("tenant", p["tenant"]) if p["tenant"] else None
+            decision.identity = identify(request, claimed, form_key=p["key"])
+            decision.call = call = await runtime.service.place(
+                _call_request(
+                    p,
+                    decision.identity.tenant,
+                    extension=fields.extension(fields.required("extension", p["extension"])),
+                    tech=fields.tech(p["tech"]),
+                )
             )
-        )
     except Click2CallError as exc:
-        error = exc
         unique = exc.call.id if exc.call is not None else ""
         return _dial_reply(False, unique, exc.message, exc.status, headers_for(exc))
-    finally:
-        audit(request, "dial.php", identity, error, call)
     return _dial_reply(True, call.id)
 
 
@@ -95,35 +101,24 @@ def _json(
 async def dial_external(request: Request) -> Response:
     runtime = runtime_of(request)
     src = ""
-    identity = call = error = None
     try:
-        p = await _params(request, _EXTERNAL_FIELDS)
-        client = fields.name("client", fields.required("client", p["client"]))
-        identity = identify(request, client, form_key=p["key"])
-        phone = fields.phone("phone", fields.required("phone", p["phone"]))
-        tenant = runtime.settings.tenant(client)
-        if tenant is not None:
-            src = parse_phone(
-                "phone", phone, tenant.region, allow_internal=False
-            ).national_significant
-        call = await runtime.service.place(
-            CallRequest(
-                tenant=client,
-                phone=phone,
-                destination=fields.phone(
-                    "destination", fields.required("destination", p["destination"])
-                ),
-                outboundcid=fields.caller_id(p["outboundcid"]),
-                foreignid=fields.foreignid(p["foreignid"]),
+        with audited(request, "dial_external.php") as decision:
+            p = await _params(request, _EXTERNAL_FIELDS)
+            client = fields.name("client", fields.required("client", p["client"]))
+            decision.identity = identify(request, client, form_key=p["key"])
+            phone = fields.phone("phone", fields.required("phone", p["phone"]))
+            tenant = runtime.settings.tenant(client)
+            if tenant is not None:
+                src = parse_phone(
+                    "phone", phone, tenant.region, allow_internal=False
+                ).national_significant
+            decision.call = call = await runtime.service.place(
+                _call_request(p, client, phone=phone)
             )
-        )
     except Click2CallError as exc:
-        error = exc
         body = {"src": src, "uniqueid": exc.call.uniqueid} if exc.call is not None else {}
         body |= {"status": "error", "error": exc.message}
         return _json(body, exc.status, headers_for(exc))
-    finally:
-        audit(request, "dial_external.php", identity, error, call)
     return _json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})
 
 

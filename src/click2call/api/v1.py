@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from click2call.api import fields
-from click2call.api.access import audit, identify, identify_for_call, runtime_of
+from click2call.api.access import audited, identify, identify_for_call, runtime_of
 from click2call.api.schemas import (
     ERRORS,
     CallCreate,
@@ -18,7 +18,6 @@ from click2call.api.schemas import (
     HealthOut,
 )
 from click2call.calls import Tech
-from click2call.errors import Click2CallError
 from click2call.service import CallRequest
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -28,16 +27,11 @@ CallRef = Annotated[str, Path(pattern=fields.NAME, description="Call id or uniqu
 @router.post("/calls", status_code=201, response_model=CallOut, responses=ERRORS)
 async def create_call(body: CallCreate, request: Request) -> CallOut:
     """Place a call. Authenticate with X-API-Key, a Bearer token, or key=."""
-    runtime = runtime_of(request)
-    identity = call = error = None
-    try:
-        identity = identify(request, body.tenant)
-        call = await runtime.service.place(_order(body, identity.tenant))
-    except Click2CallError as exc:
-        error = exc
-        raise
-    finally:
-        audit(request, "v1.calls", identity, error, call)
+    with audited(request, "v1.calls") as decision:
+        decision.identity = identify(request, body.tenant)
+        decision.call = call = await runtime_of(request).service.place(
+            _order(body, decision.identity.tenant)
+        )
     return CallOut.of(call)
 
 
@@ -81,15 +75,11 @@ async def list_calls(
 @router.post("/calls/{ref}/hangup", status_code=202, response_model=CallOut, responses=ERRORS)
 async def hangup_call(ref: CallRef, request: Request) -> CallOut:
     """Ask the engine to end the call; the result arrives as the call's next state."""
-    identity = call = error = None
-    try:
-        identity, call = identify_for_call(request, fields.name("id", ref))
-        call = await runtime_of(request).service.hangup(call.uniqueid, identity.tenant)
-    except Click2CallError as exc:
-        error = exc
-        raise
-    finally:
-        audit(request, "v1.hangup", identity, error, call)
+    with audited(request, "v1.hangup") as decision:
+        decision.identity, decision.call = identify_for_call(request, fields.name("id", ref))
+        call = await runtime_of(request).service.hangup(
+            decision.call.uniqueid, decision.identity.tenant
+        )
     return CallOut.of(call)
 
 
