@@ -89,6 +89,20 @@ def check_caller_id(caller_id: str | None, policy: TenantPolicy) -> None:
         raise Rejected(f"caller ID {caller_id} is not one of this client's numbers")
 
 
+def check_call(
+    caller_id: str | None,
+    destination: PhoneNumber,
+    agent_phone: PhoneNumber | None,
+    policy: TenantPolicy,
+    region: str,
+) -> None:
+    """Every rule a new call must pass; raises Rejected naming the first it breaks."""
+    check_caller_id(caller_id, policy)
+    check_destination(destination, policy, region)
+    if agent_phone is not None:
+        check_agent_phone(agent_phone, policy, region)
+
+
 Clock = Callable[[], float]
 
 

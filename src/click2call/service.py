@@ -31,7 +31,7 @@ from click2call.errors import (
     UnknownTenant,
 )
 from click2call.numbers import PhoneNumber, parse_caller_id, parse_extension, parse_phone
-from click2call.policy import Limits, check_agent_phone, check_caller_id, check_destination
+from click2call.policy import Limits, check_call
 from click2call.settings import Settings, TenantSettings
 from click2call.store import NewCall, Store, StoredCall, StoredEvent
 
@@ -86,18 +86,16 @@ class CallService:
         return lambda: self._listeners.remove(listener)
 
     async def place(self, request: CallRequest) -> StoredCall:
-        """Store the call, then hand it to the tenant's engine.
+        """Check the call against the tenant's rules and limits, store it, hand it on.
 
-        Raises InvalidInput/UnknownTenant before anything is stored, and any other
-        Click2CallError with `.call` set to the stored (ended) call.
+        Raises InvalidInput, UnknownTenant or RateLimited before anything is stored;
+        Rejected (policy) and engine errors with `.call` set to the stored, ended call.
         """
         tenant = self._tenant(request.tenant)
         plan = self._interpret(request, tenant)
+        policy, region = tenant.policy, tenant.region
         try:
-            check_caller_id(request.outboundcid, tenant.policy)
-            check_destination(plan.dialled, tenant.policy, tenant.region)
-            if plan.agent_phone is not None:
-                check_agent_phone(plan.agent_phone, tenant.policy, tenant.region)
+            check_call(request.outboundcid, plan.dialled, plan.agent_phone, policy, region)
         except Rejected as exc:
             # A refused call is kept, with the rule that refused it.
             call = self._store.create_call(plan.record, self._clock())
