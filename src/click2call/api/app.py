@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from click2call import __version__
 from click2call.api import compat, v1
-from click2call.api.access import access_log
+from click2call.api.access import AccessLog
 from click2call.api.errors import (
     handle_click2call_error,
     handle_http_error,
@@ -40,7 +40,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(Click2CallError, handle_click2call_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
-    app.middleware("http")(access_log)
+    app.add_middleware(AccessLog)
     app.include_router(compat.router)
     app.include_router(v1.router)
     return app
