@@ -34,11 +34,12 @@ def new_key(server: Server, tenant: str = "secure") -> tuple[int, str]:
     return int(out[0].split()[2]), out[1]
 
 
-def audit_rows(server: Server) -> list[tuple[object, ...]]:
+def audit_rows(server: Server, limit: int = 5) -> list[tuple[object, ...]]:
     with sqlite3.connect(server.workdir / "calls.db") as conn:
         return conn.execute(
             "SELECT tenant, key_id, client_ip, endpoint, allowed, reason FROM audit_log"
-            " ORDER BY id DESC LIMIT 5"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
         ).fetchall()
 
 
@@ -164,3 +165,14 @@ def test_allowed_addresses(server: Server) -> None:
     placed(office.text)  # 127.0.0.1 is inside 127.0.0.0/8
     assert secure.status_code == 401  # 127.0.0.1 is not inside 192.0.2.0/24
     assert agent.wait(10) == 0
+
+
+def test_refused_reads_are_audited_and_allowed_reads_are_not(server: Server) -> None:
+    with server.client() as client:
+        before = len(audit_rows(server, limit=100000))
+        assert client.get("/api/v1/calls", params={"tenant": "closed"}).status_code == 401
+        refused = audit_rows(server)[0]
+        assert client.get("/api/v1/calls").status_code == 200  # the open default tenant
+        after = len(audit_rows(server, limit=100000))
+    assert refused[3:5] == ("v1.list", 0)
+    assert after == before + 1  # the refusal only

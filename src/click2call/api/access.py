@@ -73,9 +73,10 @@ class Decision:
 
 
 @contextmanager
-def audited(request: Request, endpoint: str) -> Iterator[Decision]:
-    """One audit row per request that tries to place or end a call: who, from where, what
-    happened. Errors pass through after being recorded."""
+def audited(request: Request, endpoint: str, refusals_only: bool = False) -> Iterator[Decision]:
+    """An audit row for the request: who, from where, what happened. Calls are placed and
+    ended under it; reads record only refusals (CRMs poll status, a row each would bury the
+    log). Errors pass through after being recorded."""
     decision = Decision()
     error: Click2CallError | None = None
     try:
@@ -84,19 +85,26 @@ def audited(request: Request, endpoint: str) -> Iterator[Decision]:
         error = exc
         raise
     finally:
-        identity, call = decision.identity, decision.call or (error.call if error else None)
-        runtime_of(request).keys.audit(
-            AuditEntry(
-                at=datetime.now(UTC),
-                tenant=identity.tenant if identity else None,
-                key_id=identity.key_id if identity else None,
-                client_ip=request.client.host if request.client else None,
-                endpoint=endpoint,
-                allowed=error is None,
-                reason=error.message if error else f"ok ({identity.method})" if identity else None,
-                call_id=call.id if call else None,
-            )
+        if not (refusals_only and error is None):
+            _record(request, endpoint, decision, error)
+
+
+def _record(
+    request: Request, endpoint: str, decision: Decision, error: Click2CallError | None
+) -> None:
+    identity, call = decision.identity, decision.call or (error.call if error else None)
+    runtime_of(request).keys.audit(
+        AuditEntry(
+            at=datetime.now(UTC),
+            tenant=identity.tenant if identity else None,
+            key_id=identity.key_id if identity else None,
+            client_ip=request.client.host if request.client else None,
+            endpoint=endpoint,
+            allowed=error is None,
+            reason=error.message if error else f"ok ({identity.method})" if identity else None,
+            call_id=call.id if call else None,
         )
+    )
 
 
 def redacted_query(query: str) -> str:

@@ -50,7 +50,8 @@ def _order(body: CallCreate, tenant: str) -> CallRequest:
 @router.get("/calls/{ref}", response_model=CallOut, responses=ERRORS)
 async def get_call(ref: CallRef, request: Request) -> CallOut:
     """A call by its integer id or its `epoch.seq` uniqueid, with its event history."""
-    _identity, call = identify_for_call(request, fields.name("id", ref))
+    with audited(request, "v1.get", refusals_only=True) as decision:
+        decision.identity, call = identify_for_call(request, fields.name("id", ref))
     return CallOut.of(call, runtime_of(request).service.history(call))
 
 
@@ -63,7 +64,9 @@ async def list_calls(
 ) -> CallList:
     """Newest first, within the caller's tenant; filter by foreignid."""
     service = runtime_of(request).service
-    identity = identify(request, fields.name("tenant", tenant) if tenant else None)
+    with audited(request, "v1.list", refusals_only=True) as decision:
+        claimed = fields.name("tenant", tenant) if tenant else None
+        decision.identity = identity = identify(request, claimed)
     calls = service.find(
         tenant=identity.tenant,
         foreignid=fields.foreignid(foreignid),
