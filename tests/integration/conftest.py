@@ -27,6 +27,17 @@ def scenario(name: str) -> Path:
     raise FileNotFoundError(name)
 
 
+_RUNNING_PEERS: list[SippPeer] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_peers_after_each_test() -> Iterator[None]:
+    """A failed test must not leave SIPp holding a port the next test needs."""
+    yield
+    while _RUNNING_PEERS:
+        _RUNNING_PEERS.pop().stop()
+
+
 @dataclass
 class Server:
     base_url: str
@@ -39,7 +50,9 @@ class Server:
         return httpx.Client(base_url=self.base_url, timeout=10)
 
     def peer(self, name: str, port: int, calls: int = 1) -> SippPeer:
-        return SippPeer(scenario(name), port, self.workdir, calls=calls).start()
+        peer = SippPeer(scenario(name), port, self.workdir, calls=calls)
+        _RUNNING_PEERS.append(peer)
+        return peer.start()
 
     def wait_for(
         self, call_id: int | str, state: str = "ended", timeout: float = 15
