@@ -13,6 +13,7 @@ from sqlalchemy import Engine, Row, insert, select, update
 from click2call.store.schema import api_keys, audit_log
 
 KEY_PREFIX = "c2c_"
+_INSERT_AUDIT = insert(audit_log)  # built once: SQLAlchemy reuses its compiled form
 
 
 def hash_key(key: str) -> str:
@@ -99,7 +100,7 @@ class KeyStore:
             "call_id": entry.call_id,
         }
         with self._engine.begin() as conn:
-            conn.execute(insert(audit_log), values)
+            conn.execute(_INSERT_AUDIT, values)
 
     def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
