@@ -146,6 +146,10 @@ def test_signed_links(server: Server, silent_peers: list[socket.socket]) -> None
             assert reply.status_code == 401, params
             assert why in reply.text
             assert good["sig"] not in reply.text
+    with server.client() as client:  # nothing unsigned may ride along in a form
+        smuggled = client.post(f"/web/dial.php?{urlencode(good)}", data={"outboundcid": "1"})
+    assert smuggled.status_code == 401
+    assert "signed query" in smuggled.text
     assert_nothing_received(silent_peers)
     for sock in silent_peers:
         sock.close()

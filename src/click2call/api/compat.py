@@ -17,7 +17,7 @@ from fastapi.responses import PlainTextResponse, Response
 from click2call.api import fields
 from click2call.api.access import audited, identify, runtime_of
 from click2call.api.errors import headers_for
-from click2call.errors import Click2CallError, InvalidInput
+from click2call.errors import Click2CallError, InvalidInput, Unauthorized
 from click2call.numbers import parse_phone
 from click2call.service import CallRequest
 
@@ -31,7 +31,11 @@ async def _params(request: Request, names: tuple[str, ...]) -> dict[str, str | N
     """The named fields from the query and, for POST, the form; each at most once."""
     sources = [request.query_params]
     if request.method == "POST":
-        sources.append(await request.form())  # type: ignore[arg-type]
+        form = await request.form()
+        if form and "sig" in request.query_params:
+            # The signature covers the query only: a form field would ride along unsigned.
+            raise Unauthorized("a signed link carries all its fields in its signed query")
+        sources.append(form)  # type: ignore[arg-type]
     values: dict[str, str | None] = {}
     for name in names:
         found = [v for source in sources for v in source.getlist(name)]
