@@ -207,3 +207,13 @@ def test_agent_refusing_the_bridge_ends_both_legs(server: Server) -> None:
     assert requests(agent, "BYE") and requests(destination, "BYE")
     assert call["result"] == "error"
     assert call["cause"] == "agent refused the bridged media: SIP 488 Not Acceptable Here"
+
+
+def test_destination_no_answer_cancels_it_and_hangs_up_the_agent(server: Server) -> None:
+    agent = server.peer("agent_answer.xml", server.pbx_port)
+    destination = server.peer("destination_noanswer.xml", server.trunk_port)
+    call = server.wait_for(dial(server))
+    finish(agent, destination)
+    assert requests(destination, "CANCEL"), "the unanswered destination must be canceled"
+    assert requests(agent, "BYE"), "the agent must be hung up"
+    assert (call["result"], call["cause"]) == ("destination_no_answer", "no answer within 3 s")
