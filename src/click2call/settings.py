@@ -64,6 +64,7 @@ class TenantSip(_Section):
     trunk: str = "127.0.0.1:5080"
     username: str = ""
     password: SecretStr = SecretStr("")
+    ringback: Literal["auto", "off"] = "auto"  # auto: the tenant region's tone, else silence
 
     @field_validator("pbx", "trunk")
     @classmethod

@@ -49,8 +49,10 @@ class Server:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10)
 
-    def peer(self, name: str, port: int, calls: int = 1) -> SippPeer:
-        peer = SippPeer(scenario(name), port, self.workdir, calls=calls)
+    def peer(
+        self, name: str, port: int, calls: int = 1, extra_args: tuple[str, ...] = ()
+    ) -> SippPeer:
+        peer = SippPeer(scenario(name), port, self.workdir, calls=calls, extra_args=extra_args)
         _RUNNING_PEERS.append(peer)
         return peer.start()
 

@@ -6,6 +6,11 @@ Each test asserts what SIPp received on the wire and what the store kept.
 from __future__ import annotations
 
 import re
+import select
+import socket
+import struct
+import time
+from datetime import datetime
 from hashlib import md5
 
 import pytest
@@ -217,3 +222,40 @@ def test_destination_no_answer_cancels_it_and_hangs_up_the_agent(server: Server)
     assert requests(destination, "CANCEL"), "the unanswered destination must be canceled"
     assert requests(agent, "BYE"), "the agent must be hung up"
     assert (call["result"], call["cause"]) == ("destination_no_answer", "no answer within 3 s")
+
+
+def test_the_agent_hears_ringback_until_the_destination_answers(server: Server) -> None:
+    phone_media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone_media.bind(("127.0.0.1", 0))
+    port = phone_media.getsockname()[1]
+    agent = server.peer(
+        "agent_ringback.xml", server.pbx_port, extra_args=("-key", "rtp_port", str(port))
+    )
+    destination = server.peer("destination_ring_then_answer.xml", server.trunk_port)
+    call_id = dial(server)
+    packets: list[tuple[float, bytes]] = []
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([phone_media], [], [], 0.1)
+        if ready:
+            packets.append((time.time(), phone_media.recv(2048)))
+    phone_media.close()
+    call = server.wait_for(call_id)
+    finish(agent, destination)
+
+    ack = requests(agent, "ACK")[0]
+    assert re.search(r"^m=audio [0-9]+ RTP/AVP 0$", ack, re.MULTILINE)  # PCMU, the first offered
+    assert "a=sendonly" in ack
+    assert 30 <= len(packets) <= 70  # about 1 s of 20 ms packets while the destination rang
+    versions, types = {p[0] >> 6 for _, p in packets}, {p[1] & 0x7F for _, p in packets}
+    assert (versions, types) == ({2}, {0})
+    sequence = [struct.unpack("!H", p[2:4])[0] for _, p in packets]
+    stamps = [struct.unpack("!I", p[4:8])[0] for _, p in packets]
+    assert sequence == list(range(len(packets)))
+    assert stamps == [160 * n for n in range(len(packets))]
+    assert packets[0][1][1] & 0x80  # marker on the first packet
+    assert all(len(p) == 12 + 160 for _, p in packets)
+    assert len(set(packets[5][1][12:])) > 10  # a tone, not µ-law silence (all 0xFF)
+    connected = datetime.fromisoformat(str(call["connected_at"])).timestamp()
+    assert packets[-1][0] < connected + 0.2  # the tone stops when the destination answers
+    assert call["result"] == "completed"

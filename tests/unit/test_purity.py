@@ -14,6 +14,7 @@ PURE = [
     "engines/sip/third_party.py",
     "engines/sip/sdp.py",
     "engines/sip/targets.py",
+    "engines/sip/ringback.py",
     "api/fields.py",
     "engines/asterisk/codec.py",
     "engines/asterisk/tracker.py",

@@ -9,7 +9,9 @@ trunk and credentials.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -17,14 +19,17 @@ from typing import TYPE_CHECKING
 from click2call.calls import CallEvent, CallOrder
 from click2call.engines.base import EngineHealth, EventSink
 from click2call.engines.sip import third_party as tp
+from click2call.engines.sip.ringback import cadence_for
 from click2call.engines.sip.sdp import Origin
 from click2call.engines.sip.stack import SippyStack
 from click2call.engines.sip.targets import agent_target, destination_target
 from click2call.settings import TenantSettings
 
 if TYPE_CHECKING:
+    from click2call.engines.sip.ringback_player import RingbackPlayer
     from click2call.engines.sip.sippy_call import SippyCall
 
+log = logging.getLogger("click2call.sip")
 Clock = Callable[[], datetime]
 _CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
 
@@ -100,12 +105,14 @@ class SipEngine:
         from click2call.engines.sip.sippy_call import SippyCall
 
         address = self._stack.settings.host
+        player, media = self._ringback(address)
         controller = tp.ThirdPartyCall(
             agent_ring_timeout=order.agent_ring_timeout,
             destination_ring_timeout=order.destination_ring_timeout,
             max_call_seconds=order.max_call_seconds,
             agent_origin=Origin(self._session_ids(), address),
             destination_origin=Origin(self._session_ids(), address),
+            ringback_media=media,
         )
         call = SippyCall(
             self._stack.global_config,
@@ -115,9 +122,28 @@ class SipEngine:
             correlation_id=order.uniqueid,
             report=report,
             on_ended=lambda: self._forget(order.uniqueid),
+            ringback=player,
         )
         self._calls[order.uniqueid] = call
         call.start()
+
+    def _ringback(self, address: str) -> tuple[RingbackPlayer | None, tp.LocalMedia | None]:
+        """A UDP socket the tone leaves from, when the tenant wants ringback."""
+        if self._tenant.sip.ringback == "off":
+            return None, None
+        from click2call.engines.sip.ringback_player import RingbackPlayer
+
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, 0))
+        except OSError as exc:
+            sock.close()
+            log.warning("no ringback for this call: cannot bind %s: %s", address, exc)
+            return None, None
+        sock.setblocking(False)
+        player = RingbackPlayer(sock, cadence_for(self._tenant.region), self._session_ids())
+        return player, tp.LocalMedia(address, sock.getsockname()[1])
 
     def _forget(self, uniqueid: str) -> None:
         self._calls.pop(uniqueid, None)

@@ -69,6 +69,62 @@ def hold_answer(offer: str, origin_line: str) -> str:
     return _join(answer)
 
 
+@dataclass(frozen=True, slots=True)
+class MediaTarget:
+    """Where the offerer wants its first audio stream sent, and the G.711 format to use."""
+
+    address: str
+    port: int
+    payload_type: int  # 0 (PCMU) or 8 (PCMA)
+
+
+def g711_target(offer: str) -> MediaTarget | None:
+    """The offer's first audio stream if it takes PCMU or PCMA (else no tone can be sent)."""
+    lines = _lines(offer)
+    session_address = None
+    for index, line in enumerate(lines):
+        if line.startswith("c=IN ") and session_address is None:
+            session_address = line.split()[-1]
+        if not line.startswith("m=audio "):
+            continue
+        parts = line[2:].split()
+        formats = [f for f in parts[3:] if f in ("0", "8")]
+        if len(parts) < 4 or parts[1] == "0" or not formats:
+            return None
+        address = session_address
+        for attribute in lines[index + 1 :]:
+            if attribute.startswith("m="):
+                break
+            if attribute.startswith("c=IN "):
+                address = attribute.split()[-1]
+        if address is None or address in ("0.0.0.0", "::"):
+            return None
+        return MediaTarget(address, int(parts[1]), int(formats[0]))
+    return None
+
+
+def ringback_answer(offer: str, origin_line: str, address: str, port: int, pt: int) -> str:
+    """An answer taking the offer's audio with one G.711 format, sent from `address:port`.
+
+    sendonly: the agent hears our ringback; we do not want their audio.
+    """
+    lines = _lines(offer)
+    family = "IP6" if ":" in address else "IP4"
+    answer = ["v=0", f"o={origin_line}", "s=click2call", f"c=IN {family} {address}", "t=0 0"]
+    audio_done = False
+    for line in lines:
+        if not line.startswith("m="):
+            continue
+        kind, _port, proto, *formats = line[2:].split()
+        if kind == "audio" and not audio_done:
+            name = "PCMU" if pt == 0 else "PCMA"
+            answer += [f"m=audio {port} {proto} {pt}", f"a=rtpmap:{pt} {name}/8000", "a=sendonly"]
+            audio_done = True
+        else:
+            answer.append(f"m={kind} 0 {proto} {formats[0] if formats else '0'}")
+    return _join(answer)
+
+
 def _held_media(block: list[str]) -> list[str]:
     parts = block[0][2:].split()
     if len(parts) < 4:

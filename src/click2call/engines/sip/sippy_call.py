@@ -28,6 +28,7 @@ from sippy.Time.Timeout import Timeout
 from sippy.UA import UA
 
 from click2call.engines.sip import third_party as tp
+from click2call.engines.sip.ringback_player import RingbackPlayer
 from click2call.engines.sip.targets import LegTarget
 
 
@@ -41,6 +42,7 @@ class SippyCall:
         correlation_id: str,
         report: Callable[[tp.Report], None],
         on_ended: Callable[[], None],
+        ringback: RingbackPlayer | None = None,
     ) -> None:
         self._config = global_config
         self._controller = controller
@@ -51,6 +53,7 @@ class SippyCall:
         self._uas: dict[tp.Leg, Any] = {}
         self._timers: dict[tp.Timer, Any] = {}
         self._finished = False
+        self._ringback = ringback
 
     def start(self) -> None:
         self._run(self._controller.start())
@@ -79,10 +82,18 @@ class SippyCall:
                 case tp.CancelTimer(timer=timer):
                     if (pending := self._timers.pop(timer, None)) is not None:
                         pending.cancel()
+                case tp.StartRingback(target=target):
+                    if self._ringback is not None:
+                        self._ringback.start(target)
+                case tp.StopRingback():
+                    if self._ringback is not None:
+                        self._ringback.stop()
                 case tp.Report():
                     self._report(output)
         if self._controller.ended and not self._finished:
             self._finished = True
+            if self._ringback is not None:
+                self._ringback.close()
             self._on_ended()
 
     def _dial(self, leg: tp.Leg, sdp: str | None) -> None:

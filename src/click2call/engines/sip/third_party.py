@@ -7,7 +7,8 @@ It never touches a socket, a clock or sippy, so every flow is tested without a n
 The flow, per RFC 3725 §4.2 with the agent answered at once (DESIGN.md explains why the
 agent's ACK must not wait for the destination):
 
-    agent:       INVITE (no SDP) ─► 200 OK (offer A) ─► ACK (held answer, c=0.0.0.0)
+    agent:       INVITE (no SDP) ─► 200 OK (offer A) ─► ACK (answer: our ringback
+                 stream, sendonly; or held, c=0.0.0.0, without ringback or G.711)
     destination: INVITE (offer A) ─► 200 OK (answer D) ─► ACK
     agent:       re-INVITE (D) ─► 200 OK ─► ACK          media now flows end to end
 
@@ -23,7 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from click2call.calls import CallState, Result
-from click2call.engines.sip.sdp import Origin, hold_answer, with_origin
+from click2call.engines.sip.sdp import (
+    MediaTarget,
+    Origin,
+    g711_target,
+    hold_answer,
+    ringback_answer,
+    with_origin,
+)
 
 
 class Leg(enum.Enum):
@@ -116,6 +124,26 @@ class Hangup:
 
 
 @dataclass(frozen=True, slots=True)
+class StartRingback:
+    """Play ringback to the agent, from our media port, while the destination rings."""
+
+    target: MediaTarget
+
+
+@dataclass(frozen=True, slots=True)
+class StopRingback:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMedia:
+    """The address and UDP port ringback leaves from (bound by the I/O side)."""
+
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     timer: Timer
     seconds: float
@@ -134,7 +162,7 @@ class Report:
 
 
 Action = DialAgent | AckAgent | DialDestination | ReinviteAgent | Hangup | StartTimer
-Output = Action | CancelTimer | Report
+Output = Action | CancelTimer | Report | StartRingback | StopRingback
 
 
 class Phase(enum.Enum):
@@ -170,6 +198,7 @@ class ThirdPartyCall:
     max_call_seconds: float
     agent_origin: Origin
     destination_origin: Origin
+    ringback_media: LocalMedia | None = None  # None: the agent hears silence (held)
     phase: Phase = Phase.IDLE
 
     def start(self) -> list[Output]:
@@ -202,15 +231,24 @@ class ThirdPartyCall:
         if not event.sdp:
             # Without the agent's offer there is nothing to bridge; RFC 3725 needs it.
             return self._end(Result.AGENT_FAILED, "agent answered without an SDP offer")
+        media = self.ringback_media
+        target = g711_target(event.sdp) if media is not None else None
         try:
-            held = hold_answer(event.sdp, self.agent_origin.next())
+            origin = self.agent_origin.next()
+            if media is not None and target is not None:
+                pt = target.payload_type
+                answer = ringback_answer(event.sdp, origin, media.address, media.port, pt)
+            else:
+                answer = hold_answer(event.sdp, origin)
             offer = with_origin(event.sdp, self.destination_origin.next())
         except ValueError as exc:
             return self._end(Result.AGENT_FAILED, f"unreadable SDP offer from the agent: {exc}")
         self.phase = Phase.DESTINATION_CALLING
+        tone: list[Output] = [StartRingback(target)] if target is not None else []
         return [
             CancelTimer(Timer.AGENT_RING),
-            AckAgent(held),
+            AckAgent(answer),
+            *tone,
             Report(CallState.AGENT_ANSWERED),
             DialDestination(offer),
             StartTimer(Timer.DESTINATION_RING, self.destination_ring_timeout),
@@ -234,8 +272,10 @@ class ThirdPartyCall:
         except ValueError as exc:
             return self._end(Result.DESTINATION_FAILED, f"unreadable SDP from destination: {exc}")
         self.phase = Phase.BRIDGING
+        silence: list[Output] = [StopRingback()] if self.ringback_media is not None else []
         return [
             CancelTimer(Timer.DESTINATION_RING),
+            *silence,
             ReinviteAgent(bridged),
             StartTimer(Timer.MAX_DURATION, self.max_call_seconds),
             Report(CallState.CONNECTED),
@@ -293,6 +333,8 @@ class ThirdPartyCall:
         """Hang up every leg still up (except `spare`, already gone) and report the end."""
         phase, self.phase = self.phase, Phase.ENDED
         outputs: list[Output] = [CancelTimer(timer) for timer in Timer]
+        if self.ringback_media is not None:
+            outputs.append(StopRingback())
         legs = [Leg.AGENT]
         if phase in (Phase.DESTINATION_CALLING, Phase.BRIDGING, Phase.CONNECTED):
             legs.append(Leg.DESTINATION)
