@@ -29,7 +29,7 @@ class RingbackPlayer:
         self._sent = 0
 
     def start(self, target: MediaTarget) -> None:
-        self.stop()
+        self.stop()  # a call plays one tone; restarting replaces it
         self._target = (target.address, target.port)
         self._payload_type = target.payload_type
         self._payloads = frames(self._cadence, target.payload_type)

@@ -86,8 +86,11 @@ class SippyCall:
                     if self._ringback is not None:
                         self._ringback.start(target)
                 case tp.StopRingback():
+                    # Media now flows end to end: free the socket at once, since
+                    # a thousand connected calls must not hold a thousand descriptors.
                     if self._ringback is not None:
-                        self._ringback.stop()
+                        self._ringback.close()
+                        self._ringback = None
                 case tp.Report():
                     self._report(output)
         if self._controller.ended and not self._finished:
