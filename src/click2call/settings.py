@@ -93,6 +93,7 @@ class TenantAsterisk(_Section):
     connect_timeout: float = Field(5, gt=0)
     action_timeout: float = Field(5, gt=0)  # how long to wait for a reply to an action
     reconnect_max_delay: float = Field(30, gt=0)  # backoff ceiling between reconnects
+    end_grace: float = Field(30, gt=0)  # after an overdue call's Hangup, wait this for its end
 
     @field_validator("username", "context", "mobile_channel")
     @classmethod

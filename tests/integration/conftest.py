@@ -230,6 +230,21 @@ username = "click2call"
 secret = "test"
 [tenants.auth]
 allow_unauthenticated = true
+
+[[tenants]]
+name = "quick"
+engine = "asterisk"
+default_outbound_cid = "036411111"
+agent_ring_timeout = 8
+destination_ring_timeout = 0.5
+max_call_seconds = 0.5
+[tenants.asterisk]
+port = {ami}
+username = "click2call"
+secret = "test"
+end_grace = 0.5
+[tenants.auth]
+allow_unauthenticated = true
 """
 
 
@@ -241,7 +256,7 @@ class AsteriskServer:
 
 
 def launch_asterisk(
-    workdir: Path, peer: ReplayPeer, secret: str = "test", wait_logins: int = 2
+    workdir: Path, peer: ReplayPeer, secret: str = "test", wait_logins: int = 3
 ) -> AsteriskServer:
     http = free_port(socket.SOCK_STREAM)
     config = workdir / "click2call.toml"

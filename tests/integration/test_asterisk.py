@@ -163,3 +163,18 @@ def test_a_refused_login_fails_calls_fast_with_the_reason(tmp_path: Path) -> Non
         running.process.stop()
         peer.stop()
     assert peer.mismatches == []
+
+
+def test_an_overdue_call_is_hung_up_then_ended(asterisk: AsteriskServer) -> None:
+    # The PBX goes quiet after the bridge: no Hangup event will ever come.
+    asterisk.peer.play("originate-sip-success.txt", stop_after="Event: BridgeEnter")
+    reply = dial(asterisk, DIAL + "&tenant=quick")
+    call_id = int(reply.text.split("unique: ")[1])
+    assert asterisk.server.wait_for(call_id, "connected")["state"] == "connected"
+    call = asterisk.server.wait_for(call_id, timeout=20)
+    hangup = asterisk.peer.actions[-1]
+    assert (hangup["Action"], hangup["Channel"]) == ("Hangup", "SIP/200-00000006")
+    assert len(asterisk.peer.mismatches) == 1  # the recordings hold no Hangup action
+    asterisk.peer.mismatches.clear()
+    assert call["result"] == "error"
+    assert "no end for this call" in str(call["cause"])

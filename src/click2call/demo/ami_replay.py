@@ -64,6 +64,14 @@ def _script(entries: list[Entry]) -> _Script:
     return _Script(banner, steps)
 
 
+def _until(entries: list[Entry], marker: str) -> list[Entry]:
+    """The entries up to and including the first one holding `marker`."""
+    for index, entry in enumerate(entries):
+        if marker.encode() in entry.data:
+            return entries[: index + 1]
+    return entries
+
+
 @dataclass
 class ReplayPeer:
     recordings: Path
@@ -73,16 +81,17 @@ class ReplayPeer:
     mismatches: list[str] = field(default_factory=list)
     actions: list[Message] = field(default_factory=list)  # every action received, in order
     logins: int = 0
-    _queue: deque[tuple[str, str | None]] = field(default_factory=deque)
+    _queue: deque[tuple[str, str | None, str | None]] = field(default_factory=deque)
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
     _writers: list[asyncio.StreamWriter] = field(default_factory=list)
     _thread: threading.Thread | None = None
 
-    def play(self, name: str, drop_after: str | None = None) -> None:
-        """Answer the next Originate with this recording; optionally close the connection
-        right after the chunk holding `drop_after` (e.g. "Event: OriginateResponse")."""
-        self._queue.append((name, drop_after))
+    def play(self, name: str, drop_after: str | None = None, stop_after: str | None = None) -> None:
+        """Answer the next Originate with this recording. `drop_after`: close the connection
+        right after the chunk holding that text (e.g. "Event: OriginateResponse");
+        `stop_after`: send nothing more of the recording after it, connection kept."""
+        self._queue.append((name, drop_after, stop_after))
 
     def start(self) -> ReplayPeer:
         ready = threading.Event()
@@ -144,9 +153,9 @@ class ReplayPeer:
                 name = action.get("Action")
                 if later and later[0][0].get("Action") == name:
                     recorded, replies = later.popleft()  # e.g. the recorded Logoff
-                    drop_after = None
+                    drop_after = stop_after = None
                 elif name == "Originate" and self._queue:
-                    scenario, drop_after = self._queue.popleft()
+                    scenario, drop_after, stop_after = self._queue.popleft()
                     steps = _script(read_recording(self.recordings / scenario)).steps
                     (recorded, replies), later = steps[1], deque(steps[2:])
                     ids = {
@@ -161,6 +170,8 @@ class ReplayPeer:
                 if not self._check(recorded, action, ids):
                     await self._refuse(writer, action, "action differs from the recording")
                     continue
+                if stop_after is not None:
+                    replies = _until(replies, stop_after)
                 if not await self._replay(writer, replies, ids, drop_after) or name == "Logoff":
                     return
         except (ConnectionError, asyncio.IncompleteReadError):

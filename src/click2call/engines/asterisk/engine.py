@@ -8,6 +8,7 @@ end with `error` and a cause saying so: their outcome is on the PBX, not here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,12 +31,13 @@ def utc_now() -> datetime:
 
 
 class _Call:
-    __slots__ = ("channel", "sink", "tracker")
+    __slots__ = ("channel", "deadline", "sink", "tracker")
 
     def __init__(self, tracker: CallTracker, sink: EventSink) -> None:
         self.tracker = tracker
         self.sink = sink
         self.channel: str | None = None  # the agent channel's name, once Asterisk made it
+        self.deadline: asyncio.TimerHandle | None = None
 
 
 class AsteriskEngine:
@@ -45,6 +47,7 @@ class AsteriskEngine:
         self._clock = clock
         self._calls: dict[str, _Call] = {}  # by our uniqueid (= Linkedid of every channel)
         self._by_action: dict[str, str] = {}  # Originate ActionID → uniqueid
+        self._hangups: set[asyncio.Future[None]] = set()  # keeps overdue hangups alive
         self.client = AmiClient(
             self._settings, self._on_event, self._on_link_lost, name=tenant.name
         )
@@ -75,6 +78,12 @@ class AsteriskEngine:
             self._forget(order.uniqueid)
             raise EngineUnavailable(f"Asterisk refused the call: {reply.get('Message', '')}")
         self._report(order.uniqueid, call, call.tracker.accepted())
+        if order.uniqueid in self._calls:
+            # Both ring timeouts and the longest talk: past that, the call is overdue.
+            longest = order.agent_ring_timeout + order.destination_ring_timeout
+            longest += order.max_call_seconds
+            loop = asyncio.get_running_loop()
+            call.deadline = loop.call_later(longest, self._overdue, order.uniqueid)
 
     async def hangup(self, call_uniqueid: str) -> None:
         call = self._calls.get(call_uniqueid)
@@ -113,6 +122,28 @@ class AsteriskEngine:
         if call.tracker.ended:
             self._forget(uniqueid)
 
+    def _overdue(self, uniqueid: str) -> None:
+        """Past its longest possible life: hang it up; if no Hangup event follows, end it.
+
+        This also keeps a call from staying "ringing" forever when the AMI account cannot
+        read call events (manager.conf `read = call` missing).
+        """
+        call = self._calls.get(uniqueid)
+        if call is None:
+            return
+        self._hangups.add(asyncio.ensure_future(self.hangup(uniqueid)))
+        self._hangups = {task for task in self._hangups if not task.done()}
+        grace = self._settings.end_grace
+        call.deadline = asyncio.get_running_loop().call_later(grace, self._give_up, uniqueid)
+
+    def _give_up(self, uniqueid: str) -> None:
+        call = self._calls.get(uniqueid)
+        if call is None:
+            return
+        cause = "the PBX reported no end for this call in time (are call events readable?)"
+        call.sink(CallEvent(uniqueid, CallState.ENDED, self._clock(), Result.ERROR, cause))
+        self._forget(uniqueid)
+
     def _on_link_lost(self, reason: str) -> None:
         for uniqueid, call in list(self._calls.items()):
             cause = f"AMI link to the PBX lost ({reason}); the call's outcome is unknown"
@@ -123,3 +154,5 @@ class AsteriskEngine:
         call = self._calls.pop(uniqueid, None)
         if call is not None:
             self._by_action.pop(call.tracker.action_id, None)
+            if call.deadline is not None:
+                call.deadline.cancel()
