@@ -152,7 +152,9 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, float, float, 
     ).stdout
 
     def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s*{label}%\s+([0-9.]+)(us|ms|s)$", out, re.MULTILINE).groups()  # type: ignore[union-attr]
+        value, unit = re.search(
+            rf"^\s*{label}%\s+([0-9.]+)(us|ms|s)\s*$", out, re.MULTILINE
+        ).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
