@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
-from click2call.engines.base import Engine
+from click2call.engines.base import Clock, Engine
 from click2call.engines.sip import SipEngine, SippyStack
 from click2call.policy import Limits
 from click2call.service import CallService
@@ -24,7 +23,7 @@ def utc_now() -> datetime:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
         self.settings = settings
         database = open_database(settings.server.database)
         self.store = Store(database)

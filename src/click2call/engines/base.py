@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from click2call.calls import CallEvent, CallOrder
 
 EventSink = Callable[[CallEvent], None]
 """Engines call this on the asyncio loop, once per step of a call, in order."""
+
+Clock = Callable[[], datetime]
+"""Engines stamp events with it; the runtime passes one, tests can pass their own."""
 
 
 @dataclass(frozen=True, slots=True)

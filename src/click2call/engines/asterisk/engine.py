@@ -10,24 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
 
 from click2call.calls import CallEvent, CallOrder, CallState, Result
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient, AmiUnavailable
 from click2call.engines.asterisk.codec import Message, UnsafeValue
 from click2call.engines.asterisk.tracker import CallTracker, Progress
-from click2call.engines.base import EngineHealth, EventSink
+from click2call.engines.base import Clock, EngineHealth, EventSink
 from click2call.errors import EngineUnavailable, InvalidInput
 from click2call.settings import TenantSettings
 
 log = logging.getLogger("click2call.asterisk")
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Call:
@@ -41,7 +34,7 @@ class _Call:
 
 
 class AsteriskEngine:
-    def __init__(self, tenant: TenantSettings, clock: Clock = utc_now) -> None:
+    def __init__(self, tenant: TenantSettings, clock: Clock) -> None:
         self._tenant = tenant
         self._settings = tenant.asterisk
         self._clock = clock

@@ -13,11 +13,10 @@ import logging
 import random
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from click2call.calls import CallEvent, CallOrder
-from click2call.engines.base import EngineHealth, EventSink
+from click2call.engines.base import Clock, EngineHealth, EventSink
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip.ringback import cadence_for
 from click2call.engines.sip.sdp import Origin
@@ -30,12 +29,7 @@ if TYPE_CHECKING:
     from click2call.engines.sip.sippy_call import SippyCall
 
 log = logging.getLogger("click2call.sip")
-Clock = Callable[[], datetime]
 _CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SipEngine:
@@ -43,7 +37,7 @@ class SipEngine:
         self,
         tenant: TenantSettings,
         stack: SippyStack,
-        clock: Clock = utc_now,
+        clock: Clock,
         session_ids: Callable[[], int] = lambda: random.getrandbits(48),
     ) -> None:
         self._tenant = tenant
