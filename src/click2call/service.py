@@ -120,17 +120,22 @@ class CallService:
 
     def on_event(self, event: CallEvent) -> None:
         """Engines report here; the store checks the transition and keeps it."""
+        self._record(event)
+
+    def _record(self, event: CallEvent) -> StoredCall | None:
+        """Store the event; the call as it now stands, or None when nothing changed."""
         try:
             call = self._store.record(event)
         except (IllegalTransition, LookupError) as exc:
             log.error("engine event %s for call %s refused: %s", event.state, event.uniqueid, exc)
-            return
+            return None
         if call is None:
-            return
+            return None
         if call.state is CallState.ENDED:
             self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
         for listener in list(self._listeners):
             listener(call)
+        return call
 
     def get(self, key: str, tenant: str | None = None) -> StoredCall:
         """A call by integer id or by `epoch.seq` uniqueid, optionally within one tenant."""
@@ -225,6 +230,4 @@ class CallService:
         )
 
     def _end(self, uniqueid: str, result: Result, cause: str) -> StoredCall | None:
-        event = CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
-        self.on_event(event)
-        return self._store.get_by_uniqueid(uniqueid)
+        return self._record(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
