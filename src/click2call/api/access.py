@@ -40,13 +40,13 @@ def credentials(request: Request, form_key: str | None = None) -> Credentials:
 
 
 def identify(request: Request, claimed_tenant: str | None, form_key: str | None = None) -> Identity:
+    return _identify(request, credentials(request, form_key), claimed_tenant)
+
+
+def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) -> Identity:
     runtime = runtime_of(request)
     identity = authenticate(
-        runtime.settings,
-        credentials(request, form_key),
-        claimed_tenant,
-        runtime.keys.lookup,
-        time.time(),
+        runtime.settings, creds, claimed_tenant, runtime.keys.lookup, time.time()
     )
     tenant = runtime.settings.tenant(identity.tenant)
     if identity.key_id is not None and tenant is not None:
@@ -57,11 +57,12 @@ def identify(request: Request, claimed_tenant: str | None, form_key: str | None 
 def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:
     """A key reads only its tenant's calls; without one, the call's own tenant decides."""
     service = runtime_of(request).service
-    if credentials(request).key:
-        identity = identify(request, None)
+    creds = credentials(request)
+    if creds.key:
+        identity = _identify(request, creds, None)
         return identity, service.get(ref, identity.tenant)
     call = service.get(ref)
-    return identify(request, call.tenant), call
+    return _identify(request, creds, call.tenant), call
 
 
 @dataclass
