@@ -16,7 +16,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from click2call.api import fields
 from click2call.api.access import audited, identify, runtime_of
-from click2call.api.errors import headers_for
+from click2call.api.errors import DOCUMENTED_FAILURES, headers_for
 from click2call.errors import Click2CallError, InvalidInput, Unauthorized
 from click2call.numbers import parse_phone
 from click2call.service import CallRequest
@@ -141,17 +141,7 @@ def _doc(media: str, ok: str, parameters: list[dict[str, object]]) -> dict[str, 
     reply = {
         "content": {media: {"schema": {"type": "string" if media == "text/plain" else "object"}}}
     }
-    failures = {
-        str(code): {"description": text, **reply}
-        for code, text in (
-            (400, "Malformed input, named in the error"),
-            (401, "Missing or bad credential"),
-            (403, "Another tenant's key, or refused by policy"),
-            (404, "Unknown client"),
-            (429, "Over a limit; see Retry-After"),
-            (503, "The engine cannot take the call now"),
-        )
-    }
+    failures = {str(code): {"description": text, **reply} for code, text in DOCUMENTED_FAILURES}
     return {
         "parameters": parameters,
         "responses": {"200": {"description": ok, **reply}, **failures},

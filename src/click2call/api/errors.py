@@ -9,6 +9,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from click2call.errors import Click2CallError, InvalidInput, RateLimited
 
+# The failures every call endpoint documents in OpenAPI, whatever shape it answers in.
+DOCUMENTED_FAILURES = (
+    (400, "Malformed input; the error names the field"),
+    (401, "Missing, invalid or expired credential"),
+    (403, "Credential of another tenant, or refused by the tenant's policy"),
+    (404, "Unknown tenant (client) or call"),
+    (429, "Over a limit; see Retry-After"),
+    (503, "The PBX or SIP engine cannot take the call now"),
+)
+
 
 def headers_for(error: Click2CallError) -> dict[str, str]:
     if isinstance(error, RateLimited):

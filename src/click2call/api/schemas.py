@@ -9,6 +9,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from click2call.api import fields
+from click2call.api.errors import DOCUMENTED_FAILURES
 from click2call.calls import CallState, Result
 from click2call.errors import InvalidInput
 from click2call.store import StoredCall, StoredEvent
@@ -86,15 +87,7 @@ class ErrorOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorOut, "description": text}
-    for status, text in (
-        (400, "Malformed input; `field` names it"),
-        (401, "Missing, invalid or expired credential"),
-        (403, "Credential of another tenant, or refused by the tenant's policy"),
-        (404, "Unknown tenant or call"),
-        (429, "Over a limit; see Retry-After"),
-        (503, "The PBX or SIP engine cannot take the call now"),
-    )
+    status: {"model": ErrorOut, "description": text} for status, text in DOCUMENTED_FAILURES
 }
 
 
