@@ -130,18 +130,22 @@ class AsteriskEngine:
         call.deadline = asyncio.get_running_loop().call_later(grace, self._give_up, uniqueid)
 
     def _give_up(self, uniqueid: str) -> None:
+        self._end_in_error(
+            uniqueid, "the PBX reported no end for this call in time (are call events readable?)"
+        )
+
+    def _on_link_lost(self, reason: str) -> None:
+        for uniqueid in list(self._calls):
+            cause = f"AMI link to the PBX lost ({reason}); the call's outcome is unknown"
+            self._end_in_error(uniqueid, cause)
+
+    def _end_in_error(self, uniqueid: str, cause: str) -> None:
+        """End a call we can no longer follow on the PBX."""
         call = self._calls.get(uniqueid)
         if call is None:
             return
-        cause = "the PBX reported no end for this call in time (are call events readable?)"
         call.sink(CallEvent(uniqueid, CallState.ENDED, self._clock(), Result.ERROR, cause))
         self._forget(uniqueid)
-
-    def _on_link_lost(self, reason: str) -> None:
-        for uniqueid, call in list(self._calls.items()):
-            cause = f"AMI link to the PBX lost ({reason}); the call's outcome is unknown"
-            call.sink(CallEvent(uniqueid, CallState.ENDED, self._clock(), Result.ERROR, cause))
-            self._forget(uniqueid)
 
     def _forget(self, uniqueid: str) -> None:
         call = self._calls.pop(uniqueid, None)
