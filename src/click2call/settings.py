@@ -23,6 +23,13 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NUMBER = re.compile(r"\+?[0-9]{1,20}")
 
 
+def _caller_id(value: str) -> str:
+    """A caller ID from the configuration: digits with an optional leading +."""
+    if not _NUMBER.fullmatch(value):
+        raise ValueError(f"caller ID {value!r} must be digits with an optional leading +")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -156,10 +163,7 @@ class TenantPolicy(_Section):
     @field_validator("allowed_caller_ids")
     @classmethod
     def _caller_ids(cls, value: list[str]) -> list[str]:
-        for number in value:
-            if not _NUMBER.fullmatch(number):
-                raise ValueError(f"caller ID {number!r} must be digits with an optional leading +")
-        return value
+        return [_caller_id(number) for number in value]
 
 
 class TenantLimits(_Section):
@@ -178,9 +182,7 @@ class ExtensionSettings(_Section):
     @field_validator("outbound_cid")
     @classmethod
     def _number(cls, value: str | None) -> str | None:
-        if value is not None and not _NUMBER.fullmatch(value):
-            raise ValueError("must be digits with an optional leading +")
-        return value
+        return None if value is None else _caller_id(value)
 
 
 class TenantSettings(_Section):
@@ -209,9 +211,7 @@ class TenantSettings(_Section):
     @field_validator("default_outbound_cid")
     @classmethod
     def _cid(cls, value: str) -> str:
-        if value and not _NUMBER.fullmatch(value):
-            raise ValueError("must be digits with an optional leading +")
-        return value
+        return _caller_id(value) if value else value
 
     @field_validator("region")
     @classmethod
