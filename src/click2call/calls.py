@@ -141,5 +141,14 @@ def advance(current: CallState, event: CallEvent) -> CallState | None:
     return event.state
 
 
+EVENT_TYPES = (*(f"call.{state.value}" for state in CallState), "call.rejected")
+"""The names of stored call events, as webhooks and the live feed give them."""
+
+
+def event_type(state: CallState, result: Result | None) -> str:
+    """`call.<state>`; a call refused before it was dialled ends as `call.rejected`."""
+    return "call.rejected" if result is Result.REJECTED else f"call.{state.value}"
+
+
 def is_active(state: CallState) -> bool:
     return state is not CallState.ENDED

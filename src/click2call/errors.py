@@ -15,11 +15,6 @@ The HTTP layer maps them to statuses in one place (`api/errors.py`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from click2call.store import StoredCall
-
 
 class Click2CallError(Exception):
     error_id = "error"
@@ -28,7 +23,12 @@ class Click2CallError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.call: StoredCall | None = None  # set when the failed request left a call row
+        # Set when the failed request left a call row: the caller looks the call up.
+        self.call_id: int | None = None
+        self.uniqueid: str | None = None
+
+    def left_call(self, call_id: int, uniqueid: str) -> None:
+        self.call_id, self.uniqueid = call_id, uniqueid
 
 
 class InvalidInput(Click2CallError):

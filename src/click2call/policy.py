@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from click2call.errors import RateLimited, Rejected
+from click2call.errors import InvalidInput, RateLimited, Rejected
 from click2call.numbers import PhoneNumber
-from click2call.settings import TenantLimits, TenantPolicy
+from click2call.settings import TenantCallbacks, TenantLimits, TenantPolicy
+from click2call.webhooks.urls import host_allowed
 
 _SPECIAL = frozenset(
     {
@@ -101,6 +102,16 @@ def check_call(
     check_destination(destination, policy, region)
     if agent_phone is not None:
         check_agent_phone(agent_phone, policy, region)
+
+
+def check_callback(url: str, callbacks: TenantCallbacks) -> None:
+    """A call's own callback URL must be signable and point at a host the tenant allows."""
+    if not callbacks.secret.get_secret_value():
+        raise InvalidInput(
+            "callback_url", "this tenant takes no callback URLs ([tenants.callbacks] has no secret)"
+        )
+    if not host_allowed(url, callbacks.allowed_hosts):
+        raise InvalidInput("callback_url", "host is not one of the tenant's allowed_hosts")
 
 
 Clock = Callable[[], float]

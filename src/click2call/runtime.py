@@ -13,7 +13,9 @@ from click2call.engines.sip import SipEngine, SippyStack
 from click2call.policy import Limits
 from click2call.service import CallService
 from click2call.settings import Settings
-from click2call.store import KeyStore, Store, open_database
+from click2call.store import KeyStore, Outbox, Store, Subscription, open_database
+from click2call.tracking import Tracking
+from click2call.webhooks.delivery import Deliverer
 
 log = logging.getLogger("click2call")
 
@@ -26,8 +28,10 @@ class Runtime:
     def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
         self.settings = settings
         database = open_database(settings.server.database)
+        self.clock = clock
         self.store = Store(database)
         self.keys = KeyStore(database)
+        self.outbox = Outbox(database)
         self.sip_stack = SippyStack(settings.sip)
         self.engines: dict[str, Engine] = {
             tenant.name: AsteriskEngine(tenant, clock)
@@ -36,11 +40,24 @@ class Runtime:
             for tenant in settings.tenants
         }
         self.limits = Limits(time.monotonic)
-        self.service = CallService(settings, self.store, self.engines, clock, self.limits)
+        self.tracking = Tracking(self.store, self.limits, clock)
+        self.service = CallService(settings, self.store, self.engines, self.tracking, self.limits)
+        self.deliverer = Deliverer(settings, self.outbox, clock)
+        self.tracking.subscribe(lambda _change: self.deliverer.wake())
 
     async def start(self) -> None:
         self._warn_about_access()
-        recovered = self.service.recover()
+        self.outbox.sync_config(
+            {
+                tenant.name: [
+                    Subscription(w.url, frozenset(w.events) or None) for w in tenant.webhooks
+                ]
+                for tenant in self.settings.tenants
+            },
+            self.clock(),
+        )
+        recovered = self.tracking.recover()
+        self.deliverer.start()
         if recovered:
             log.warning("marked %d call(s) left in flight by the previous run as ended", recovered)
         for engine in self.engines.values():
@@ -67,5 +84,6 @@ class Runtime:
     async def close(self) -> None:
         for engine in self.engines.values():
             await engine.close()
+        await self.deliverer.close()
         self.sip_stack.stop()
         self.store.close()

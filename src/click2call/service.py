@@ -1,19 +1,16 @@
 """CallService: the one path every request takes, from any endpoint.
 
-A thin conductor: `numbers` checks and formats, the store records, the engine dials.
-It decides nothing the modules it calls can decide.
+A thin conductor: `numbers` checks and formats, `policy` decides, `tracking` records,
+the engine dials. It places and hangs up calls; their progress is tracking.py's.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from click2call.calls import (
     Agent,
-    CallEvent,
     CallOrder,
     CallState,
     Destination,
@@ -23,21 +20,12 @@ from click2call.calls import (
     Tech,
 )
 from click2call.engines.base import Engine, EngineHealth
-from click2call.errors import (
-    CallNotFound,
-    Click2CallError,
-    IllegalTransition,
-    Rejected,
-    UnknownTenant,
-)
+from click2call.errors import CallNotFound, Click2CallError, Rejected, UnknownTenant
 from click2call.numbers import PhoneNumber, parse_caller_id, parse_extension, parse_phone
-from click2call.policy import Limits, check_call
+from click2call.policy import Limits, check_call, check_callback
 from click2call.settings import Settings, TenantSettings
-from click2call.store import NewCall, Store, StoredCall, StoredEvent
-
-log = logging.getLogger("click2call.service")
-
-Listener = Callable[[StoredCall], None]
+from click2call.store import NewCall, Store, StoredCall, StoredEvent, Subscription
+from click2call.tracking import Tracking
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +50,7 @@ class CallRequest:
     phone: str | None = None
     outboundcid: str | None = None
     foreignid: str | None = None
+    callback_url: str | None = None  # grammar checked; the tenant's hosts not yet
 
 
 class CallService:
@@ -70,45 +59,42 @@ class CallService:
         settings: Settings,
         store: Store,
         engines: Mapping[str, Engine],
-        clock: Callable[[], datetime],
+        tracking: Tracking,
         limits: Limits,
     ) -> None:
         self._settings = settings
         self._store = store
         self._engines = engines
-        self._clock = clock
+        self._tracking = tracking
         self._limits = limits
-        self._listeners: list[Listener] = []
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with the call after each stored change; returns an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
 
     async def place(self, request: CallRequest) -> StoredCall:
         """Check the call against the tenant's rules and limits, store it, hand it on.
 
         Raises InvalidInput, UnknownTenant or RateLimited before anything is stored;
-        Rejected (policy) and engine errors with `.call` set to the stored, ended call.
+        Rejected (policy) and engine errors with the stored, ended call's ids attached.
         """
         tenant = self._tenant(request.tenant)
         plan = self._interpret(request, tenant)
+        callback = self._callback(request.callback_url, tenant)
         policy, region = tenant.policy, tenant.region
         try:
             check_call(request.outboundcid, plan.dialled, plan.agent_phone, policy, region)
         except Rejected as exc:
             # A refused call is kept, with the rule that refused it.
-            call = self._store.create_call(plan.record, self._clock())
-            exc.call = self._end(call.uniqueid, Result.REJECTED, exc.message) or call
+            call = self._tracking.create(plan.record, callback).call
+            exc.left_call(call.id, call.uniqueid)
+            self._tracking.end(call.uniqueid, Result.REJECTED, exc.message)
             raise
         self._limits.admit_call(tenant.name, plan.agent.number, tenant.limits)
-        call = self._store.create_call(plan.record, self._clock())
+        call = self._tracking.create(plan.record, callback).call
         self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)
         try:
-            await self._engines[tenant.name].originate(order, self.on_event)
+            await self._engines[tenant.name].originate(order, self._tracking.on_event)
         except Click2CallError as exc:
-            exc.call = self._end(call.uniqueid, Result.ERROR, exc.message) or call
+            exc.left_call(call.id, call.uniqueid)
+            self._tracking.end(call.uniqueid, Result.ERROR, exc.message)
             raise
         return call
 
@@ -116,25 +102,6 @@ class CallService:
         call = self.get(key, tenant)
         if call.state is not CallState.ENDED:
             await self._engines[call.tenant].hangup(call.uniqueid)
-        return call
-
-    def on_event(self, event: CallEvent) -> None:
-        """Engines report here; the store checks the transition and keeps it."""
-        self._record(event)
-
-    def _record(self, event: CallEvent) -> StoredCall | None:
-        """Store the event; the call as it now stands, or None when nothing changed."""
-        try:
-            call = self._store.record(event)
-        except (IllegalTransition, LookupError) as exc:
-            log.error("engine event %s for call %s refused: %s", event.state, event.uniqueid, exc)
-            return None
-        if call is None:
-            return None
-        if call.state is CallState.ENDED:
-            self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
-        for listener in list(self._listeners):
-            listener(call)
         return call
 
     def get(self, key: str, tenant: str | None = None) -> StoredCall:
@@ -154,14 +121,7 @@ class CallService:
         return self._store.find(tenant=tenant, foreignid=foreignid, limit=limit)
 
     def history(self, call: StoredCall) -> list[StoredEvent]:
-        return self._store.events(call.id)
-
-    def recover(self) -> int:
-        """End calls a previous run left in flight: their dialogs died with that process."""
-        stale = self._store.active_uniqueids()
-        for uniqueid in stale:
-            self._end(uniqueid, Result.ERROR, "server stopped while the call was in progress")
-        return len(stale)
+        return self._store.events(call)
 
     def health(self) -> dict[str, EngineHealth]:
         return {name: engine.health() for name, engine in self._engines.items()}
@@ -173,6 +133,13 @@ class CallService:
         if tenant is None:
             raise UnknownTenant(name)
         return tenant
+
+    def _callback(self, url: str | None, tenant: TenantSettings) -> Subscription | None:
+        if url is None:
+            return None
+        check_callback(url, tenant.callbacks)
+        events = frozenset(tenant.callbacks.events) or None
+        return Subscription(url, events)
 
     def _interpret(self, request: CallRequest, tenant: TenantSettings) -> _Plan:
         number_format = tenant.trunk_number_format
@@ -228,6 +195,3 @@ class CallService:
             max_call_seconds=tenant.max_call_seconds,
             variables={"FOREIGNID": plan.record.foreignid} if plan.record.foreignid else {},
         )
-
-    def _end(self, uniqueid: str, result: Result, cause: str) -> StoredCall | None:
-        return self._record(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))

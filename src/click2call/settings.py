@@ -7,6 +7,8 @@ then the TOML file, then the defaults below. `examples/click2call.toml` document
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -16,6 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from click2call.calls import EVENT_TYPES
+from click2call.webhooks.urls import check_url
 
 CONFIG_ENV = "CLICK2CALL_CONFIG"
 DEFAULT_CONFIG_FILE = "click2call.toml"
@@ -176,6 +181,91 @@ class TenantLimits(_Section):
     key_requests_per_minute: int = Field(120, ge=1)  # any request, per API key
 
 
+def _webhook_secret(value: SecretStr) -> SecretStr:
+    """A Standard Webhooks secret: `whsec_` and base64 of at least 24 random bytes."""
+    text = value.get_secret_value()
+    if not text:
+        return value
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) < 24:
+        # Not echoed: it is a secret. `click2call webhooks new-secret` makes a good one.
+        raise ValueError("must be whsec_ followed by base64 of at least 24 bytes")
+    return value
+
+
+def _event_types(value: list[str]) -> list[str]:
+    for name in value:
+        if name not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {name!r}; known: {', '.join(EVENT_TYPES)}")
+    return value
+
+
+class WebhookSubscription(_Section):
+    """A tenant's webhook: every call event of the tenant (or those in `events`) goes here."""
+
+    url: str
+    secret: SecretStr  # signs the deliveries (Standard Webhooks)
+    events: list[str] = []  # event types to send; [] = all
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("a webhook needs a secret")
+        return _webhook_secret(value)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        return _event_types(value)
+
+
+class TenantCallbacks(_Section):
+    """A call's own `callback_url`: accepted only when this tenant can sign for it."""
+
+    secret: SecretStr = SecretStr("")  # signs per-call callbacks; empty = callback_url refused
+    allowed_hosts: list[str] = []  # host names, or "*.example.com"; [] = any host
+    events: list[str] = []  # event types sent to callbacks; [] = all
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        return _webhook_secret(value)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        return _event_types(value)
+
+
+class DeliverySettings(_Section):
+    """How webhooks are delivered (all tenants)."""
+
+    connect_timeout: float = Field(5, gt=0)
+    read_timeout: float = Field(10, gt=0)
+    # Seconds to wait before each retry; after the last one the delivery is given up.
+    retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    jitter: float = Field(0.1, ge=0, le=0.5)  # each wait varies by up to this fraction
+    max_in_flight: int = Field(64, ge=1)  # requests at once, all endpoints
+    max_in_flight_per_endpoint: int = Field(4, ge=1)  # one slow receiver stalls only itself
+    poll_interval: float = Field(1.0, gt=0)  # how often due retries are looked for
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("waits must not be negative")
+        return value
+
+
 class ExtensionSettings(_Section):
     outbound_cid: str | None = None
 
@@ -200,6 +290,16 @@ class TenantSettings(_Section):
     policy: TenantPolicy = TenantPolicy()
     limits: TenantLimits = TenantLimits()
     extensions: dict[str, ExtensionSettings] = {}
+    webhooks: list[WebhookSubscription] = []
+    callbacks: TenantCallbacks = TenantCallbacks()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_urls(cls, value: list[WebhookSubscription]) -> list[WebhookSubscription]:
+        urls = [w.url for w in value]
+        if len(set(urls)) != len(urls):
+            raise ValueError("each webhook url may appear once per tenant")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -230,6 +330,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     sip: SipStackSettings = SipStackSettings()
+    webhooks: DeliverySettings = DeliverySettings()
     tenants: list[TenantSettings] = [TenantSettings(name="default")]
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,40 +37,65 @@ def step(
 
 
 def test_a_call_exists_queued_with_a_pbx_style_uniqueid(store: Store) -> None:
-    call = store.create_call(NEW, T0)
+    call = store.create_call(NEW, T0).call
     assert call.state is CallState.QUEUED
     assert call.uniqueid == f"{int(T0.timestamp())}.{call.id}"
     assert call.created_at == T0
-    assert [e.state for e in store.events(call.id)] == [CallState.QUEUED]
-    assert store.create_call(NEW, T0).uniqueid != call.uniqueid  # same second, new sequence
+    assert [e.state for e in store.events(call)] == [CallState.QUEUED]
+    assert store.create_call(NEW, T0).call.uniqueid != call.uniqueid  # same second, new sequence
 
 
 def test_each_change_updates_the_row_and_appends_an_event(store: Store) -> None:
-    call = store.create_call(NEW, T0)
+    call = store.create_call(NEW, T0).call
     for seconds, state in enumerate(list(CallState)[1:-1], start=1):
         store.record(step(call.uniqueid, state, seconds))
-    ended = store.record(step(call.uniqueid, CallState.ENDED, 10, Result.COMPLETED))
-    assert ended is not None
+    change = store.record(step(call.uniqueid, CallState.ENDED, 10, Result.COMPLETED))
+    assert change is not None
+    ended = change.call
     assert (ended.state, ended.result, ended.cause) == (CallState.ENDED, Result.COMPLETED, "why")
     assert ended.agent_answered_at == T0 + timedelta(seconds=3)
     assert ended.connected_at == T0 + timedelta(seconds=6)
     assert ended.ended_at == T0 + timedelta(seconds=10)
-    assert len(store.events(call.id)) == len(CallState)
+    events = store.events(call)
+    assert [e.sequence for e in events] == list(range(1, len(CallState) + 1))
+    assert [e.type for e in events] == [f"call.{state}" for state in CallState]
+    assert ended.last_sequence == len(CallState)
+    body = json.loads(events[-1].payload)
+    assert (body["type"], body["sequence"]) == ("call.ended", len(CallState))
+    assert body["call"]["result"] == "completed"
+    assert (body["call"]["ring_seconds"], body["call"]["talk_seconds"]) == (6.0, 4.0)
+    assert body["call"]["total_seconds"] == 10.0
+    # Each event's body is the call as it stood then, not as it stands now.
+    assert json.loads(events[0].payload)["call"]["state"] == "queued"
+
+
+def test_a_repeated_ringing_changes_nothing_and_takes_no_sequence(store: Store) -> None:
+    call = store.create_call(NEW, T0).call
+    store.record(step(call.uniqueid, CallState.AGENT_DIALING, 1))
+    assert store.record(step(call.uniqueid, CallState.AGENT_RINGING, 2)) is not None
+    assert store.record(step(call.uniqueid, CallState.AGENT_RINGING, 3)) is None
+    assert [e.sequence for e in store.events(call)] == [1, 2, 3]
+
+
+def test_a_rejected_call_ends_as_call_rejected(store: Store) -> None:
+    call = store.create_call(NEW, T0).call
+    store.record(step(call.uniqueid, CallState.ENDED, 0, Result.REJECTED))
+    assert [e.type for e in store.events(call)] == ["call.queued", "call.rejected"]
 
 
 def test_illegal_moves_and_unknown_calls_are_refused_and_change_nothing(store: Store) -> None:
-    call = store.create_call(NEW, T0)
+    call = store.create_call(NEW, T0).call
     with pytest.raises(IllegalTransition):
         store.record(step(call.uniqueid, CallState.CONNECTED, 1))
     with pytest.raises(LookupError):
         store.record(step("1.999", CallState.AGENT_DIALING, 1))
     assert store.get(call.id).state is CallState.QUEUED  # type: ignore[union-attr]
-    assert len(store.events(call.id)) == 1
+    assert len(store.events(call)) == 1
 
 
 def test_find_by_foreignid_and_tenant_newest_first(store: Store) -> None:
-    first = store.create_call(NEW, T0)
-    second = store.create_call(NEW, T0)
+    first = store.create_call(NEW, T0).call
+    second = store.create_call(NEW, T0).call
     store.create_call(NEW, T0)
     found = store.find(foreignid="crm-1", limit=2)
     assert [c.id for c in found] == [second.id + 1, second.id]
@@ -80,7 +106,7 @@ def test_find_by_foreignid_and_tenant_newest_first(store: Store) -> None:
 def test_the_file_survives_a_restart(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'calls.db'}"
     store = Store(open_database(url))
-    call = store.create_call(NEW, T0)
+    call = store.create_call(NEW, T0).call
     store.close()
     reopened = Store(open_database(url))  # migrations run again and keep the data
     assert reopened.get(call.id) == call

@@ -93,7 +93,8 @@ def audited(request: Request, endpoint: str, refusals_only: bool = False) -> Ite
 def _record(
     request: Request, endpoint: str, decision: Decision, error: Click2CallError | None
 ) -> None:
-    identity, call = decision.identity, decision.call or (error.call if error else None)
+    identity = decision.identity
+    call_id = decision.call.id if decision.call else error.call_id if error else None
     runtime_of(request).keys.audit(
         AuditEntry(
             at=datetime.now(UTC),
@@ -103,7 +104,7 @@ def _record(
             endpoint=endpoint,
             allowed=error is None,
             reason=error.message if error else f"ok ({identity.method})" if identity else None,
-            call_id=call.id if call else None,
+            call_id=call_id,
         )
     )
 

@@ -23,8 +23,9 @@ from click2call.service import CallRequest
 
 router = APIRouter(include_in_schema=True, tags=["compatible links"])
 
-_DIAL_FIELDS = ("extension", "destination", "tech", "outboundcid", "foreignid", "tenant", "key")
-_EXTERNAL_FIELDS = ("client", "phone", "destination", "outboundcid", "foreignid", "key")
+_SHARED_FIELDS = ("destination", "outboundcid", "foreignid", "callback_url", "key")
+_DIAL_FIELDS = ("extension", "tech", "tenant", *_SHARED_FIELDS)
+_EXTERNAL_FIELDS = ("client", "phone", *_SHARED_FIELDS)
 
 
 async def _params(request: Request, names: tuple[str, ...]) -> dict[str, str | None]:
@@ -69,6 +70,7 @@ def _call_request(p: dict[str, str | None], tenant: str, **agent: Any) -> CallRe
         destination=fields.phone("destination", destination),
         outboundcid=fields.caller_id(p["outboundcid"]),
         foreignid=fields.foreignid(p["foreignid"]),
+        callback_url=fields.callback_url(p["callback_url"]),
         **agent,
     )
 
@@ -89,7 +91,7 @@ async def dial(request: Request) -> Response:
                 )
             )
     except Click2CallError as exc:
-        unique = exc.call.id if exc.call is not None else ""
+        unique = exc.call_id if exc.call_id is not None else ""
         return _dial_reply(False, unique, exc.message, exc.status, headers_for(exc))
     return _dial_reply(True, call.id)
 
@@ -120,7 +122,7 @@ async def dial_external(request: Request) -> Response:
                 _call_request(p, client, phone=phone)
             )
     except Click2CallError as exc:
-        body = {"src": src, "uniqueid": exc.call.uniqueid} if exc.call is not None else {}
+        body = {"src": src, "uniqueid": exc.uniqueid} if exc.uniqueid is not None else {}
         body |= {"status": "error", "error": exc.message}
         return _json(body, exc.status, headers_for(exc))
     return _json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})
@@ -157,6 +159,11 @@ _COMMON = [
     _param("destination", fields.PHONE, "Number to call", required=True),
     _param("outboundcid", fields.CALLER_ID, "Caller ID the destination sees"),
     _param("foreignid", fields.FOREIGNID, "Your reference, stored with the call"),
+    _param(
+        "callback_url",
+        fields.CALLBACK_URL,
+        "URL that receives this call's events (signed webhooks; see README)",
+    ),
 ]
 _DIAL_DOC = _doc(
     "text/plain",

@@ -30,9 +30,9 @@ def v1_error(error: Click2CallError) -> JSONResponse:
     body: dict[str, object] = {"id": error.error_id, "message": error.message}
     if isinstance(error, InvalidInput):
         body["field"] = error.field
-    if error.call is not None:
-        body["call_id"] = error.call.id
-        body["uniqueid"] = error.call.uniqueid
+    if error.call_id is not None:
+        body["call_id"] = error.call_id
+        body["uniqueid"] = error.uniqueid
     return JSONResponse({"error": body}, status_code=error.status, headers=headers_for(error))
 
 

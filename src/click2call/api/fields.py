@@ -10,6 +10,7 @@ import re
 
 from click2call.calls import Tech
 from click2call.errors import InvalidInput
+from click2call.webhooks.urls import MAX_URL_LENGTH, check_url
 
 # The grammars, also published in the OpenAPI schema.
 PHONE = r"^[0-9+ ()\-.]{1,40}$"
@@ -18,6 +19,7 @@ CALLER_ID = r"^\+?[0-9]{1,20}$"
 FOREIGNID = r"^[A-Za-z0-9_.:@/+=-]{1,64}$"
 NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 KEY = r"^[A-Za-z0-9_-]{1,128}$"
+CALLBACK_URL = rf"^https?://[!-~]{{1,{MAX_URL_LENGTH - 8}}}$"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]")
 _PHONE = re.compile(PHONE, re.ASCII)
@@ -72,3 +74,14 @@ def foreignid(value: str | None) -> str | None:
 
 def name(field: str, value: str) -> str:
     return _check(field, value, _NAME, "must be 1-64 letters, digits, '_', '.' or '-'")
+
+
+def callback_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if _CONTROL.search(value):
+        raise InvalidInput("callback_url", "contains a control character")
+    try:
+        return check_url(value)
+    except ValueError as exc:
+        raise InvalidInput("callback_url", str(exc)) from None

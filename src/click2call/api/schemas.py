@@ -13,6 +13,7 @@ from click2call.api.errors import DOCUMENTED_FAILURES
 from click2call.calls import CallState, Result
 from click2call.errors import InvalidInput
 from click2call.store import StoredCall, StoredEvent
+from click2call.store.event_body import durations
 
 T = TypeVar("T")
 
@@ -33,6 +34,11 @@ class CallCreate(BaseModel):
     destination: str = Field(json_schema_extra={"pattern": fields.PHONE})
     outboundcid: str | None = Field(None, json_schema_extra={"pattern": fields.CALLER_ID})
     foreignid: str | None = Field(None, json_schema_extra={"pattern": fields.FOREIGNID})
+    callback_url: str | None = Field(
+        None,
+        description="Receives this call's events as signed webhooks (http/https)",
+        json_schema_extra={"pattern": fields.CALLBACK_URL},
+    )
 
     @field_validator("tenant")
     @classmethod
@@ -58,6 +64,11 @@ class CallCreate(BaseModel):
     @classmethod
     def _foreignid(cls, v: str | None) -> str | None:
         return _grammar(lambda: fields.foreignid(v))
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, v: str | None) -> str | None:
+        return _grammar(lambda: fields.callback_url(v))
 
     @model_validator(mode="after")
     def _one_agent(self) -> CallCreate:
@@ -92,10 +103,25 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 
 class EventOut(BaseModel):
+    id: int = Field(description="Global event id (the live feed's event id)")
+    sequence: int = Field(description="Per call, from 1")
+    type: str = Field(description="call.<state>, or call.rejected")
     state: CallState
     result: Result | None
     cause: str | None
     at: datetime
+
+    @classmethod
+    def of(cls, event: StoredEvent) -> EventOut:
+        return cls(
+            id=event.id,
+            sequence=event.sequence,
+            type=event.type,
+            state=event.state,
+            result=event.result,
+            cause=event.cause,
+            at=event.at,
+        )
 
 
 class CallOut(BaseModel):
@@ -115,6 +141,9 @@ class CallOut(BaseModel):
     connected_at: datetime | None
     ended_at: datetime | None
     duration_seconds: float | None = Field(description="Connected time, once ended")
+    ring_seconds: float | None = Field(description="Created until connected (or ended)")
+    talk_seconds: float | None = Field(description="Connected until ended")
+    total_seconds: float | None = Field(description="Created until ended")
     events: list[EventOut] | None = None
 
     @classmethod
@@ -139,9 +168,8 @@ class CallOut(BaseModel):
             connected_at=call.connected_at,
             ended_at=call.ended_at,
             duration_seconds=duration,
-            events=None
-            if events is None
-            else [EventOut(state=e.state, result=e.result, cause=e.cause, at=e.at) for e in events],
+            **durations(call),
+            events=None if events is None else [EventOut.of(e) for e in events],
         )
 
 
@@ -159,3 +187,32 @@ class EngineOut(BaseModel):
 class HealthOut(BaseModel):
     ok: bool
     tenants: dict[str, EngineOut]
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+
+
+class AttemptOut(BaseModel):
+    at: datetime
+    status: int | None = Field(description="HTTP status; null when no reply came")
+    error: str | None
+    seconds: float
+
+
+class DeliveryOut(BaseModel):
+    id: int = Field(description="Outbox id; `webhook-id` is msg_<id>")
+    url: str
+    type: str
+    sequence: int
+    state: str = Field(description="pending, delivered or failed")
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    done_at: datetime | None
+    attempts_made: list[AttemptOut]
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]

@@ -11,10 +11,15 @@ from click2call.api import fields
 from click2call.api.access import audited, identify, identify_for_call, runtime_of
 from click2call.api.schemas import (
     ERRORS,
+    AttemptOut,
     CallCreate,
     CallList,
     CallOut,
+    DeliveryList,
+    DeliveryOut,
     EngineOut,
+    EventList,
+    EventOut,
     HealthOut,
 )
 from click2call.calls import Tech
@@ -44,6 +49,7 @@ def _order(body: CallCreate, tenant: str) -> CallRequest:
         destination=body.destination,
         outboundcid=body.outboundcid,
         foreignid=body.foreignid,
+        callback_url=body.callback_url,
     )
 
 
@@ -53,6 +59,43 @@ async def get_call(ref: CallRef, request: Request) -> CallOut:
     with audited(request, "v1.get", refusals_only=True) as decision:
         decision.identity, call = identify_for_call(request, fields.name("id", ref))
     return CallOut.of(call, runtime_of(request).service.history(call))
+
+
+@router.get("/calls/{ref}/events", response_model=EventList, responses=ERRORS)
+async def call_events(ref: CallRef, request: Request) -> EventList:
+    """The call's append-only history: one event per state change, numbered from 1."""
+    with audited(request, "v1.events", refusals_only=True) as decision:
+        decision.identity, call = identify_for_call(request, fields.name("id", ref))
+    return EventList(events=[EventOut.of(e) for e in runtime_of(request).service.history(call)])
+
+
+@router.get("/calls/{ref}/webhooks", response_model=DeliveryList, responses=ERRORS)
+async def call_webhooks(ref: CallRef, request: Request) -> DeliveryList:
+    """Every webhook delivery of the call's events: state, attempts, status codes, next try."""
+    with audited(request, "v1.webhooks", refusals_only=True) as decision:
+        decision.identity, call = identify_for_call(request, fields.name("id", ref))
+    outbox = runtime_of(request).outbox
+    return DeliveryList(
+        deliveries=[
+            DeliveryOut(
+                id=d.outbox_id,
+                url=d.url,
+                type=d.type,
+                sequence=d.sequence,
+                state=d.state,
+                attempts=d.attempts,
+                last_status=d.last_status,
+                last_error=d.last_error,
+                next_attempt_at=d.next_attempt_at,
+                done_at=d.done_at,
+                attempts_made=[
+                    AttemptOut(at=a.at, status=a.status, error=a.error, seconds=a.seconds)
+                    for a in outbox.attempts(d.outbox_id)
+                ],
+            )
+            for d in outbox.for_call(call.id)
+        ]
+    )
 
 
 @router.get("/calls", response_model=CallList, responses=ERRORS)

@@ -19,7 +19,7 @@ from click2call.settings import (
     TenantSettings,
     TenantSip,
 )
-from click2call.store import StoredCall
+from click2call.store import Change
 
 _TIMEOUT = 30.0
 
@@ -83,13 +83,14 @@ async def _call(settings: Settings) -> bool:
     ended = asyncio.Event()
     started = time.monotonic()
 
-    def show(call: StoredCall) -> None:
+    def show(change: Change) -> None:
+        call = change.call
         detail = f"  ({call.result}: {call.cause})" if call.result else ""
         print(f"  +{time.monotonic() - started:6.3f}s  {call.state}{detail}")
         if call.result:
             ended.set()
 
-    runtime.service.subscribe(show)
+    runtime.tracking.subscribe(show)
     base = f"http://{settings.server.host}:{settings.server.port}"
     url = f"{base}/web/dial.php?extension=200&destination=0502760206&tech=sip&foreignid=demo"
     print(f"\n→ GET {url}")

@@ -2,15 +2,22 @@
 
 from click2call.store.database import open_database
 from click2call.store.keys import ApiKey, AuditEntry, KeyStore
-from click2call.store.repository import NewCall, Store, StoredCall, StoredEvent
+from click2call.store.outbox import Attempt, Delivery, DeliveryState, Outbox, Subscription
+from click2call.store.repository import Change, NewCall, Store, StoredCall, StoredEvent
 
 __all__ = [
     "ApiKey",
+    "Attempt",
     "AuditEntry",
+    "Change",
+    "Delivery",
+    "DeliveryState",
     "KeyStore",
     "NewCall",
+    "Outbox",
     "Store",
     "StoredCall",
     "StoredEvent",
+    "Subscription",
     "open_database",
 ]

@@ -1,4 +1,9 @@
-"""Reading and writing calls. Every state change is one transaction: row update + event row."""
+"""Reading and writing calls.
+
+Every state change is one transaction: the call row, its `call_events` row (with the
+call's next sequence number and the event body), and one outbox row per webhook
+endpoint that wants the event (store/outbox.py).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 
-from click2call.calls import CallEvent, CallState, Result, advance
+from click2call.calls import CallEvent, CallState, Result, advance, event_type
+from click2call.store import outbox
+from click2call.store.event_body import event_body
 from click2call.store.schema import call_events, calls
 
 _TIMESTAMP_OF_STATE = {
@@ -49,14 +56,30 @@ class StoredCall:
     agent_answered_at: datetime | None
     connected_at: datetime | None
     ended_at: datetime | None
+    last_sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
+    """One step of a call's append-only history; `id` orders all events of all calls."""
+
+    id: int
+    call_id: int
+    sequence: int
+    type: str
     state: CallState
     result: Result | None
     cause: str | None
     at: datetime
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A stored state change: the call as it now stands and the event that moved it."""
+
+    call: StoredCall
+    event: StoredEvent
 
 
 def _call(row: Row[Any]) -> StoredCall:
@@ -66,13 +89,24 @@ def _call(row: Row[Any]) -> StoredCall:
     return StoredCall(**values)
 
 
+def _event(row: Row[Any], call: StoredCall | None = None) -> StoredEvent:
+    state = CallState(row.state)
+    result = Result(row.result) if row.result else None
+    # Rows stored before bodies were kept get one from the call as it stands now.
+    payload = row.payload or (
+        event_body(call, row.sequence, row.type, row.at) if call is not None else "{}"
+    )
+    return StoredEvent(
+        row.id, row.call_id, row.sequence, row.type, state, result, row.cause, row.at, payload
+    )
+
+
 # Built once: SQLAlchemy then reuses their compiled form on every call.
 _INSERT_CALL = insert(calls)
 _SET_UNIQUEID = (
     update(calls).where(calls.c.id == bindparam("call_id")).values(uniqueid=bindparam("uniqueid"))
 )
 _INSERT_EVENT = insert(call_events)
-_NO_EVENT = {"result": None, "cause": None}
 _BY_UNIQUEID = select(calls).where(calls.c.uniqueid == bindparam("uniqueid"))
 
 
@@ -85,33 +119,48 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def close(self) -> None:
         self._engine.dispose()
 
-    def create_call(self, new: NewCall, now: datetime) -> StoredCall:
-        """Insert a queued call with its first event; the row exists before any signalling."""
+    def create_call(
+        self, new: NewCall, now: datetime, callback: outbox.Subscription | None = None
+    ) -> Change:
+        """Insert a queued call with its first event; the row exists before any signalling.
+
+        `callback` subscribes the call's own URL before its first event is queued."""
         with self._engine.begin() as conn:
-            values = {**asdict(new), "state": CallState.QUEUED.value, "created_at": now}
+            values = {
+                **asdict(new),
+                "state": CallState.QUEUED.value,
+                "created_at": now,
+                "last_sequence": 1,
+            }
             call_id = int(conn.execute(_INSERT_CALL, values).inserted_primary_key[0])  # type: ignore[index]
             uniqueid = uniqueid_for(call_id, now)
             conn.execute(_SET_UNIQUEID, {"call_id": call_id, "uniqueid": uniqueid})
-            conn.execute(
-                _INSERT_EVENT, {**_NO_EVENT, "call_id": call_id, "state": "queued", "at": now}
+            call = StoredCall(
+                id=call_id,
+                uniqueid=uniqueid,
+                **asdict(new),
+                state=CallState.QUEUED,
+                result=None,
+                cause=None,
+                created_at=now,
+                agent_answered_at=None,
+                connected_at=None,
+                ended_at=None,
+                last_sequence=1,
             )
-        return StoredCall(
-            id=call_id,
-            uniqueid=uniqueid,
-            **asdict(new),
-            state=CallState.QUEUED,
-            result=None,
-            cause=None,
-            created_at=now,
-            agent_answered_at=None,
-            connected_at=None,
-            ended_at=None,
-        )
+            if callback is not None:
+                outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
+            event = self._append(conn, call, None, now)
+        return Change(call, event)
 
-    def record(self, event: CallEvent) -> StoredCall | None:
+    def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
 
         Raises LookupError for an unknown call and IllegalTransition for a move
@@ -126,7 +175,7 @@ class Store:
             if new_state is None:
                 return None
             cause = event.cause[:256] if event.cause is not None else None
-            changes: dict[str, Any] = {"state": new_state}
+            changes: dict[str, Any] = {"state": new_state, "last_sequence": call.last_sequence + 1}
             if stamp := _TIMESTAMP_OF_STATE.get(new_state):
                 changes[stamp] = event.at
             if event.result is not None:
@@ -134,17 +183,30 @@ class Store:
             if cause is not None:
                 changes["cause"] = cause
             conn.execute(update(calls).where(calls.c.id == call.id).values(**changes))
-            conn.execute(
-                _INSERT_EVENT,
-                {
-                    "call_id": call.id,
-                    "state": new_state.value,
-                    "result": event.result.value if event.result else None,
-                    "cause": cause,
-                    "at": event.at,
-                },
-            )
-        return replace(call, **changes)
+            call = replace(call, **changes)
+            stored = self._append(conn, call, cause, event.at)
+        return Change(call, stored)
+
+    @staticmethod
+    def _append(conn: Connection, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
+        """The event row for the call's newest state, and its deliveries."""
+        sequence, type_ = call.last_sequence, event_type(call.state, call.result)
+        payload = event_body(call, sequence, type_, at)
+        values = {
+            "call_id": call.id,
+            "state": call.state.value,
+            "result": call.result.value if call.result and call.state is CallState.ENDED else None,
+            "cause": cause,
+            "at": at,
+            "sequence": sequence,
+            "type": type_,
+            "payload": payload,
+        }
+        event_id = int(conn.execute(_INSERT_EVENT, values).inserted_primary_key[0])  # type: ignore[index]
+        outbox.queue(conn, call.tenant, call.id, event_id, type_, at)
+        return StoredEvent(
+            event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
+        )
 
     def get(self, call_id: int) -> StoredCall | None:
         with self._engine.connect() as conn:
@@ -168,14 +230,12 @@ class Store:
         with self._engine.connect() as conn:
             return [_call(row) for row in conn.execute(query)]
 
-    def events(self, call_id: int) -> list[StoredEvent]:
-        query = select(call_events).where(call_events.c.call_id == call_id)
+    def events(self, call: StoredCall) -> list[StoredEvent]:
+        """The call's history, in sequence order."""
+        query = select(call_events).where(call_events.c.call_id == call.id)
         with self._engine.connect() as conn:
-            rows = conn.execute(query.order_by(call_events.c.id)).all()
-        return [
-            StoredEvent(CallState(r.state), Result(r.result) if r.result else None, r.cause, r.at)
-            for r in rows
-        ]
+            rows = conn.execute(query.order_by(call_events.c.sequence)).all()
+        return [_event(r, call) for r in rows]
 
     def active_uniqueids(self) -> list[str]:
         query = select(calls.c.uniqueid).where(calls.c.state != CallState.ENDED.value)

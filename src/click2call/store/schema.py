@@ -8,13 +8,16 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 
@@ -60,6 +63,7 @@ calls = Table(
     Column("agent_answered_at", UtcDateTime, nullable=True),
     Column("connected_at", UtcDateTime, nullable=True),
     Column("ended_at", UtcDateTime, nullable=True),
+    Column("last_sequence", Integer, nullable=False, server_default="0"),
     Index("ix_calls_foreignid", "foreignid"),
     Index("ix_calls_tenant_created", "tenant", "created_at"),
     Index("ix_calls_state", "state"),
@@ -74,7 +78,61 @@ call_events = Table(
     Column("result", String(24), nullable=True),
     Column("cause", String(256), nullable=True),
     Column("at", UtcDateTime, nullable=False),
+    Column("sequence", Integer, nullable=False),  # per call, from 1
+    Column("type", String(32), nullable=False),  # call.<state>, or call.rejected
+    Column("payload", Text, nullable=True),  # the event body sent to webhooks and the feed
     Index("ix_call_events_call_id", "call_id"),
+    UniqueConstraint("call_id", "sequence", name="uq_call_events_call_sequence"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("url", String(2048), nullable=False),
+    # Set for a call's own callback_url; NULL for a tenant subscription from the config.
+    Column("call_id", Integer, ForeignKey("calls.id", ondelete="CASCADE"), nullable=True),
+    Column("events", Text, nullable=True),  # space-separated types; NULL = every type
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime, nullable=True),
+    Column("disabled_reason", String(256), nullable=True),
+    Index("ix_webhook_endpoints_tenant", "tenant"),
+    Index("ix_webhook_endpoints_call", "call_id"),
+)
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint_id", Integer, ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("call_id", Integer, ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", Integer, ForeignKey("call_events.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(256), nullable=True),
+    Column("done_at", UtcDateTime, nullable=True),
+    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
+    Index("ix_webhook_outbox_order", "endpoint_id", "call_id", "state"),
+    Index("ix_webhook_outbox_call", "call_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "outbox_id", Integer, ForeignKey("webhook_outbox.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("at", UtcDateTime, nullable=False),
+    Column("status", Integer, nullable=True),  # HTTP status; NULL when no reply came
+    Column("error", String(256), nullable=True),
+    Column("response_excerpt", String(256), nullable=True),
+    Column("seconds", Float, nullable=False),
+    Index("ix_webhook_attempts_outbox", "outbox_id"),
 )
 
 api_keys = Table(

@@ -1,0 +1,65 @@
+"""The body of a stored call event: what webhooks send and the live feed streams.
+
+Built once, when the event is stored, so every delivery of it (and every retry) carries
+the same bytes, and the call as it stood at that step rather than as it stands later.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from click2call.store.repository import StoredCall
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def durations(call: StoredCall) -> dict[str, float | None]:
+    """ring: created until connected (or ended unconnected); talk: connected until ended;
+    total: created until ended. None while not known yet."""
+    return {
+        "ring_seconds": _seconds(call.created_at, call.connected_at or call.ended_at),
+        "talk_seconds": _seconds(call.connected_at, call.ended_at),
+        "total_seconds": _seconds(call.created_at, call.ended_at),
+    }
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def call_body(call: StoredCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "uniqueid": call.uniqueid,
+        "tenant": call.tenant,
+        "foreignid": call.foreignid,
+        "agent": {"kind": call.agent_kind, "tech": call.agent_tech, "number": call.agent_number},
+        "destination": call.destination,
+        "destination_caller_id": call.destination_caller_id,
+        "agent_caller_id": call.agent_caller_id,
+        "state": call.state.value,
+        "result": call.result.value if call.result else None,
+        "cause": call.cause,
+        "created_at": _time(call.created_at),
+        "agent_answered_at": _time(call.agent_answered_at),
+        "connected_at": _time(call.connected_at),
+        "ended_at": _time(call.ended_at),
+        **durations(call),
+    }
+
+
+def event_body(call: StoredCall, sequence: int, type_: str, at: datetime) -> str:
+    body = {
+        "type": type_,
+        "sequence": sequence,
+        "timestamp": at.isoformat(),
+        "call": call_body(call),
+    }
+    return json.dumps(body, separators=(",", ":"))

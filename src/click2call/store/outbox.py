@@ -1,0 +1,381 @@
+"""Webhook endpoints and the outbox of their deliveries.
+
+`queue` runs inside the transaction that stores a call event, so a delivery exists
+exactly when its event does. The delivery worker (webhooks/delivery.py) reads `due`
+rows and records each attempt here. Order per call: only the oldest pending delivery
+of an (endpoint, call) pair is ever due, so event n+1 waits for event n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import aliased
+
+from click2call.store.schema import call_events, webhook_attempts, webhook_endpoints, webhook_outbox
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Where to send a tenant's (or one call's) events; `events` None means every type."""
+
+    url: str
+    events: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event to send to one endpoint; `message_id` stays the same across retries."""
+
+    outbox_id: int
+    endpoint_id: int
+    tenant: str
+    url: str
+    for_call: bool  # the call's own callback_url, not a tenant subscription
+    call_id: int
+    event_id: int
+    payload: str
+    attempts: int
+
+    @property
+    def message_id(self) -> str:
+        return f"msg_{self.outbox_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """What an operator or a CRM sees of one delivery."""
+
+    outbox_id: int
+    endpoint_id: int
+    url: str
+    call_id: int
+    sequence: int
+    type: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    done_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    at: datetime
+    status: int | None
+    error: str | None
+    response_excerpt: str | None
+    seconds: float
+
+
+def _events_text(events: frozenset[str] | None) -> str | None:
+    return " ".join(sorted(events)) if events else None
+
+
+def _wants(events: str | None, type_: str) -> bool:
+    return events is None or type_ in events.split()
+
+
+_ENDPOINTS_OF_CALL = select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
+    webhook_endpoints.c.disabled_at.is_(None),
+    or_(
+        and_(
+            webhook_endpoints.c.tenant == bindparam("tenant"),
+            webhook_endpoints.c.call_id.is_(None),
+        ),
+        webhook_endpoints.c.call_id == bindparam("call_id"),
+    ),
+)
+_INSERT_DELIVERY = insert(webhook_outbox)
+
+
+def subscribe_call(
+    conn: Connection, tenant: str, call_id: int, subscription: Subscription, now: datetime
+) -> None:
+    conn.execute(
+        insert(webhook_endpoints).values(
+            tenant=tenant,
+            url=subscription.url,
+            call_id=call_id,
+            events=_events_text(subscription.events),
+            created_at=now,
+        )
+    )
+
+
+def queue(
+    conn: Connection, tenant: str, call_id: int, event_id: int, type_: str, at: datetime
+) -> int:
+    """Queue the event for every live endpoint that wants it; how many were queued."""
+    endpoints = conn.execute(_ENDPOINTS_OF_CALL, {"tenant": tenant, "call_id": call_id}).all()
+    rows = [
+        {
+            "endpoint_id": endpoint.id,
+            "call_id": call_id,
+            "event_id": event_id,
+            "state": PENDING,
+            "attempts": 0,
+            "next_attempt_at": at,
+        }
+        for endpoint in endpoints
+        if _wants(endpoint.events, type_)
+    ]
+    if rows:
+        conn.execute(_INSERT_DELIVERY, rows)
+    return len(rows)
+
+
+_earlier = aliased(webhook_outbox)
+_DUE = (
+    select(
+        webhook_outbox.c.id,
+        webhook_outbox.c.endpoint_id,
+        webhook_outbox.c.call_id,
+        webhook_outbox.c.event_id,
+        webhook_outbox.c.attempts,
+        webhook_endpoints.c.tenant,
+        webhook_endpoints.c.url,
+        webhook_endpoints.c.call_id.label("endpoint_call_id"),
+        call_events.c.payload,
+    )
+    .join(webhook_endpoints, webhook_endpoints.c.id == webhook_outbox.c.endpoint_id)
+    .join(call_events, call_events.c.id == webhook_outbox.c.event_id)
+    .where(
+        webhook_outbox.c.state == PENDING,
+        webhook_outbox.c.next_attempt_at <= bindparam("now"),
+        ~exists().where(
+            _earlier.c.endpoint_id == webhook_outbox.c.endpoint_id,
+            _earlier.c.call_id == webhook_outbox.c.call_id,
+            _earlier.c.state == PENDING,
+            _earlier.c.id < webhook_outbox.c.id,
+        ),
+    )
+    .order_by(webhook_outbox.c.next_attempt_at, webhook_outbox.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        outbox_id=row.id,
+        endpoint_id=row.endpoint_id,
+        tenant=row.tenant,
+        url=row.url,
+        for_call=row.endpoint_call_id is not None,
+        call_id=row.call_id,
+        event_id=row.event_id,
+        payload=row.payload or "{}",
+        attempts=row.attempts,
+    )
+
+
+class Outbox:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def sync_config(self, subscriptions: dict[str, list[Subscription]], now: datetime) -> None:
+        """Make the tenant endpoints match the configuration: add new ones, update their
+        event filters, disable removed ones. An endpoint disabled by a 410 stays disabled."""
+        tenant_wide = webhook_endpoints.c.call_id.is_(None)
+        with self._engine.begin() as conn:
+            stored = {
+                (row.tenant, row.url): row
+                for row in conn.execute(select(webhook_endpoints).where(tenant_wide))
+            }
+            wanted = {(t, s.url): s for t, subs in subscriptions.items() for s in subs}
+            for (tenant, url), sub in wanted.items():
+                row = stored.get((tenant, url))
+                if row is None:
+                    conn.execute(
+                        insert(webhook_endpoints).values(
+                            tenant=tenant, url=url, events=_events_text(sub.events), created_at=now
+                        )
+                    )
+                    continue
+                changes: dict[str, Any] = {"events": _events_text(sub.events)}
+                if row.disabled_reason == _REMOVED:
+                    changes |= {"disabled_at": None, "disabled_reason": None}
+                conn.execute(
+                    update(webhook_endpoints)
+                    .where(webhook_endpoints.c.id == row.id)
+                    .values(**changes)
+                )
+            for key, row in stored.items():
+                if key not in wanted and row.disabled_at is None:
+                    _disable(conn, row.id, _REMOVED, now)
+
+    def due(self, now: datetime, limit: int, busy: set[int]) -> list[Delivery]:
+        """Deliveries whose time has come, oldest first, skipping the outbox ids in `busy`."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(_DUE, {"now": now, "limit": limit + len(busy)}).all()
+        return [_delivery(r) for r in rows if r.id not in busy][:limit]
+
+    def next_due_at(self) -> datetime | None:
+        query = select(func.min(webhook_outbox.c.next_attempt_at)).where(
+            webhook_outbox.c.state == PENDING
+        )
+        with self._engine.connect() as conn:
+            value: datetime | None = conn.execute(query).scalar()
+        return value
+
+    def attempted(
+        self,
+        delivery: Delivery,
+        attempt: Attempt,
+        *,
+        state: str,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """Record an attempt and where the delivery stands after it."""
+        values: dict[str, Any] = {
+            "state": state,
+            "attempts": delivery.attempts + 1,
+            "last_attempt_at": attempt.at,
+            "last_status": attempt.status,
+            "last_error": attempt.error[:256] if attempt.error else None,
+            "done_at": None if state == PENDING else attempt.at,
+        }
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(webhook_attempts).values(
+                    outbox_id=delivery.outbox_id,
+                    at=attempt.at,
+                    status=attempt.status,
+                    error=attempt.error[:256] if attempt.error else None,
+                    response_excerpt=attempt.response_excerpt,
+                    seconds=attempt.seconds,
+                )
+            )
+            conn.execute(
+                update(webhook_outbox)
+                .where(webhook_outbox.c.id == delivery.outbox_id)
+                .values(**values)
+            )
+
+    def disable_endpoint(self, endpoint_id: int, reason: str, now: datetime) -> None:
+        with self._engine.begin() as conn:
+            _disable(conn, endpoint_id, reason, now)
+
+    def for_call(self, call_id: int) -> list[DeliveryState]:
+        return self._states(webhook_outbox.c.call_id == call_id, order_by_event=True)
+
+    def failed(self, limit: int = 100) -> list[DeliveryState]:
+        return self._states(webhook_outbox.c.state == FAILED, limit=limit)
+
+    def attempts(self, outbox_id: int) -> list[Attempt]:
+        query = (
+            select(webhook_attempts)
+            .where(webhook_attempts.c.outbox_id == outbox_id)
+            .order_by(webhook_attempts.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [
+                Attempt(r.at, r.status, r.error, r.response_excerpt, r.seconds)
+                for r in conn.execute(query)
+            ]
+
+    def retry_failed(self, now: datetime, outbox_ids: list[int] | None = None) -> int:
+        """Queue failed deliveries again (all, or those given), re-enabling their endpoints."""
+        where = [webhook_outbox.c.state == FAILED]
+        if outbox_ids is not None:
+            where.append(webhook_outbox.c.id.in_(outbox_ids))
+        with self._engine.begin() as conn:
+            endpoint_ids = [
+                r.endpoint_id
+                for r in conn.execute(select(webhook_outbox.c.endpoint_id).where(*where).distinct())
+            ]
+            conn.execute(
+                update(webhook_endpoints)
+                .where(
+                    webhook_endpoints.c.id.in_(endpoint_ids),
+                    webhook_endpoints.c.disabled_reason != _REMOVED,
+                )
+                .values(disabled_at=None, disabled_reason=None)
+            )
+            done = conn.execute(
+                update(webhook_outbox)
+                .where(*where)
+                .values(state=PENDING, attempts=0, next_attempt_at=now, done_at=None)
+            )
+        return int(done.rowcount)
+
+    def backlog(self) -> int:
+        query = select(func.count()).where(webhook_outbox.c.state == PENDING)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def _states(
+        self, where: Any, *, order_by_event: bool = False, limit: int = 1000
+    ) -> list[DeliveryState]:
+        query = (
+            select(
+                webhook_outbox,
+                webhook_endpoints.c.url,
+                call_events.c.sequence,
+                call_events.c.type,
+            )
+            .join(webhook_endpoints, webhook_endpoints.c.id == webhook_outbox.c.endpoint_id)
+            .join(call_events, call_events.c.id == webhook_outbox.c.event_id)
+            .where(where)
+            .order_by(
+                *(
+                    (webhook_outbox.c.endpoint_id, call_events.c.sequence)
+                    if order_by_event
+                    else (webhook_outbox.c.id.desc(),)
+                )
+            )
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [
+                DeliveryState(
+                    outbox_id=r.id,
+                    endpoint_id=r.endpoint_id,
+                    url=r.url,
+                    call_id=r.call_id,
+                    sequence=r.sequence,
+                    type=r.type,
+                    state=r.state,
+                    attempts=r.attempts,
+                    last_status=r.last_status,
+                    last_error=r.last_error,
+                    next_attempt_at=r.next_attempt_at if r.state == PENDING else None,
+                    done_at=r.done_at,
+                )
+                for r in conn.execute(query)
+            ]
+
+
+_REMOVED = "removed from the configuration"
+
+
+def _disable(conn: Connection, endpoint_id: int, reason: str, now: datetime) -> None:
+    conn.execute(
+        update(webhook_endpoints)
+        .where(webhook_endpoints.c.id == endpoint_id)
+        .values(disabled_at=now, disabled_reason=reason[:256])
+    )
+    conn.execute(
+        update(webhook_outbox)
+        .where(webhook_outbox.c.endpoint_id == endpoint_id, webhook_outbox.c.state == PENDING)
+        .values(state=FAILED, last_error=f"endpoint disabled: {reason}"[:256], done_at=now)
+    )

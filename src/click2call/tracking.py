@@ -1,0 +1,80 @@
+"""Call events in: engines report here, the store keeps each change, listeners hear of it.
+
+The one home of a call's progress after it was placed (DESIGN.md, "Events out"):
+recording an engine's event, ending a call, ending the calls a previous run left in
+flight, and announcing each stored change. Each change is stored in one transaction
+with its history row and its webhook deliveries (store/repository.py); listeners are
+only woken up — what they report they read back from the store, so a listener that
+misses a wake-up (or a process that dies) loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from click2call.calls import CallEvent, CallState, Result
+from click2call.engines.base import Clock
+from click2call.errors import IllegalTransition
+from click2call.policy import Limits
+from click2call.store import Change, NewCall, Store, Subscription
+
+log = logging.getLogger("click2call.tracking")
+
+Listener = Callable[[Change], None]
+
+
+class Tracking:
+    def __init__(self, store: Store, limits: Limits, clock: Clock) -> None:
+        self._store = store
+        self._limits = limits
+        self._clock = clock
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` after each stored change, on the event loop; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def create(self, record: NewCall, callback: Subscription | None = None) -> Change:
+        """Store a new call, queued; announced like every later change."""
+        change = self._store.create_call(record, self._clock(), callback)
+        self._announce(change)
+        return change
+
+    def on_event(self, event: CallEvent) -> None:
+        """The engines' event sink: store the step, then announce it."""
+        self.record(event)
+
+    def record(self, event: CallEvent) -> Change | None:
+        """Store the event; the change, or None when it changed nothing or was refused."""
+        try:
+            change = self._store.record(event)
+        except (IllegalTransition, LookupError) as exc:
+            log.error("engine event %s for call %s refused: %s", event.state, event.uniqueid, exc)
+            return None
+        if change is None:
+            return None
+        call = change.call
+        if call.state is CallState.ENDED:
+            self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
+        self._announce(change)
+        return change
+
+    def end(self, uniqueid: str, result: Result, cause: str) -> Change | None:
+        return self.record(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
+
+    def recover(self) -> int:
+        """End calls a previous run left in flight: their dialogs died with that process."""
+        stale = self._store.active_uniqueids()
+        for uniqueid in stale:
+            self.end(uniqueid, Result.ERROR, "server stopped while the call was in progress")
+        return len(stale)
+
+    def _announce(self, change: Change) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                # A listener's bug must not undo or block the stored change.
+                log.exception("listener of call %s failed", change.call.uniqueid)

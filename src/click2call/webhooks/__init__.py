@@ -1,0 +1,1 @@
+"""Webhooks: signed, ordered, retried delivery of call events from the outbox."""

@@ -1,0 +1,196 @@
+"""The delivery worker: sends what the outbox says is due, and records every attempt.
+
+Woken when a call event is stored (and every `poll_interval` for retries), it sends
+each due delivery at most once at a time, never more than `max_in_flight` requests in
+all and `max_in_flight_per_endpoint` per endpoint, so one slow receiver holds only its
+own deliveries back. Redirects are not followed and only a short excerpt of a reply
+is kept. What is sent and when is decided in schedule.py; the bytes signed in signing.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import httpx
+
+from click2call.engines.base import Clock
+from click2call.settings import Settings
+from click2call.store import Attempt, Delivery, Outbox
+from click2call.store.outbox import DELIVERED, FAILED, PENDING
+from click2call.webhooks import signing
+from click2call.webhooks.schedule import Outcome, decide, parse_retry_after
+
+log = logging.getLogger("click2call.webhooks")
+EXCERPT_BYTES = 256
+
+
+class Deliverer:
+    def __init__(
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        clock: Clock,
+        random_fraction: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._delivery = settings.webhooks
+        self._outbox = outbox
+        self._clock = clock
+        self._random = random_fraction
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}  # outbox id → its request
+        self._per_endpoint: dict[int, int] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Something was queued: look at the outbox now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        timeout = httpx.Timeout(self._delivery.read_timeout, connect=self._delivery.connect_timeout)
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+        self._runner = asyncio.create_task(self._run(), name="webhook-delivery")
+
+    async def close(self) -> None:
+        """Stop sending; what is still pending stays in the outbox for the next start."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                self._dispatch()
+            except Exception:
+                # A database hiccup must not end delivery for the life of the process.
+                log.exception("webhook outbox could not be read; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._delivery.poll_interval)
+
+    def _dispatch(self) -> None:
+        room = self._delivery.max_in_flight - len(self._in_flight)
+        if room <= 0:
+            return
+        for delivery in self._outbox.due(self._clock(), room, set(self._in_flight)):
+            taken = self._per_endpoint.get(delivery.endpoint_id, 0)
+            if taken >= self._delivery.max_in_flight_per_endpoint:
+                continue
+            self._per_endpoint[delivery.endpoint_id] = taken + 1
+            task = asyncio.create_task(self._deliver(delivery))
+            self._in_flight[delivery.outbox_id] = task
+            task.add_done_callback(self._finished_callback(delivery))
+
+    def _finished_callback(self, delivery: Delivery) -> Callable[[asyncio.Task[None]], None]:
+        return lambda _task: self._finished(delivery)
+
+    def _finished(self, delivery: Delivery) -> None:
+        self._in_flight.pop(delivery.outbox_id, None)
+        left = self._per_endpoint.get(delivery.endpoint_id, 1) - 1
+        if left:
+            self._per_endpoint[delivery.endpoint_id] = left
+        else:
+            self._per_endpoint.pop(delivery.endpoint_id, None)
+        self._wake.set()  # the call's next event may be due now
+
+    def _secret(self, delivery: Delivery) -> str | None:
+        tenant = self._settings.tenant(delivery.tenant)
+        if tenant is None:
+            return None
+        if delivery.for_call:
+            secret = tenant.callbacks.secret.get_secret_value()
+            return secret or None
+        for webhook in tenant.webhooks:
+            if webhook.url == delivery.url:
+                return webhook.secret.get_secret_value()
+        return None
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        started_at = self._clock()
+        secret = self._secret(delivery)
+        if secret is None:
+            attempt = Attempt(started_at, None, "no secret configured for this endpoint", None, 0)
+            self._outbox.attempted(delivery, attempt, state=FAILED)
+            return
+        body = delivery.payload.encode()
+        headers = signing.headers(secret, delivery.message_id, int(started_at.timestamp()), body)
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        excerpt: str | None = None
+        retry_after: float | None = None
+        assert self._client is not None
+        try:
+            async with self._client.stream(
+                "POST", delivery.url, content=body, headers=headers
+            ) as reply:
+                status = reply.status_code
+                excerpt = await _excerpt(reply)
+                retry_after = parse_retry_after(reply.headers.get("retry-after"), started_at)
+                if not reply.is_success:
+                    error = f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        attempt = Attempt(started_at, status, error, excerpt, time.perf_counter() - started)
+        self._settle(delivery, attempt, retry_after)
+
+    def _settle(self, delivery: Delivery, attempt: Attempt, retry_after: float | None) -> None:
+        decision = decide(
+            attempt.status,
+            delivery.attempts + 1,
+            self._delivery.retry_schedule,
+            retry_after,
+            self._delivery.jitter,
+            self._random,
+        )
+        if decision.outcome is Outcome.DELIVERED:
+            self._outbox.attempted(delivery, attempt, state=DELIVERED)
+        elif decision.outcome is Outcome.RETRY:
+            assert decision.wait is not None
+            next_at: datetime = self._clock() + timedelta(seconds=decision.wait)
+            self._outbox.attempted(delivery, attempt, state=PENDING, next_attempt_at=next_at)
+            log.info(
+                "webhook %s to %s failed (%s); retry in %.0f s",
+                delivery.message_id,
+                delivery.url,
+                attempt.error,
+                decision.wait,
+            )
+        elif decision.outcome is Outcome.ENDPOINT_GONE:
+            self._outbox.attempted(delivery, attempt, state=FAILED)
+            self._outbox.disable_endpoint(
+                delivery.endpoint_id, "the receiver answered 410 Gone", attempt.at
+            )
+            log.warning("webhook endpoint %s answered 410 Gone: disabled", delivery.url)
+        else:
+            self._outbox.attempted(delivery, attempt, state=FAILED)
+            log.warning(
+                "webhook %s to %s given up after %d attempts (%s)",
+                delivery.message_id,
+                delivery.url,
+                delivery.attempts + 1,
+                attempt.error,
+            )
+
+
+async def _excerpt(reply: httpx.Response) -> str | None:
+    """The first bytes of the reply body, for the delivery log; the rest is not read."""
+    data = b""
+    async for chunk in reply.aiter_raw():
+        data += chunk
+        if len(data) >= EXCERPT_BYTES:
+            break
+    return data[:EXCERPT_BYTES].decode("utf-8", "replace") or None

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from click2call.calls import CallEvent, CallState, Result
+from click2call.store import Attempt, NewCall, Outbox, Store, Subscription, open_database
+from click2call.store.outbox import DELIVERED, FAILED, PENDING
+from click2call.store.schema import webhook_outbox
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+NEW = NewCall("default", "extension", "sip", "200", "0502760206", "036411111", "0502760206", None)
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[Store, Outbox]:
+    database = open_database(f"sqlite:///{tmp_path / 'calls.db'}")
+    return Store(database), Outbox(database)
+
+
+def step(uniqueid: str, state: CallState, seconds: float = 1) -> CallEvent:
+    result = Result.COMPLETED if state is CallState.ENDED else None
+    return CallEvent(uniqueid, state, T0 + timedelta(seconds=seconds), result)
+
+
+def test_each_event_queues_one_delivery_per_endpoint_that_wants_it(
+    stores: tuple[Store, Outbox],
+) -> None:
+    store, outbox = stores
+    outbox.sync_config(
+        {
+            "default": [
+                Subscription("http://127.0.0.1:9/all"),
+                Subscription("http://127.0.0.1:9/ends", frozenset({"call.ended"})),
+            ],
+            "other": [Subscription("http://127.0.0.1:9/other")],
+        },
+        T0,
+    )
+    call = store.create_call(NEW, T0, Subscription("http://127.0.0.1:9/mine")).call
+    store.record(step(call.uniqueid, CallState.ENDED))
+    states = outbox.for_call(call.id)
+    by_url: dict[str, list[str]] = {}
+    for d in states:
+        by_url.setdefault(d.url, []).append(d.type)
+    assert by_url == {
+        "http://127.0.0.1:9/all": ["call.queued", "call.ended"],
+        "http://127.0.0.1:9/ends": ["call.ended"],
+        "http://127.0.0.1:9/mine": ["call.queued", "call.ended"],
+    }
+    assert {d.state for d in states} == {PENDING}
+    assert outbox.backlog() == 5
+
+
+def test_only_the_oldest_pending_event_of_a_call_is_due(stores: tuple[Store, Outbox]) -> None:
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    first = store.create_call(NEW, T0).call
+    store.record(step(first.uniqueid, CallState.AGENT_DIALING))
+    second = store.create_call(NEW, T0).call
+    due = outbox.due(T0 + timedelta(seconds=5), 10, set())
+    # One per call (its queued event); the calls do not wait for each other.
+    assert sorted(d.call_id for d in due) == [first.id, second.id]
+    head = next(d for d in due if d.call_id == first.id)
+    assert outbox.due(T0 + timedelta(seconds=5), 10, {head.outbox_id}) == [
+        d for d in due if d.call_id == second.id
+    ]
+    outbox.attempted(head, Attempt(T0, 200, None, "ok", 0.01), state=DELIVERED)
+    later = outbox.due(T0 + timedelta(seconds=5), 10, set())
+    assert [
+        (d.call_id, d.payload.count('"call.agent_dialing"')) for d in later if d.call_id == first.id
+    ] == [(first.id, 1)]
+
+
+def test_a_retry_is_not_due_before_its_time(stores: tuple[Store, Outbox]) -> None:
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    store.create_call(NEW, T0)
+    [delivery] = outbox.due(T0, 10, set())
+    retry_at = T0 + timedelta(seconds=30)
+    outbox.attempted(
+        delivery, Attempt(T0, 500, "HTTP 500", None, 0.01), state=PENDING, next_attempt_at=retry_at
+    )
+    assert outbox.due(T0 + timedelta(seconds=29), 10, set()) == []
+    [again] = outbox.due(retry_at, 10, set())
+    assert (again.outbox_id, again.message_id, again.attempts) == (
+        delivery.outbox_id,
+        delivery.message_id,
+        1,
+    )
+    assert [a.status for a in outbox.attempts(delivery.outbox_id)] == [500]
+
+
+def test_a_disabled_endpoint_fails_its_backlog_and_gets_nothing_new(
+    stores: tuple[Store, Outbox],
+) -> None:
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    call = store.create_call(NEW, T0).call
+    [delivery] = outbox.due(T0, 10, set())
+    outbox.disable_endpoint(delivery.endpoint_id, "the receiver answered 410 Gone", T0)
+    store.record(step(call.uniqueid, CallState.AGENT_DIALING))
+    assert [(d.type, d.state) for d in outbox.for_call(call.id)] == [("call.queued", FAILED)]
+    assert outbox.failed()[0].last_error == "endpoint disabled: the receiver answered 410 Gone"
+    # An operator's retry sends it again and re-enables the endpoint.
+    assert outbox.retry_failed(T0) == 1
+    assert [d.call_id for d in outbox.due(T0, 10, set())] == [call.id]
+
+
+def test_the_configuration_decides_which_tenant_endpoints_live(
+    stores: tuple[Store, Outbox],
+) -> None:
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/b")]}, T0)
+    call = store.create_call(NEW, T0).call
+    assert [d.url for d in outbox.for_call(call.id)] == ["http://127.0.0.1:9/b"]
+    outbox.sync_config(
+        {"default": [Subscription("http://127.0.0.1:9/a"), Subscription("http://127.0.0.1:9/b")]},
+        T0,
+    )  # back in the configuration: live again
+    call = store.create_call(NEW, T0).call
+    assert sorted(d.url for d in outbox.for_call(call.id)) == [
+        "http://127.0.0.1:9/a",
+        "http://127.0.0.1:9/b",
+    ]
+
+
+def test_the_event_and_its_deliveries_are_one_transaction(
+    stores: tuple[Store, Outbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    call = store.create_call(NEW, T0).call
+
+    def broken(*_args: object, **_kwargs: object) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("click2call.store.outbox.queue", broken)
+    with pytest.raises(RuntimeError):
+        store.record(step(call.uniqueid, CallState.AGENT_DIALING))
+    # Neither the state change nor its history row survived the failed delivery insert.
+    assert store.get(call.id).state is CallState.QUEUED  # type: ignore[union-attr]
+    assert [e.type for e in store.events(call)] == ["call.queued"]
+    with store.engine.connect() as conn:
+        assert len(conn.execute(select(webhook_outbox)).all()) == 1
