@@ -11,7 +11,7 @@ from click2call.engines.asterisk.codec import (
     Message,
     UnsafeValue,
 )
-from tests.ami_recordings import names, received, sent
+from tests.ami_recordings import received, sent, streams
 
 
 def decode(data: bytes, step: int | None = None) -> list[Banner | Message]:
@@ -25,18 +25,18 @@ def decode(data: bytes, step: int | None = None) -> list[Banner | Message]:
     return out
 
 
-@pytest.mark.parametrize("name", names())
-def test_recordings_decode_the_same_whole_and_byte_by_byte(name: str) -> None:
-    data = received(name)
+@pytest.mark.parametrize(("name", "conn"), streams())
+def test_recordings_decode_the_same_whole_and_byte_by_byte(name: str, conn: int) -> None:
+    data = received(name, conn)
     whole = decode(data)
     assert whole[0] == Banner("9.0.0")
     assert decode(data, step=1) == whole
     assert decode(data, step=7) == whole
 
 
-@pytest.mark.parametrize("name", names())
-def test_every_received_message_re_encodes_to_its_exact_bytes(name: str) -> None:
-    data = received(name)
+@pytest.mark.parametrize(("name", "conn"), streams())
+def test_every_received_message_re_encodes_to_its_exact_bytes(name: str, conn: int) -> None:
+    data = received(name, conn)
     encoded = []
     for message in decode(data):
         if not isinstance(message, Message):

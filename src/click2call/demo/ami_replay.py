@@ -27,6 +27,7 @@ class Entry:
     t: float
     dir: str  # "send" (client → Asterisk) or "recv" (Asterisk → client)
     data: bytes
+    conn: int = 1  # which TCP connection of the recording (reconnect recordings have 2)
 
 
 def read_recording(path: Path) -> list[Entry]:
@@ -34,7 +35,9 @@ def read_recording(path: Path) -> list[Entry]:
     for line in path.read_text().splitlines():
         if line and not line.startswith("#"):
             item = json.loads(line)
-            entries.append(Entry(item["t"], item["dir"], item["data"].encode()))
+            entries.append(
+                Entry(item["t"], item["dir"], item["data"].encode(), item.get("conn", 1))
+            )
     return entries
 
 
