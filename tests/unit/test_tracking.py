@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from click2call.calls import CallEvent, CallState, Result
+from click2call.policy import Limits
+from click2call.settings import TenantLimits
+from click2call.store import Change, NewCall, Store, open_database
+from click2call.tracking import Tracking
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+NEW = NewCall("default", "extension", "sip", "200", "0502760206", "036411111", "0502760206", None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def tracking(tmp_path: Path) -> Tracking:
+    store = Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+    return Tracking(store, Limits(lambda: 0.0), Clock())
+
+
+def test_every_stored_change_is_announced_queued_included(tracking: Tracking) -> None:
+    heard: list[Change] = []
+    tracking.subscribe(heard.append)
+    call = tracking.create(NEW).call
+    tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))
+    tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))  # illegal: refused
+    tracking.end(call.uniqueid, Result.AGENT_BUSY, "SIP 486 Busy Here")
+    assert [(c.event.sequence, c.event.type) for c in heard] == [
+        (1, "call.queued"),
+        (2, "call.agent_dialing"),
+        (3, "call.ended"),
+    ]
+    assert heard[-1].call.cause == "SIP 486 Busy Here"
+
+
+def test_events_for_unknown_calls_are_refused_not_raised(tracking: Tracking) -> None:
+    assert tracking.record(CallEvent("1.999", CallState.AGENT_DIALING, T0)) is None
+
+
+def test_a_failing_listener_neither_undoes_the_change_nor_silences_the_others(
+    tracking: Tracking,
+) -> None:
+    def broken(_change: Change) -> None:
+        raise RuntimeError("listener bug")
+
+    heard: list[Change] = []
+    tracking.subscribe(broken)
+    unsubscribe = tracking.subscribe(heard.append)
+    change = tracking.create(NEW)
+    assert [c.event.id for c in heard] == [change.event.id]
+    unsubscribe()
+    tracking.end(change.call.uniqueid, Result.CANCELED, "by test")
+    assert len(heard) == 1
+
+
+def test_an_ended_call_frees_its_agent_slot(tmp_path: Path) -> None:
+    store = Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+    limits = Limits(lambda: 0.0)
+    tracking = Tracking(store, limits, Clock())
+    one = TenantLimits(max_calls_per_agent=1)
+    call = tracking.create(NEW).call
+    limits.started("default", "200", call.uniqueid)
+    with pytest.raises(Exception, match="200"):
+        limits.admit_call("default", "200", one)
+    tracking.end(call.uniqueid, Result.COMPLETED, "done")
+    limits.admit_call("default", "200", one)
+
+
+def test_recover_ends_what_a_previous_run_left_in_flight(tracking: Tracking) -> None:
+    left = tracking.create(NEW).call
+    tracking.on_event(CallEvent(left.uniqueid, CallState.AGENT_DIALING, T0))
+    done = tracking.create(NEW).call
+    tracking.end(done.uniqueid, Result.COMPLETED, "done")
+    heard: list[Change] = []
+    tracking.subscribe(heard.append)
+    assert tracking.recover() == 1
+    [change] = heard
+    assert (change.call.id, change.call.result) == (left.id, Result.ERROR)
+    assert change.call.cause == "server stopped while the call was in progress"
