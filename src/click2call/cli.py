@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
 
 from click2call import __version__
-from click2call.settings import Settings, load_settings
+from click2call.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, load_settings
+
+log = logging.getLogger("click2call")
 
 
 def _settings(path: str | None) -> Settings:
+    where = path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE
     try:
         return load_settings(path)
     except ValidationError as exc:
@@ -21,9 +25,15 @@ def _settings(path: str | None) -> Settings:
             f"  {'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
             for error in exc.errors(include_input=False, include_url=False)
         )
-        raise SystemExit(f"click2call: bad configuration:\n{problems}") from None
+        raise SystemExit(f"click2call: bad configuration in {where}:\n{problems}") from None
     except (OSError, ValueError) as exc:
         raise SystemExit(f"click2call: bad configuration: {exc}") from None
+
+
+def _database(settings: Settings) -> str:
+    from click2call.store.database import describe
+
+    return f"database: {describe(settings.server.database)}"
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -37,6 +47,7 @@ def serve(args: argparse.Namespace) -> int:
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    log.info(_database(settings))
     app = create_app(Runtime(settings))
     uvicorn.run(
         app,
@@ -51,6 +62,7 @@ def serve(args: argparse.Namespace) -> int:
 def check_config(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     print(f"configuration is valid: {len(settings.tenants)} tenant(s)")
+    print(_database(settings))
     for tenant in settings.tenants:
         print(
             f"  {tenant.name}: engine={tenant.engine} pbx={tenant.sip.pbx} trunk={tenant.sip.trunk}"
@@ -64,6 +76,8 @@ def keys(args: argparse.Namespace) -> int:
     from click2call.store import KeyStore, open_database
 
     settings = _settings(args.config)
+    # On stderr: stdout carries only what a script may want to keep (the new key).
+    print(_database(settings), file=sys.stderr)
     store = KeyStore(open_database(settings.server.database))
     now = datetime.now(UTC)
     if args.action == "create":
@@ -94,30 +108,41 @@ def demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="click2call", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
+    # --config is taken before or after any subcommand: `keys --config F create` and
+    # `keys create --config F` both work.
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help=f"TOML file (default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG_FILE}); "
+        "a relative SQLite database path is read against its folder",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (
         ("serve", serve, "run the HTTP server and the call engines"),
         ("check-config", check_config, "validate the configuration and exit"),
     ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument(
-            "--config", help="TOML file (default: $CLICK2CALL_CONFIG or ./click2call.toml)"
-        )
+        command = commands.add_parser(name, help=text, parents=[config])
         command.set_defaults(func=func)
-    command = commands.add_parser("keys", help="create, list or revoke API keys")
-    command.add_argument("--config", help="TOML file (its database holds the keys)")
+    command = commands.add_parser("keys", help="create, list or revoke API keys", parents=[config])
     actions = command.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="a new key for a tenant, shown once")
+    create = actions.add_parser(
+        "create", help="a new key for a tenant, shown once", parents=[config]
+    )
     create.add_argument("--tenant", required=True)
     create.add_argument("--label", help="who or what uses it, e.g. 'CRM production'")
-    listing = actions.add_parser("list", help="keys (never the keys themselves)")
+    listing = actions.add_parser("list", help="keys (never the keys themselves)", parents=[config])
     listing.add_argument("--tenant")
-    revoke = actions.add_parser("revoke", help="stop a key from working")
+    revoke = actions.add_parser("revoke", help="stop a key from working", parents=[config])
     revoke.add_argument("id", type=int)
     command.set_defaults(func=keys)
-    command = commands.add_parser("demo", help="place one call between two SIPp phones on loopback")
+    command = commands.add_parser(
+        "demo", help="place one call between two SIPp phones on loopback (its own settings)"
+    )
     command.set_defaults(func=demo)
     args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
     result: int = args.func(args)
     return result
 

@@ -7,13 +7,16 @@
     ├── Unauthorized(reason)            401  no credential, or a bad one
     ├── Forbidden(reason)               403  a good credential, not for this
     ├── Rejected(rule)                  403  the tenant's policy refuses the call
-    ├── RateLimited(retry_after)        429
+    ├── RateLimited(limit, retry_after) 429  names the setting; retry_after None: a slot
+    │                                         frees only when a call ends
     └── EngineUnavailable(reason)       503  the engine could not accept the order
 
 The HTTP layer maps them to statuses in one place (`api/errors.py`).
 """
 
 from __future__ import annotations
+
+import math
 
 
 class Click2CallError(Exception):
@@ -77,8 +80,14 @@ class RateLimited(Click2CallError):
     error_id = "rate_limited"
     status = 429
 
-    def __init__(self, what: str, retry_after: float) -> None:
-        super().__init__(f"{what}; retry after {max(1, round(retry_after))} s")
+    def __init__(self, limit: str, what: str, retry_after: float | None) -> None:
+        when = (
+            f"retry after {math.ceil(retry_after)} s"
+            if retry_after is not None
+            else "a slot frees only when one of those calls ends"
+        )
+        super().__init__(f"{what} (limit {limit}); {when}")
+        self.limit = limit
         self.retry_after = retry_after
 
 

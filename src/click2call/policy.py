@@ -161,17 +161,29 @@ class Limits:
         per_minute = limits.key_requests_per_minute
         wait = self._bucket("key", str(key_id), per_minute / 60, per_minute).take()
         if wait:
-            raise RateLimited(f"more than {per_minute} requests a minute with this key", wait)
+            raise RateLimited(
+                "key_requests_per_minute",
+                f"more than {per_minute} requests a minute with this key",
+                wait,
+            )
 
     def admit_call(self, tenant: str, agent: str, limits: TenantLimits) -> None:
-        """Raises RateLimited when a new call of `tenant` for `agent` would break a limit."""
-        if len(self._active.get(tenant, ())) >= limits.max_concurrent_calls:
-            raise RateLimited(f"{limits.max_concurrent_calls} calls are already up", 1)
-        if len(self._by_agent.get((tenant, agent), ())) >= limits.max_calls_per_agent:
-            raise RateLimited(f"{agent} already has {limits.max_calls_per_agent} calls up", 1)
+        """Raises RateLimited naming the limit a new call of `tenant` for `agent` would break.
+
+        The two caps give no retry time: a slot frees when a call ends, which may be a ring
+        timeout or a whole conversation away."""
+        up = limits.max_concurrent_calls
+        if len(self._active.get(tenant, ())) >= up:
+            raise RateLimited("max_concurrent_calls", f"{up} calls are already up", None)
+        per_agent = limits.max_calls_per_agent
+        if len(self._by_agent.get((tenant, agent), ())) >= per_agent:
+            raise RateLimited(
+                "max_calls_per_agent", f"{agent} already has {per_agent} calls up", None
+            )
         wait = self._bucket("calls", tenant, limits.calls_per_second, limits.burst).take()
         if wait:
-            raise RateLimited(f"more than {limits.calls_per_second:g} calls a second", wait)
+            rate = f"more than {limits.calls_per_second:g} calls a second"
+            raise RateLimited("calls_per_second", rate, wait)
 
     def started(self, tenant: str, agent: str, uniqueid: str) -> None:
         self._active.setdefault(tenant, set()).add(uniqueid)

@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -24,6 +24,7 @@ from click2call.webhooks.urls import check_url
 
 CONFIG_ENV = "CLICK2CALL_CONFIG"
 DEFAULT_CONFIG_FILE = "click2call.toml"
+DEFAULT_DATABASE = "sqlite:///click2call.db"
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NUMBER = re.compile(r"\+?[0-9]{1,20}")
 
@@ -58,8 +59,15 @@ class HostPort(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    database: str = "sqlite:///click2call.db"
+    # A relative SQLite path is read against the configuration file's folder (the current
+    # folder when there is no file), so every command finds the server's database.
+    database: str = DEFAULT_DATABASE
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Hostile clients: the call endpoints take a few hundred bytes; a request has this long
+    # to send its head and body; one address holds at most this many connections.
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    request_timeout: float = Field(10, gt=0)
+    max_connections_per_address: int = Field(100, ge=1)
 
 
 class SipStackSettings(_Section):
@@ -363,12 +371,49 @@ class Settings(BaseSettings):
         return self.tenant("default") or self.tenants[0]
 
 
+class ConfigFileError(ValueError):
+    """A configuration file that cannot be read or parsed; the message names the file."""
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read the TOML file (explicit path, $CLICK2CALL_CONFIG, or ./click2call.toml if present)."""
     chosen = path or os.environ.get(CONFIG_ENV)
-    data: dict[str, Any] = {}
-    if chosen:
-        data = tomllib.loads(Path(chosen).read_text(encoding="utf-8"))
-    elif Path(DEFAULT_CONFIG_FILE).is_file():
-        data = tomllib.loads(Path(DEFAULT_CONFIG_FILE).read_text(encoding="utf-8"))
+    if not chosen and Path(DEFAULT_CONFIG_FILE).is_file():
+        chosen = DEFAULT_CONFIG_FILE
+    if not chosen:
+        return Settings()
+    file = Path(chosen).absolute()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{file}: {exc}") from None  # tomllib says the line and column
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{file}: {exc}") from None
+    server = data.get("server")
+    if server is None or isinstance(server, dict):
+        server = data["server"] = dict(server or {})
+        database = server.get("database", DEFAULT_DATABASE)
+        if isinstance(database, str):
+            server["database"] = sqlite_beside(database, file.parent)
     return Settings(**data)
+
+
+def sqlite_beside(url: str, folder: Path) -> str:
+    """`url` with a relative SQLite file path made absolute against `folder`."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the settings' own check reports it
+    database = parsed.database
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+        or Path(database).is_absolute()
+    ):
+        return url
+    return parsed.set(database=str(folder / database)).render_as_string(hide_password=False)

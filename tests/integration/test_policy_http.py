@@ -80,7 +80,8 @@ def test_call_rate_under_a_concurrent_burst(server: Server) -> None:
     for reply in limited:
         assert int(reply.headers["Retry-After"]) >= 1
         assert reply.text.startswith(
-            "response: false\nunique: \nerror: more than 0.001 calls a second"
+            "response: false\nunique: \nerror: more than 0.001 calls a second "
+            "(limit calls_per_second); retry after "
         )
     assert agent.wait(10) == 0
 
@@ -89,6 +90,10 @@ def test_concurrent_call_cap(server: Server) -> None:
     agent = server.peer("agent_noanswer.xml", server.pbx_port, calls=2)
     replies = _burst(server, "capped", 5)
     assert sorted(r.status_code for r in replies) == [200, 200, 429, 429, 429]
+    for reply in replies:
+        if reply.status_code == 429:  # no waiting time frees a slot: a call has to end
+            assert "(limit max_concurrent_calls); a slot frees only when" in reply.text
+            assert "Retry-After" not in reply.headers
     assert agent.wait(15) == 0  # both ringing calls were canceled after 2 s
     ids = [r.text.split("unique: ")[1].strip() for r in replies if r.status_code == 200]
     for call_id in ids:
@@ -107,4 +112,5 @@ def test_requests_per_key(server: Server) -> None:
         last = client.get("/api/v1/calls", headers={"X-API-Key": key})
     assert codes == [200, 200, 200, 429, 429]
     assert last.json()["error"]["id"] == "rate_limited"
+    assert last.json()["error"]["limit"] == "key_requests_per_minute"
     assert int(last.headers["Retry-After"]) >= 1

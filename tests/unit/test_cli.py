@@ -31,3 +31,34 @@ def test_check_config_names_the_bad_key_and_hides_secrets(tmp_path: Path) -> Non
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="bad configuration"):
         main(["check-config", "--config", str(tmp_path / "nope.toml")])
+
+
+def test_check_config_names_the_file_and_line_of_a_toml_error(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("[server]\nport = 8080\nhost = 127.0.0.1\n")
+    with pytest.raises(SystemExit, match=r"broken\.toml: .*\(at line 3"):
+        main(["check-config", "--config", str(config)])
+
+
+def test_every_command_reads_the_same_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server_dir, elsewhere = tmp_path / "server", tmp_path / "elsewhere"
+    server_dir.mkdir()
+    elsewhere.mkdir()
+    config = server_dir / "click2call.toml"
+    config.write_text('[server]\ndatabase = "sqlite:///calls.db"\n')
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("CLICK2CALL_CONFIG", raising=False)
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert f"database: SQLite file {server_dir / 'calls.db'}" in capsys.readouterr().out
+    for argv in (
+        ["keys", "create", "--config", str(config), "--tenant", "default"],
+        ["keys", "--config", str(config), "create", "--tenant", "default"],
+    ):
+        assert main(argv) == 0
+        assert f"database: SQLite file {server_dir / 'calls.db'}" in capsys.readouterr().err
+    assert main(["keys", "list", "--config", str(config)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert (server_dir / "calls.db").exists()
+    assert list(elsewhere.iterdir()) == []

@@ -116,12 +116,15 @@ def test_call_limits() -> None:
     for n in range(2):
         limits.admit_call("t", "200", config)
         limits.started("t", "200", f"1.{n}")
-    with pytest.raises(RateLimited, match="200 already has 2 calls up"):
+    with pytest.raises(RateLimited, match="200 already has 2 calls up") as limited:
         limits.admit_call("t", "200", config)
+    assert (limited.value.limit, limited.value.retry_after) == ("max_calls_per_agent", None)
+    assert "(limit max_calls_per_agent); a slot frees only when" in limited.value.message
     limits.admit_call("t", "201", config)
     limits.started("t", "201", "1.9")
-    with pytest.raises(RateLimited, match="3 calls are already up"):
+    with pytest.raises(RateLimited, match="3 calls are already up") as limited:
         limits.admit_call("t", "202", config)
+    assert (limited.value.limit, limited.value.retry_after) == ("max_concurrent_calls", None)
     limits.admit_call("other", "200", config)  # tenants are separate
     limits.ended("t", "200", "1.0")
     limits.admit_call("t", "200", config)
@@ -136,6 +139,8 @@ def test_key_requests_per_minute() -> None:
     with pytest.raises(RateLimited) as limited:
         limits.key_request(1, config)
     assert limited.value.retry_after == pytest.approx(30)
+    assert limited.value.limit == "key_requests_per_minute"
+    assert limited.value.message.endswith("(limit key_requests_per_minute); retry after 30 s")
     limits.key_request(2, config)  # another key has its own budget
     clock.now += 30
     limits.key_request(1, config)

@@ -70,3 +70,31 @@ def test_host_port() -> None:
     assert HostPort.parse("pbx.example") == HostPort(host="pbx.example", port=5060)
     assert HostPort.parse("[::1]:5070") == HostPort(host="::1", port=5070)
     assert str(HostPort(host="::1", port=5070)) == "[::1]:5070"
+
+
+def test_a_relative_database_is_read_beside_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "given.toml").write_text('[server]\ndatabase = "sqlite:///data/calls.db"\n')
+    (folder / "default.toml").write_text("[server]\nport = 9000\n")
+    (folder / "absolute.toml").write_text(f'[server]\ndatabase = "sqlite:///{tmp_path}/a.db"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(folder / "given.toml").server.database == (
+        f"sqlite:///{folder}/data/calls.db"
+    )
+    assert load_settings(folder / "default.toml").server.database == (
+        f"sqlite:///{folder}/click2call.db"
+    )
+    assert load_settings(folder / "absolute.toml").server.database == f"sqlite:///{tmp_path}/a.db"
+    monkeypatch.setenv("CLICK2CALL_SERVER__DATABASE", "sqlite:///here.db")
+    assert load_settings(folder / "given.toml").server.database == "sqlite:///here.db"
+
+
+def test_a_bad_toml_file_is_named_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("[server]\nport = 8080\nhost = 127.0.0.1\n")
+    with pytest.raises(ValueError, match=r"broken\.toml: .*line 3") as raised:
+        load_settings(config)
+    assert str(config) in str(raised.value)

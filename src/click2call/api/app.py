@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from click2call import __version__
 from click2call.api import compat, v1
 from click2call.api.access import AccessLog
+from click2call.api.docs import serve_docs
 from click2call.api.errors import (
     handle_click2call_error,
     handle_http_error,
@@ -35,6 +36,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         description="One HTTP request places a two-leg phone call.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py from the server's own files
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.add_exception_handler(Click2CallError, handle_click2call_error)
@@ -43,4 +46,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(AccessLog)
     app.include_router(compat.router)
     app.include_router(v1.router)
+    serve_docs(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,14 +17,14 @@ DOCUMENTED_FAILURES = (
     (401, "Missing, invalid or expired credential"),
     (403, "Credential of another tenant, or refused by the tenant's policy"),
     (404, "Unknown tenant (client) or call"),
-    (429, "Over a limit; see Retry-After"),
+    (429, "Over a limit, named in the error; Retry-After when waiting frees it"),
     (503, "The PBX or SIP engine cannot take the call now"),
 )
 
 
 def headers_for(error: Click2CallError) -> dict[str, str]:
-    if isinstance(error, RateLimited):
-        return {"Retry-After": str(max(1, round(error.retry_after)))}
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        return {"Retry-After": str(math.ceil(error.retry_after))}
     return {}
 
 
@@ -30,6 +32,8 @@ def v1_error(error: Click2CallError) -> JSONResponse:
     body: dict[str, object] = {"id": error.error_id, "message": error.message}
     if isinstance(error, InvalidInput):
         body["field"] = error.field
+    if isinstance(error, RateLimited):
+        body["limit"] = error.limit
     if error.call_id is not None:
         body["call_id"] = error.call_id
         body["uniqueid"] = error.uniqueid

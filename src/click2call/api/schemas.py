@@ -89,6 +89,7 @@ class ErrorBody(BaseModel):
     id: str = Field(description="Stable machine id: invalid_input, unauthorized, rejected, …")
     message: str
     field: str | None = None
+    limit: str | None = Field(None, description="The setting a 429 hit, e.g. calls_per_second")
     call_id: int | None = None
     uniqueid: str | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from click2call.api import fields
 from click2call.api.access import audited, identify, identify_for_call, runtime_of
@@ -22,7 +22,7 @@ from click2call.api.schemas import (
     EventOut,
     HealthOut,
 )
-from click2call.calls import Tech
+from click2call.calls import CallState, Tech
 from click2call.service import CallRequest
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -118,15 +118,22 @@ async def list_calls(
     return CallList(calls=[CallOut.of(c) for c in calls])
 
 
-@router.post("/calls/{ref}/hangup", status_code=202, response_model=CallOut, responses=ERRORS)
-async def hangup_call(ref: CallRef, request: Request) -> CallOut:
-    """Ask the engine to end the call; the result arrives as the call's next state."""
+@router.post(
+    "/calls/{ref}/hangup",
+    status_code=202,
+    response_model=CallOut,
+    responses={200: {"model": CallOut, "description": "The call had already ended"}, **ERRORS},
+)
+async def hangup_call(ref: CallRef, request: Request, response: Response) -> CallOut:
+    """End the call: 202 while the engine ends it (the result arrives as the call's next
+    state), 200 when it had already ended. Either way the call as GET shows it."""
+    service = runtime_of(request).service
     with audited(request, "v1.hangup") as decision:
         decision.identity, decision.call = identify_for_call(request, fields.name("id", ref))
-        call = await runtime_of(request).service.hangup(
-            decision.call.uniqueid, decision.identity.tenant
-        )
-    return CallOut.of(call)
+        call = await service.hangup(decision.call.uniqueid, decision.identity.tenant)
+    if call.state is CallState.ENDED:
+        response.status_code = 200
+    return CallOut.of(call, service.history(call))
 
 
 @router.get(

@@ -24,6 +24,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def describe(url: str) -> str:
+    """Where `url` points, for people: the SQLite file's absolute path, or the URL with
+    its password hidden."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return f"SQLite file {Path(parsed.database).resolve()}"
+    return parsed.render_as_string(hide_password=True)
+
+
 def open_database(url: str) -> Engine:
     """Connect to `url` and bring its schema to the newest migration."""
     parsed = make_url(url)
