@@ -1,4 +1,4 @@
-"""Command line: `click2call serve | check-config | keys | demo`."""
+"""Command line: `click2call serve | check-config | keys | webhooks | demo`."""
 
 from __future__ import annotations
 
@@ -99,6 +99,33 @@ def keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def webhooks(args: argparse.Namespace) -> int:
+    import secrets
+    from datetime import UTC, datetime
+
+    from click2call.store import Outbox, open_database
+    from click2call.webhooks.signing import new_secret
+
+    if args.action == "new-secret":
+        print(new_secret(secrets.token_bytes(32)))
+        return 0
+    settings = _settings(args.config)
+    print(_database(settings), file=sys.stderr)
+    outbox = Outbox(open_database(settings.server.database))
+    if args.action == "list-failed":
+        for d in outbox.failed(args.limit):
+            print(
+                f"{d.outbox_id:>7}  call {d.call_id:<8} #{d.sequence:<3} {d.type:<26} "
+                f"{d.attempts:>2} tries  {d.last_error or ''}  → {d.url}"
+            )
+        return 0
+    if not args.all and not args.ids:
+        raise SystemExit("click2call: give delivery ids (see list-failed) or --all")
+    queued = outbox.retry_failed(datetime.now(UTC), None if args.all else args.ids)
+    print(f"{queued} failed deliveries queued again; a running server sends them within seconds")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from click2call.demo import run_demo
 
@@ -136,6 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     revoke = actions.add_parser("revoke", help="stop a key from working", parents=[config])
     revoke.add_argument("id", type=int)
     command.set_defaults(func=keys)
+    command = commands.add_parser(
+        "webhooks", help="failed webhook deliveries: list, retry; new secrets", parents=[config]
+    )
+    actions = command.add_subparsers(dest="action", required=True)
+    failed = actions.add_parser(
+        "list-failed", help="deliveries given up or refused, newest first", parents=[config]
+    )
+    failed.add_argument("--limit", type=int, default=100)
+    retry = actions.add_parser(
+        "retry", help="send failed deliveries again (re-enables their endpoints)", parents=[config]
+    )
+    retry.add_argument("ids", type=int, nargs="*", help="delivery ids from list-failed")
+    retry.add_argument("--all", action="store_true", help="every failed delivery")
+    actions.add_parser("new-secret", help="print a new webhook secret (whsec_…)")
+    command.set_defaults(func=webhooks)
     command = commands.add_parser(
         "demo", help="place one call between two SIPp phones on loopback (its own settings)"
     )
