@@ -42,6 +42,7 @@ bench: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python -m bench.spine
 	$(BIN)/python -m bench.ami
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -263,7 +263,7 @@ class DeliverySettings(_Section):
     retry_schedule: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
     jitter: float = Field(0.1, ge=0, le=0.5)  # each wait varies by up to this fraction
     max_in_flight: int = Field(64, ge=1)  # requests at once, all endpoints
-    max_in_flight_per_endpoint: int = Field(4, ge=1)  # one slow receiver stalls only itself
+    max_in_flight_per_endpoint: int = Field(8, ge=1)  # one slow receiver stalls only itself
     poll_interval: float = Field(1.0, gt=0)  # how often due retries are looked for
 
     @field_validator("retry_schedule")

@@ -8,6 +8,7 @@ of an (endpoint, call) pair is ever due, so event n+1 waits for event n.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,6 +60,26 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    at: datetime
+    status: int | None
+    error: str | None
+    response_excerpt: str | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Where a delivery stands after an attempt: pending again (at `next_attempt_at`),
+    delivered or failed."""
+
+    delivery: Delivery
+    attempt: Attempt
+    state: str
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryState:
     """What an operator or a CRM sees of one delivery."""
 
@@ -74,15 +95,6 @@ class DeliveryState:
     last_error: str | None
     next_attempt_at: datetime | None
     done_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    at: datetime
-    status: int | None
-    error: str | None
-    response_excerpt: str | None
-    seconds: float
 
 
 def _events_text(events: frozenset[str] | None) -> str | None:
@@ -104,6 +116,20 @@ _ENDPOINTS_OF_CALL = select(webhook_endpoints.c.id, webhook_endpoints.c.events).
     ),
 )
 _INSERT_DELIVERY = insert(webhook_outbox)
+_INSERT_ATTEMPT = insert(webhook_attempts)
+_SETTLE = (
+    update(webhook_outbox)
+    .where(webhook_outbox.c.id == bindparam("outbox_id"))
+    .values(
+        state=bindparam("new_state"),
+        attempts=bindparam("new_attempts"),
+        last_attempt_at=bindparam("attempt_at"),
+        last_status=bindparam("status"),
+        last_error=bindparam("error"),
+        done_at=bindparam("done"),
+        next_attempt_at=func.coalesce(bindparam("next_at"), webhook_outbox.c.next_attempt_at),
+    )
+)
 
 
 def subscribe_call(
@@ -160,6 +186,7 @@ _DUE = (
     .where(
         webhook_outbox.c.state == PENDING,
         webhook_outbox.c.next_attempt_at <= bindparam("now"),
+        webhook_outbox.c.endpoint_id.not_in(bindparam("full", expanding=True)),
         ~exists().where(
             _earlier.c.endpoint_id == webhook_outbox.c.endpoint_id,
             _earlier.c.call_id == webhook_outbox.c.call_id,
@@ -221,10 +248,14 @@ class Outbox:
                 if key not in wanted and row.disabled_at is None:
                     _disable(conn, row.id, _REMOVED, now)
 
-    def due(self, now: datetime, limit: int, busy: set[int]) -> list[Delivery]:
-        """Deliveries whose time has come, oldest first, skipping the outbox ids in `busy`."""
+    def due(
+        self, now: datetime, limit: int, busy: set[int], full: set[int] | None = None
+    ) -> list[Delivery]:
+        """Deliveries whose time has come, oldest first, skipping the outbox ids in `busy`
+        and the endpoints in `full`."""
+        values = {"now": now, "limit": limit + len(busy), "full": list(full or ())}
         with self._engine.connect() as conn:
-            rows = conn.execute(_DUE, {"now": now, "limit": limit + len(busy)}).all()
+            rows = conn.execute(_DUE, values).all()
         return [_delivery(r) for r in rows if r.id not in busy][:limit]
 
     def next_due_at(self) -> datetime | None:
@@ -244,32 +275,39 @@ class Outbox:
         next_attempt_at: datetime | None = None,
     ) -> None:
         """Record an attempt and where the delivery stands after it."""
-        values: dict[str, Any] = {
-            "state": state,
-            "attempts": delivery.attempts + 1,
-            "last_attempt_at": attempt.at,
-            "last_status": attempt.status,
-            "last_error": attempt.error[:256] if attempt.error else None,
-            "done_at": None if state == PENDING else attempt.at,
-        }
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
+        self.settle([Settled(delivery, attempt, state, next_attempt_at)])
+
+    def settle(self, results: Sequence[Settled]) -> None:
+        """Record attempts and where their deliveries stand, all in one transaction."""
+        if not results:
+            return
+        attempts = [
+            {
+                "outbox_id": r.delivery.outbox_id,
+                "at": r.attempt.at,
+                "status": r.attempt.status,
+                "error": r.attempt.error[:256] if r.attempt.error else None,
+                "response_excerpt": r.attempt.response_excerpt,
+                "seconds": r.attempt.seconds,
+            }
+            for r in results
+        ]
+        rows = [
+            {
+                "outbox_id": r.delivery.outbox_id,
+                "new_state": r.state,
+                "new_attempts": r.delivery.attempts + 1,
+                "attempt_at": r.attempt.at,
+                "status": r.attempt.status,
+                "error": r.attempt.error[:256] if r.attempt.error else None,
+                "done": None if r.state == PENDING else r.attempt.at,
+                "next_at": r.next_attempt_at,
+            }
+            for r in results
+        ]
         with self._engine.begin() as conn:
-            conn.execute(
-                insert(webhook_attempts).values(
-                    outbox_id=delivery.outbox_id,
-                    at=attempt.at,
-                    status=attempt.status,
-                    error=attempt.error[:256] if attempt.error else None,
-                    response_excerpt=attempt.response_excerpt,
-                    seconds=attempt.seconds,
-                )
-            )
-            conn.execute(
-                update(webhook_outbox)
-                .where(webhook_outbox.c.id == delivery.outbox_id)
-                .values(**values)
-            )
+            conn.execute(_INSERT_ATTEMPT, attempts)
+            conn.execute(_SETTLE, rows)
 
     def disable_endpoint(self, endpoint_id: int, reason: str, now: datetime) -> None:
         with self._engine.begin() as conn:
