@@ -11,16 +11,15 @@ import argparse
 import asyncio
 import itertools
 import time
-from pathlib import Path
+
+from tests.ami_replay import ReplayPeer
 
 from click2call.calls import CallOrder, Destination, Extension, Tech
-from click2call.demo.ami_replay import ReplayPeer
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient
 from click2call.engines.asterisk.codec import AmiDecoder, Banner, Message
 from click2call.settings import TenantAsterisk
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "asterisk-ami"
 RECORDING = "originate-agent-busy.txt"  # a whole call's events, the shortest flow
 _ids = itertools.count(1)
 
@@ -98,9 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    if not RECORDINGS.exists():
-        raise SystemExit(f"AMI recordings not found at {RECORDINGS}")
-    peer = ReplayPeer(RECORDINGS, time_scale=0).start()
+    peer = ReplayPeer(time_scale=0).start()
     settings = TenantAsterisk(port=peer.port, username="click2call", secret="test")  # type: ignore[arg-type]
     rows = []
     try:

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from click2call.demo.ami_replay import ReplayPeer
-from tests.integration.conftest import AMI_RECORDINGS, AsteriskServer, launch_asterisk
+from tests.ami_replay import ReplayPeer
+from tests.integration.conftest import AsteriskServer, launch_asterisk
 
 DIAL = (
     "/web/dial.php?extension=200&destination=0502760206&tech=sip"
@@ -135,9 +135,7 @@ def test_one_login_serves_many_calls(asterisk: AsteriskServer) -> None:
 
 
 def test_a_refused_login_fails_calls_fast_with_the_reason(tmp_path: Path) -> None:
-    if not AMI_RECORDINGS.exists():
-        pytest.skip("no AMI recordings")
-    peer = ReplayPeer(AMI_RECORDINGS, login="login-bad-secret.txt").start()
+    peer = ReplayPeer(login="login-bad-secret.txt").start()
     config_secret = "wrong"
     running = launch_asterisk(tmp_path, peer, secret=config_secret, wait_logins=0)
     try:

@@ -11,7 +11,7 @@ by our `ActionID`. Which channel an event is about tells the leg:
                                                 Uniqueid == ours)
     anything else (a trunk channel, Local ;2)   detail of either leg; not needed
 
-Rules from the recordings (shared/fixtures/asterisk-ami/README.md): OriginateResponse may
+Rules from the recordings (tests/fixtures/asterisk-ami/README.md): OriginateResponse may
 come before or after the agent channel's Hangup; an unanswered or unreachable agent has a
 DialBegin but no DialEnd; the destination's outcome is only in DialEnd's DialStatus.
 """
