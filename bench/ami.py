@@ -41,7 +41,7 @@ def _order() -> CallOrder:
 
 
 async def pooled(settings: TenantAsterisk, count: int, concurrency: int) -> float:
-    client = AmiClient(settings, on_event=lambda _m: None, on_link_lost=lambda _r: None)
+    client = AmiClient(settings, on_message=lambda _m: None, on_link_lost=lambda _r: None)
     await client.start()
     async with asyncio.timeout(5):
         await client.wait_connected()

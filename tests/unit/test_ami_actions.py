@@ -68,3 +68,10 @@ def test_values_that_would_break_the_action_are_refused() -> None:
         actions.originate(replace(bad, variables={"FOREIGNID": "a,B=1"}), SETTINGS, "c2c-1")
     with pytest.raises(UnsafeValue):
         actions.originate(replace(bad, destination_caller_id="1\r\nX: y"), SETTINGS, "c2c-1")
+
+
+def test_hangup_and_status_match_the_recordings() -> None:
+    hangup = sent("originate-sip-then-hangup-action.txt")[2]
+    assert bytes(actions.hangup("SIP/200-0000000a", "hang-1")) == hangup
+    status = sent("reconnect-during-call.txt", conn=2)[2]
+    assert bytes(actions.status("status-2")) == status
