@@ -48,8 +48,10 @@ class Sink:
 
 
 @pytest.fixture
-async def running() -> AsyncIterator[tuple[AsteriskEngine, ReplayPeer]]:
-    peer = ReplayPeer().start()
+async def running(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[AsteriskEngine, ReplayPeer]]:
+    peer = ReplayPeer(time_scale=getattr(request, "param", 0.02)).start()
     settings = TenantAsterisk(port=peer.port, secret="test", reconnect_max_delay=1)  # type: ignore[arg-type]
     tenant = TenantSettings(name="t", engine="asterisk", asterisk=settings)
     engine = AsteriskEngine(tenant, lambda: datetime.now(UTC))
@@ -84,6 +86,8 @@ async def test_a_second_hangup_of_a_gone_channel_is_harmless(
     assert engine.health().active_calls == 0
 
 
+# At full speed the Status list and the Hangup after it can share one read.
+@pytest.mark.parametrize("running", [0.02, 0], indirect=True, ids=["paced", "at-once"])
 async def test_the_engine_reports_each_state_once_and_in_order_across_a_reconnect(
     running: tuple[AsteriskEngine, ReplayPeer],
 ) -> None:

@@ -28,14 +28,17 @@ def originate_of(name: str) -> Message:
     return message
 
 
-def feed(tracker: CallTracker, data: bytes) -> list[Progress]:
+def feed(tracker: CallTracker, data: bytes, step: int | None = None) -> list[Progress]:
+    """Decode `data` (whole, or `step` bytes at a time) and hand the call's messages over."""
     decoder = AmiDecoder()
     if not data.startswith(b"Asterisk"):
         decoder.feed(b"Asterisk Call Manager/9.0.0\r\n")
     out: list[Progress] = []
-    for message in decoder.feed(data):
-        if isinstance(message, Message) and tracker.concerns(message):
-            out += tracker.handle(message)
+    size = step or len(data)
+    for start in range(0, len(data), size):
+        for message in decoder.feed(data[start : start + size]):
+            if isinstance(message, Message) and tracker.concerns(message):
+                out += tracker.handle(message)
     return out
 
 
@@ -137,14 +140,15 @@ def listed(name: str, conn: int, action_id: str) -> tuple[Message, ...]:
     raise AssertionError(f"no reply to {action_id} in {name}")
 
 
-def test_a_call_survives_the_lost_link_and_ends_with_its_real_result() -> None:
+@pytest.mark.parametrize("step", [None, 1, 7])
+def test_a_call_survives_the_lost_link_and_ends_with_its_real_result(step: int | None) -> None:
     name = "reconnect-during-call.txt"
     tracker = CallTracker("1795478400.2003", "c2c-1")
-    before = feed(tracker, received(name, 1))
+    before = feed(tracker, received(name, 1), step)
     assert [p.state for p in before] == FULL[:-1]  # connected when the link dropped
     assert tracker.reconcile(listed(name, 2, "csc-2")) == []  # still up: nothing to say
     assert tracker.reconcile(listed(name, 2, "status-2")) == []
-    after = feed(tracker, received(name, 2))
+    after = feed(tracker, received(name, 2), step)
     assert after == [Progress(S.ENDED, Result.COMPLETED, "Cause 16 Normal Clearing")]
 
 

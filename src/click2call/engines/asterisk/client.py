@@ -47,6 +47,7 @@ class AmiClient:
         self._writer: asyncio.StreamWriter | None = None
         self._replies = Replies()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._in_order: dict[str, Callable[[Reply], None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._up = asyncio.Event()
@@ -80,13 +81,21 @@ class AmiClient:
         """Write `action` (which carries its ActionID) and wait for its response."""
         return (await self.request(action)).response
 
-    async def request(self, action: Message) -> Reply:
-        """Write `action` and wait for its whole reply, with every item of a list."""
+    async def request(
+        self, action: Message, in_order: Callable[[Reply], None] | None = None
+    ) -> Reply:
+        """Write `action` and wait for its whole reply, with every item of a list.
+
+        `in_order` is called with the reply at its place in the stream: after the messages
+        received before it, before any received after it (the awaiting caller runs later).
+        """
         action_id = action.action_id
         if action_id is None:
             raise ValueError("an action needs an ActionID")
         if not self._connected or self._writer is None:
             raise AmiUnavailable(f"not connected to Asterisk ({self.status})")
+        if in_order is not None:
+            self._in_order[action_id] = in_order
         return await self._exchange(self._writer, action, action_id)
 
     async def _exchange(
@@ -105,6 +114,7 @@ class AmiClient:
             ) from None
         finally:
             self._pending.pop(action_id, None)
+            self._in_order.pop(action_id, None)
             self._replies.forget(action_id)
 
     # --- the connection loop ---------------------------------------------------------
@@ -169,6 +179,8 @@ class AmiClient:
         if live is not None:
             self._on_message(live)  # replies too: the engine sees the stream in order
         if done is not None:
+            if (in_order := self._in_order.pop(done.action_id, None)) is not None:
+                in_order(done.reply)
             future = self._pending.get(done.action_id)
             if future is not None and not future.done():
                 future.set_result(done.reply)

@@ -22,6 +22,7 @@ from click2call.calls import CallEvent, CallOrder, CallState, Result
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient, AmiUnavailable
 from click2call.engines.asterisk.codec import Message, UnsafeValue
+from click2call.engines.asterisk.replies import Reply
 from click2call.engines.asterisk.tracker import CallTracker, Progress
 from click2call.engines.base import Clock, EngineHealth, EventSink
 from click2call.errors import EngineUnavailable, InvalidInput
@@ -189,16 +190,17 @@ class AsteriskEngine:
 
     async def _reconcile(self) -> None:
         """Re-find the calls that were in flight when the link dropped, in the PBX's list."""
-        lost = [u for u, call in self._calls.items() if call.link_lost is not None]
         try:
-            reply = await self.client.request(actions.status(self.client.next_action_id()))
+            action = actions.status(self.client.next_action_id())
+            await self.client.request(action, in_order=self._reconciled)
         except AmiUnavailable as exc:
             log.warning("channel list not read (%s); trying again at the next login", exc)
-            return
-        for uniqueid in lost:
-            call = self._calls.get(uniqueid)
-            if call is None or call.link_lost is None:
-                continue  # ended meanwhile by its own events
+
+    def _reconciled(self, reply: Reply) -> None:
+        # Called in stream order: a Hangup after the list finds the call reconciled.
+        for uniqueid, call in list(self._calls.items()):
+            if call.link_lost is None:
+                continue  # placed after the link came back
             if not reply.ok:
                 refused = reply.response.get("Message", "refused")
                 self._end_in_error(
