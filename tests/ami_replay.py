@@ -233,39 +233,25 @@ class ReplayPeer:
     async def _answer(self, writer: asyncio.StreamWriter, play: _Play, action: Message) -> _Play:
         """Match the client's action to the gate ahead; the play that goes on from there."""
         name = _name(action)
-        gates = play.items[0] if play.items else None
+        ahead = play.items[0] if play.items and isinstance(play.items[0], Gate) else None
         if name in play.held:
             recorded, reply = play.held.pop(name)
-            play.ids[recorded.action_id or ""] = action.action_id or ""
-            if self._check(recorded, action, play.ids):
+            if await self._pass(writer, play, recorded, action):
                 await self._write_all(writer, play, reply)
-            else:
-                await self._reply_error(writer, action, "action differs from the recording")
             return play
-        if isinstance(gates, Gate) and _name(gates.action) in QUERIES:
+        if ahead is not None and _name(ahead.action) in QUERIES:
             run = self._query_run(play)
             if name in run:
                 play.held.update(run)
                 return await self._answer(writer, play, action)
-        if (
-            name == "originate"
-            and self._queue
-            and not (isinstance(gates, Gate) and _name(gates.action) == "originate")
-        ):
+        if name == "originate" and self._queue and not (ahead and _name(ahead.action) == name):
             play = self._scenario(*self._queue.popleft())
             return await self._answer(writer, play, action)
-        if isinstance(gates, Gate) and _name(gates.action) == name:
-            recorded = gates.action
-            play.ids[recorded.action_id or ""] = action.action_id or ""
-            if name == "originate":
-                play.ids[recorded.get("ChannelId") or ""] = action.get("ChannelId") or ""
-            if self._check(recorded, action, play.ids):
+        if ahead is not None and _name(ahead.action) == name:
+            if await self._pass(writer, play, ahead.action, action):
                 play.items.popleft()
-                play.previous_t = None
                 if name == "login":
                     self.logins += 1
-            else:
-                await self._reply_error(writer, action, "action differs from the recording")
             return play
         if name == "hangup" and action.get("Channel") in play.hung_up:
             await self._reply_error(writer, action, "No such channel")
@@ -273,6 +259,19 @@ class ReplayPeer:
         self.mismatches.append(f"unscripted action: {action.headers}")
         await self._reply_error(writer, action, "not in the recordings")
         return play
+
+    async def _pass(
+        self, writer: asyncio.StreamWriter, play: _Play, recorded: Message, action: Message
+    ) -> bool:
+        """Whether `action` is the recorded one, given the ids the client chose."""
+        play.ids[recorded.action_id or ""] = action.action_id or ""
+        if _name(action) == "originate":
+            play.ids[recorded.get("ChannelId") or ""] = action.get("ChannelId") or ""
+        if self._check(recorded, action, play.ids):
+            play.previous_t = None
+            return True
+        await self._reply_error(writer, action, "action differs from the recording")
+        return False
 
     def _query_run(self, play: _Play) -> dict[str, tuple[Message, list[Chunk]]]:
         """Take the run of query gates ahead, with their replies, out of the timeline."""
