@@ -12,9 +12,10 @@ import asyncio
 import itertools
 import time
 
+from tests.ami_recordings import recorded_order
 from tests.ami_replay import ReplayPeer
 
-from click2call.calls import CallOrder, Destination, Extension, Tech
+from click2call.calls import CallOrder
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient
 from click2call.engines.asterisk.codec import AmiDecoder, Banner, Message
@@ -25,19 +26,7 @@ _ids = itertools.count(1)
 
 
 def _order() -> CallOrder:
-    return CallOrder(
-        call_id=1,
-        uniqueid=f"1795500000.{next(_ids)}",
-        tenant="bench",
-        agent=Extension(Tech.SIP, "200"),
-        destination=Destination("0502760206"),
-        destination_caller_id="036411111",
-        agent_caller_id="0502760206",
-        agent_ring_timeout=8,
-        destination_ring_timeout=30,
-        max_call_seconds=7200,
-        variables={"FOREIGNID": "123"},
-    )
+    return recorded_order(f"1795500000.{next(_ids)}")
 
 
 async def pooled(settings: TenantAsterisk, count: int, concurrency: int) -> float:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from click2call.calls import CallOrder, Destination, Extension, External, Tech
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "asterisk-ami"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "asterisk-ami"
 
@@ -54,3 +56,27 @@ def sent(name: str, conn: int = 1) -> list[bytes]:
 def streams() -> list[tuple[str, int]]:
     """Every (recording, connection) pair: each connection is its own AMI stream."""
     return [(name, conn) for name in names() for conn in sorted({c.conn for c in load(name)})]
+
+
+SIP_200 = Extension(Tech.SIP, "200")
+
+
+def recorded_order(
+    uniqueid: str,
+    agent: Extension | External = SIP_200,
+    destination: str = "0502760206",
+) -> CallOrder:
+    """An order whose Originate is the recorded one (the recordings' client sent it)."""
+    return CallOrder(
+        call_id=1,
+        uniqueid=uniqueid,
+        tenant="default",
+        agent=agent,
+        destination=Destination(destination),
+        destination_caller_id="036411111",
+        agent_caller_id=destination,
+        agent_ring_timeout=8,
+        destination_ring_timeout=30,
+        max_call_seconds=7200,
+        variables={"FOREIGNID": "123"},
+    )

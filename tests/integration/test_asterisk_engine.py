@@ -8,26 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from click2call.calls import CallEvent, CallOrder, CallState, Destination, Extension, Result, Tech
+from click2call.calls import CallEvent, CallState, Result
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.settings import TenantAsterisk, TenantSettings
+from tests.ami_recordings import recorded_order
 from tests.ami_replay import ReplayPeer
-
-
-def order(uniqueid: str) -> CallOrder:
-    return CallOrder(
-        call_id=1,
-        uniqueid=uniqueid,
-        tenant="t",
-        agent=Extension(Tech.SIP, "200"),
-        destination=Destination("0502760206"),
-        destination_caller_id="036411111",
-        agent_caller_id="0502760206",
-        agent_ring_timeout=8,
-        destination_ring_timeout=30,
-        max_call_seconds=60,
-        variables={"FOREIGNID": "123"},
-    )
 
 
 class Sink:
@@ -69,7 +54,7 @@ async def test_a_second_hangup_of_a_gone_channel_is_harmless(
     engine, peer = running
     peer.play("originate-sip-then-hangup-action.txt")
     sink = Sink()
-    await engine.originate(order("1795500000.1"), sink)
+    await engine.originate(recorded_order("1795500000.1"), sink)
     assert (await sink.reach(CallState.CONNECTED)).state is CallState.CONNECTED
     # Both go out before the Hangup event: the second finds no channel any more.
     await asyncio.gather(engine.hangup("1795500000.1"), engine.hangup("1795500000.1"))
@@ -94,7 +79,7 @@ async def test_the_engine_reports_each_state_once_and_in_order_across_a_reconnec
     engine, peer = running
     peer.play("reconnect-during-call.txt")
     sink = Sink()
-    await engine.originate(order("1795500000.2"), sink)
+    await engine.originate(recorded_order("1795500000.2"), sink)
     end = await sink.reach(CallState.ENDED)
     assert [e.state for e in sink.events] == [
         CallState.AGENT_DIALING,
