@@ -11,38 +11,26 @@ import argparse
 import asyncio
 import itertools
 import time
-from pathlib import Path
 
-from click2call.calls import CallOrder, Destination, Extension, Tech
-from click2call.demo.ami_replay import ReplayPeer
+from tests.ami_recordings import recorded_order
+from tests.ami_replay import ReplayPeer
+
+from click2call.calls import CallOrder
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient
 from click2call.engines.asterisk.codec import AmiDecoder, Banner, Message
 from click2call.settings import TenantAsterisk
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "asterisk-ami"
 RECORDING = "originate-agent-busy.txt"  # a whole call's events, the shortest flow
 _ids = itertools.count(1)
 
 
 def _order() -> CallOrder:
-    return CallOrder(
-        call_id=1,
-        uniqueid=f"1795500000.{next(_ids)}",
-        tenant="bench",
-        agent=Extension(Tech.SIP, "200"),
-        destination=Destination("0502760206"),
-        destination_caller_id="036411111",
-        agent_caller_id="0502760206",
-        agent_ring_timeout=8,
-        destination_ring_timeout=30,
-        max_call_seconds=7200,
-        variables={"FOREIGNID": "123"},
-    )
+    return recorded_order(f"1795500000.{next(_ids)}")
 
 
 async def pooled(settings: TenantAsterisk, count: int, concurrency: int) -> float:
-    client = AmiClient(settings, on_event=lambda _m: None, on_link_lost=lambda _r: None)
+    client = AmiClient(settings, on_message=lambda _m: None, on_link_lost=lambda _r: None)
     await client.start()
     async with asyncio.timeout(5):
         await client.wait_connected()
@@ -98,9 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    if not RECORDINGS.exists():
-        raise SystemExit(f"AMI recordings not found at {RECORDINGS}")
-    peer = ReplayPeer(RECORDINGS, time_scale=0).start()
+    peer = ReplayPeer(time_scale=0).start()
     settings = TenantAsterisk(port=peer.port, username="click2call", secret="test")  # type: ignore[arg-type]
     rows = []
     try:

@@ -12,12 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from click2call.demo.ami_replay import ReplayPeer
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
+from tests.ami_replay import ReplayPeer
 
 TEST_SCENARIOS = Path(__file__).parents[1] / "sipp"
-AMI_RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "asterisk-ami"
 
 
 def scenario(name: str) -> Path:
@@ -273,9 +272,7 @@ def launch_asterisk(
 
 @pytest.fixture(scope="session")
 def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskServer]:
-    if not AMI_RECORDINGS.exists():
-        pytest.skip(f"AMI recordings not found at {AMI_RECORDINGS}")
-    peer = ReplayPeer(AMI_RECORDINGS).start()
+    peer = ReplayPeer().start()
     running = launch_asterisk(tmp_path_factory.mktemp("asterisk"), peer)
     yield running
     running.process.stop()

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from click2call.demo.ami_replay import ReplayPeer
-from tests.integration.conftest import AMI_RECORDINGS, AsteriskServer, launch_asterisk
+from tests.ami_replay import ReplayPeer
+from tests.integration.conftest import AsteriskServer, launch_asterisk
 
 DIAL = (
     "/web/dial.php?extension=200&destination=0502760206&tech=sip"
@@ -103,24 +103,57 @@ def test_injection_never_reaches_the_pbx(asterisk: AsteriskServer) -> None:
     assert len(asterisk.peer.actions) == before
 
 
-def test_a_dropped_link_ends_calls_in_flight_and_reconnects(asterisk: AsteriskServer) -> None:
+def test_a_call_outlives_a_lost_link_and_ends_with_its_real_result(
+    asterisk: AsteriskServer,
+) -> None:
+    # Connection 1 drops once the call is bridged; connection 2 lists the channels.
+    logins = asterisk.peer.logins
+    asterisk.peer.play("reconnect-during-call.txt")
+    call = asterisk.server.wait_for(int(dial(asterisk).text.split("unique: ")[1]))
+    assert asterisk.peer.mismatches == []
+    assert asterisk.peer.logins == logins + 1
+    assert asterisk.peer.actions[-1]["Action"] == "Status"
+    assert (call["result"], call["cause"]) == ("completed", "Cause 16 Normal Clearing")
+    assert float(call["duration_seconds"]) > 0  # type: ignore[arg-type]
+    assert [e["state"] for e in call["events"]][-2:] == ["connected", "ended"]
+
+
+def test_a_call_that_cannot_be_reconciled_ends_as_error_and_the_link_comes_back(
+    asterisk: AsteriskServer,
+) -> None:
     logins = asterisk.peer.logins
     asterisk.peer.play("originate-sip-success.txt", drop_after="Event: OriginateResponse")
     reply = dial(asterisk)
     call = asterisk.server.wait_for(int(reply.text.split("unique: ")[1]))
+    # The login recording holds no channel list: the peer refuses the Status action.
+    assert [m for m in asterisk.peer.mismatches if "'Status'" not in m] == []
+    asterisk.peer.mismatches.clear()
     assert call["result"] == "error"
     assert call["cause"].startswith("AMI link to the PBX lost")  # type: ignore[union-attr]
+    assert "(Status: not in the recordings)" in str(call["cause"])
     assert call["agent_answered_at"] is not None  # what was known is kept
-    deadline = time.monotonic() + 10
-    while asterisk.peer.logins == logins and time.monotonic() < deadline:
-        time.sleep(0.05)
     assert asterisk.peer.logins == logins + 1  # one persistent connection, back again
+    deadline = time.monotonic() + 10
     with asterisk.server.client() as client:
         while client.get("/api/v1/health").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
     asterisk.peer.play("originate-sip-success.txt")
     call = asterisk.server.wait_for(int(dial(asterisk).text.split("unique: ")[1]))
     assert call["result"] == "completed"
+
+
+def test_hangup_through_the_api_hangs_up_the_agent_channel(asterisk: AsteriskServer) -> None:
+    asterisk.peer.play("originate-sip-then-hangup-action.txt")
+    call_id = int(dial(asterisk).text.split("unique: ")[1])
+    asterisk.server.hangup_when_connected(call_id)
+    call = asterisk.server.wait_for(call_id)
+    assert asterisk.peer.mismatches == []
+    hangup = asterisk.peer.actions[-1]
+    assert (hangup["Action"], hangup["Channel"]) == ("Hangup", "SIP/200-0000000a")
+    assert (call["result"], call["cause"]) == (
+        "completed",
+        "hangup requested; Cause 16 Normal Clearing",
+    )
 
 
 def test_one_login_serves_many_calls(asterisk: AsteriskServer) -> None:
@@ -135,9 +168,7 @@ def test_one_login_serves_many_calls(asterisk: AsteriskServer) -> None:
 
 
 def test_a_refused_login_fails_calls_fast_with_the_reason(tmp_path: Path) -> None:
-    if not AMI_RECORDINGS.exists():
-        pytest.skip("no AMI recordings")
-    peer = ReplayPeer(AMI_RECORDINGS, login="login-bad-secret.txt").start()
+    peer = ReplayPeer(login="login-bad-secret.txt").start()
     config_secret = "wrong"
     running = launch_asterisk(tmp_path, peer, secret=config_secret, wait_logins=0)
     try:

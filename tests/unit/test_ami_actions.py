@@ -6,29 +6,17 @@ from dataclasses import replace
 
 import pytest
 
-from click2call.calls import CallOrder, Destination, Extension, External, Tech
+from click2call.calls import CallOrder, Extension, External, Tech
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.codec import UnsafeValue
 from click2call.settings import TenantAsterisk
-from tests.ami_recordings import sent
+from tests.ami_recordings import recorded_order, sent
 
 SETTINGS = TenantAsterisk()
 
 
 def order(agent: Extension | External, uniqueid: str, destination: str = "0502760206") -> CallOrder:
-    return CallOrder(
-        call_id=1,
-        uniqueid=uniqueid,
-        tenant="default",
-        agent=agent,
-        destination=Destination(destination),
-        destination_caller_id="036411111",
-        agent_caller_id=destination,
-        agent_ring_timeout=8,
-        destination_ring_timeout=45,
-        max_call_seconds=7200,
-        variables={"FOREIGNID": "123"},
-    )
+    return recorded_order(uniqueid, agent, destination)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +56,10 @@ def test_values_that_would_break_the_action_are_refused() -> None:
         actions.originate(replace(bad, variables={"FOREIGNID": "a,B=1"}), SETTINGS, "c2c-1")
     with pytest.raises(UnsafeValue):
         actions.originate(replace(bad, destination_caller_id="1\r\nX: y"), SETTINGS, "c2c-1")
+
+
+def test_hangup_and_status_match_the_recordings() -> None:
+    hangup = sent("originate-sip-then-hangup-action.txt")[2]
+    assert bytes(actions.hangup("SIP/200-0000000a", "hang-1")) == hangup
+    status = sent("reconnect-during-call.txt", conn=2)[2]
+    assert bytes(actions.status("status-2")) == status

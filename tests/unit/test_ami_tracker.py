@@ -6,7 +6,8 @@ import pytest
 
 from click2call.calls import TRANSITIONS, CallState, Result
 from click2call.engines.asterisk.codec import AmiDecoder, Message
-from click2call.engines.asterisk.tracker import CallTracker, Progress
+from click2call.engines.asterisk.replies import Replies
+from click2call.engines.asterisk.tracker import ENDED_UNSEEN, MOVES, CallTracker, Progress
 from tests.ami_recordings import received, sent
 
 S = CallState
@@ -21,20 +22,29 @@ FULL = [
 ]
 
 
-def replay(name: str) -> list[Progress]:
-    originate = Message(
-        AmiDecoder().feed(b"Asterisk Call Manager/9.0.0\r\n" + sent(name)[1])[1].headers
-    )  # type: ignore[union-attr]
-    tracker = CallTracker(originate["ChannelId"], originate["ActionID"])
+def originate_of(name: str) -> Message:
+    message = AmiDecoder().feed(b"Asterisk Call Manager/9.0.0\r\n" + sent(name)[1])[1]
+    assert isinstance(message, Message)
+    return message
+
+
+def feed(tracker: CallTracker, data: bytes, step: int | None = None) -> list[Progress]:
+    """Decode `data` (whole, or `step` bytes at a time) and hand the call's messages over."""
+    decoder = AmiDecoder()
+    if not data.startswith(b"Asterisk"):
+        decoder.feed(b"Asterisk Call Manager/9.0.0\r\n")
     out: list[Progress] = []
-    for message in AmiDecoder().feed(received(name)):
-        if not isinstance(message, Message) or not tracker.concerns(message):
-            continue
-        if message.response == "Success" and message.event is None:
-            out += tracker.accepted()
-        else:
-            out += tracker.handle(message)
+    size = step or len(data)
+    for start in range(0, len(data), size):
+        for message in decoder.feed(data[start : start + size]):
+            if isinstance(message, Message) and tracker.concerns(message):
+                out += tracker.handle(message)
     return out
+
+
+def replay(name: str) -> list[Progress]:
+    originate = originate_of(name)
+    return feed(CallTracker(originate["ChannelId"], originate["ActionID"]), received(name))
 
 
 @pytest.mark.parametrize(
@@ -113,3 +123,101 @@ def test_nothing_after_the_end_and_other_calls_are_not_ours() -> None:
     assert tracker.concerns(mine)
     assert tracker.handle(mine)[-1].state is S.ENDED
     assert tracker.handle(mine) == []
+
+
+def test_every_move_of_the_table_is_one_the_call_allows() -> None:
+    for (state, _seen), new in MOVES.items():
+        assert new in TRANSITIONS[state], (state, new)
+
+
+def listed(name: str, conn: int, action_id: str) -> tuple[Message, ...]:
+    """The channel list a recording's client asked for (Status or CoreShowChannels)."""
+    replies = Replies()
+    replies.expect(action_id)
+    for message in AmiDecoder().feed(received(name, conn)):
+        if isinstance(message, Message) and (done := replies.feed(message)[1]) is not None:
+            return done.reply.items
+    raise AssertionError(f"no reply to {action_id} in {name}")
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+def test_a_call_survives_the_lost_link_and_ends_with_its_real_result(step: int | None) -> None:
+    name = "reconnect-during-call.txt"
+    tracker = CallTracker("1795478400.2003", "c2c-1")
+    before = feed(tracker, received(name, 1), step)
+    assert [p.state for p in before] == FULL[:-1]  # connected when the link dropped
+    assert tracker.reconcile(listed(name, 2, "csc-2")) == []  # still up: nothing to say
+    assert tracker.reconcile(listed(name, 2, "status-2")) == []
+    after = feed(tracker, received(name, 2), step)
+    assert after == [Progress(S.ENDED, Result.COMPLETED, "Cause 16 Normal Clearing")]
+
+
+@pytest.mark.parametrize(
+    ("action_id", "item"), [("status-1", "Status"), ("csc-1", "CoreShowChannel")]
+)
+def test_a_list_tells_how_far_the_call_got_while_we_were_away(action_id: str, item: str) -> None:
+    channels = listed("status-during-call.txt", 1, action_id)
+    assert {c.event for c in channels} == {item}
+    tracker = CallTracker("1795478400.2002", "c2c-1")
+    feed(tracker, b"Response: Success\r\nActionID: c2c-1\r\n\r\n")
+    tracker.handle(
+        Message(
+            (
+                ("Event", "Newstate"),
+                ("Uniqueid", "1795478400.2002"),
+                ("ChannelStateDesc", "Ringing"),
+            )
+        )
+    )
+    assert tracker.state is S.AGENT_RINGING
+    # Listed up, dialing and bridged: the agent answered and the destination too.
+    assert [p.state for p in tracker.reconcile(channels)] == [
+        S.AGENT_ANSWERED,
+        S.DESTINATION_DIALING,
+        S.CONNECTED,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reached", "result", "cause"),
+    [
+        (S.CONNECTED, Result.COMPLETED, ENDED_UNSEEN),
+        (S.AGENT_RINGING, Result.ERROR, f"{ENDED_UNSEEN}; outcome unknown"),
+    ],
+)
+def test_a_call_not_listed_ended_while_the_link_was_down(
+    reached: CallState, result: Result, cause: str
+) -> None:
+    tracker = CallTracker("1795478400.9999", "c2c-1")
+    tracker.state = reached
+    other_call = listed("status-during-call.txt", 1, "csc-1")
+    assert tracker.reconcile(other_call) == [Progress(S.ENDED, result, cause)]
+    assert tracker.reconcile(other_call) == []
+
+
+def test_a_requested_hangup_ends_a_connected_call_as_completed() -> None:
+    name = "originate-sip-then-hangup-action.txt"
+    tracker = CallTracker(originate_of(name)["ChannelId"], "c2c-1")
+    data = received(name)
+    reply_at = data.index(b"Message: Channel Hungup")
+    assert [p.state for p in feed(tracker, data[:reply_at])] == FULL[:-1]
+    tracker.hangup_requested()
+    (end,) = feed(tracker, data[data.rindex(b"\r\n\r\n", 0, reply_at) :])
+    assert (end.result, end.cause) == (
+        Result.COMPLETED,
+        "hangup requested; Cause 16 Normal Clearing",
+    )
+
+
+def test_a_requested_hangup_before_the_answer_is_a_cancel() -> None:
+    tracker = CallTracker("1.1", "c2c-1")
+    feed(tracker, b"Response: Success\r\nActionID: c2c-1\r\n\r\n")
+    tracker.hangup_requested()
+    (end,) = feed(
+        tracker,
+        b"Event: Hangup\r\nUniqueid: 1.1\r\nCause: 16\r\nCause-txt: Normal Clearing\r\n\r\n",
+    )
+    assert (end.result, end.cause) == (
+        Result.CANCELED,
+        "hangup requested; Cause 16 Normal Clearing",
+    )

@@ -18,6 +18,8 @@ PURE = [
     "api/fields.py",
     "engines/asterisk/codec.py",
     "engines/asterisk/tracker.py",
+    "engines/asterisk/replies.py",
+    "engines/asterisk/actions.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "time", "threading", "sippy", "select", "subprocess"}
 

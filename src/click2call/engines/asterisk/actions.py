@@ -58,3 +58,12 @@ def originate(order: CallOrder, settings: TenantAsterisk, action_id: str) -> Mes
 
 def hangup(channel: str, action_id: str) -> Message:
     return Message.action("Hangup", [("ActionID", action_id), ("Channel", channel)])
+
+
+def status(action_id: str) -> Message:
+    """List every channel: a list reply, one `Status` event each (with Linkedid).
+
+    Status rather than CoreShowChannels: it needs the `call` write class an account that
+    originates already has, where CoreShowChannels needs `system` or `reporting`.
+    """
+    return Message.action("Status", [("ActionID", action_id)])

@@ -1,7 +1,8 @@
 """One persistent, logged-in AMI connection per PBX, that reconnects by itself.
 
-A thin asyncio shell around the sans-IO codec: it writes actions, matches replies by
-ActionID, hands every event to the engine, and after a drop or a refused login tries
+A thin asyncio shell around the sans-IO codec (codec.py) and reply matcher (replies.py):
+it writes actions, hands each reply to the action waiting for it, passes every other
+message to the engine in the order received, and after a drop or a refused login tries
 again with exponential backoff. While it is down, `send()` fails at once.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.codec import AmiDecoder, AmiProtocolError, Banner, Message
+from click2call.engines.asterisk.replies import Replies, Reply
 from click2call.settings import TenantAsterisk
 
 log = logging.getLogger("click2call.asterisk")
@@ -29,19 +31,23 @@ class AmiClient:
     def __init__(
         self,
         settings: TenantAsterisk,
-        on_event: Callable[[Message], None],
+        on_message: Callable[[Message], None],
         on_link_lost: Callable[[str], None],
+        on_connected: Callable[[], None] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         name: str = "pbx",
     ) -> None:
         self._settings = settings
-        self._on_event = on_event
+        self._on_message = on_message
         self._on_link_lost = on_link_lost
+        self._on_connected = on_connected
         self._sleep = sleep
         self._name = name
         self._ids = (f"c2c-{n}" for n in itertools.count(1))
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._replies = Replies()
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._in_order: dict[str, Callable[[Reply], None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._up = asyncio.Event()
@@ -72,19 +78,32 @@ class AmiClient:
         self.status = "closed"
 
     async def send(self, action: Message) -> Message:
-        """Write `action` (which carries its ActionID) and wait for its reply."""
+        """Write `action` (which carries its ActionID) and wait for its response."""
+        return (await self.request(action)).response
+
+    async def request(
+        self, action: Message, in_order: Callable[[Reply], None] | None = None
+    ) -> Reply:
+        """Write `action` and wait for its whole reply, with every item of a list.
+
+        `in_order` is called with the reply at its place in the stream: after the messages
+        received before it, before any received after it (the awaiting caller runs later).
+        """
         action_id = action.action_id
         if action_id is None:
             raise ValueError("an action needs an ActionID")
         if not self._connected or self._writer is None:
             raise AmiUnavailable(f"not connected to Asterisk ({self.status})")
+        if in_order is not None:
+            self._in_order[action_id] = in_order
         return await self._exchange(self._writer, action, action_id)
 
     async def _exchange(
         self, writer: asyncio.StreamWriter, action: Message, action_id: str
-    ) -> Message:
-        reply: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+    ) -> Reply:
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[action_id] = reply
+        self._replies.expect(action_id)
         try:
             writer.write(bytes(action))
             return await asyncio.wait_for(reply, self._settings.action_timeout)
@@ -95,6 +114,8 @@ class AmiClient:
             ) from None
         finally:
             self._pending.pop(action_id, None)
+            self._in_order.pop(action_id, None)
+            self._replies.forget(action_id)
 
     # --- the connection loop ---------------------------------------------------------
 
@@ -117,6 +138,7 @@ class AmiClient:
             asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
         )
         decoder = AmiDecoder()
+        self._replies = Replies()  # a reply begun on an older link never ends
         reading = asyncio.create_task(self._read(reader, decoder))
         try:
             await self._login(writer)
@@ -125,6 +147,7 @@ class AmiClient:
             self.connections += 1
             self.status = f"connected to {address}"
             log.info("AMI logged in to %s as %s", address, settings.username)
+            self._on_connected()
             await reading  # until the peer closes or sends garbage
             self._went_down("connection closed by Asterisk")
         finally:
@@ -139,8 +162,9 @@ class AmiClient:
         reply = await self._exchange(
             writer, actions.login(self._settings.username, secret, action_id), action_id
         )
-        if reply.response != "Success":
-            raise AmiUnavailable(f"login refused: {reply.get('Message', 'no reason given')}")
+        if not reply.ok:
+            message = reply.response.get("Message", "no reason given")
+            raise AmiUnavailable(f"login refused: {message}")
 
     async def _read(self, reader: asyncio.StreamReader, decoder: AmiDecoder) -> None:
         while data := await reader.read(65536):
@@ -151,13 +175,15 @@ class AmiClient:
         # end of stream: the caller notices when this returns
 
     def _dispatch(self, message: Message) -> None:
-        if message.event is None and message.action_id in self._pending:
-            future = self._pending[message.action_id]
-            if not future.done():
-                future.set_result(message)
-            return
-        if message.event is not None:
-            self._on_event(message)
+        live, done = self._replies.feed(message)
+        if live is not None:
+            self._on_message(live)  # replies too: the engine sees the stream in order
+        if done is not None:
+            if (in_order := self._in_order.pop(done.action_id, None)) is not None:
+                in_order(done.reply)
+            future = self._pending.get(done.action_id)
+            if future is not None and not future.done():
+                future.set_result(done.reply)
 
     def _went_down(self, reason: str) -> None:
         was_up = self._connected

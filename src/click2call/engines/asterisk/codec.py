@@ -7,7 +7,7 @@
 hold several messages) and returns what is complete. `Message.__bytes__` writes a
 message back; it refuses CR, LF and NUL in any key or value, because on a real Asterisk
 one CR LF inside a value adds a header and an empty line starts a new action (see
-shared/fixtures/asterisk-ami/injection-crlf*.txt). Headers keep their order and
+tests/fixtures/asterisk-ami/injection-crlf*.txt). Headers keep their order and
 duplicates (`Variable:` repeats); `get()` returns the first copy, as Asterisk reads it.
 """
 

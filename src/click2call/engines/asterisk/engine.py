@@ -2,19 +2,27 @@
 
 One `AmiClient` per tenant's PBX carries every call of that tenant. Each call is an
 `Originate` (Async) whose agent channel id is preset to our uniqueid; a `CallTracker`
-per call turns the event stream into call states. If the link drops, calls in flight
-end with `error` and a cause saying so: their outcome is on the PBX, not here.
+per call turns the event stream into call states.
+
+Calls outlive the AMI link: they run on the PBX. When the link drops, calls in flight
+are kept; after the client logs in again the engine lists the PBX's channels
+(Action: Status) and re-finds each call by its Linkedid. A call still listed goes on
+being followed (its Hangup ends it with the real result); a call not listed ended while
+we were away, and says so. If the link stays down past the call's longest possible life,
+the call ends as `error`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 
 from click2call.calls import CallEvent, CallOrder, CallState, Result
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient, AmiUnavailable
 from click2call.engines.asterisk.codec import Message, UnsafeValue
+from click2call.engines.asterisk.replies import Reply
 from click2call.engines.asterisk.tracker import CallTracker, Progress
 from click2call.engines.base import Clock, EngineHealth, EventSink
 from click2call.errors import EngineUnavailable, InvalidInput
@@ -24,13 +32,15 @@ log = logging.getLogger("click2call.asterisk")
 
 
 class _Call:
-    __slots__ = ("channel", "deadline", "sink", "tracker")
+    __slots__ = ("channel", "deadline", "hangup_pending", "link_lost", "sink", "tracker")
 
     def __init__(self, tracker: CallTracker, sink: EventSink) -> None:
         self.tracker = tracker
         self.sink = sink
         self.channel: str | None = None  # the agent channel's name, once Asterisk made it
         self.deadline: asyncio.TimerHandle | None = None
+        self.link_lost: str | None = None  # why the link dropped while the call was up
+        self.hangup_pending = False  # asked before the channel had a name: send it then
 
 
 class AsteriskEngine:
@@ -40,9 +50,13 @@ class AsteriskEngine:
         self._clock = clock
         self._calls: dict[str, _Call] = {}  # by our uniqueid (= Linkedid of every channel)
         self._by_action: dict[str, str] = {}  # Originate ActionID → uniqueid
-        self._hangups: set[asyncio.Future[None]] = set()  # keeps overdue hangups alive
+        self._tasks: set[asyncio.Future[None]] = set()  # keeps background sends alive
         self.client = AmiClient(
-            self._settings, self._on_event, self._on_link_lost, name=tenant.name
+            self._settings,
+            self._on_message,
+            self._on_link_lost,
+            self._on_connected,
+            name=tenant.name,
         )
 
     async def start(self) -> None:
@@ -70,7 +84,7 @@ class AsteriskEngine:
         if reply.response != "Success":
             self._forget(order.uniqueid)
             raise EngineUnavailable(f"Asterisk refused the call: {reply.get('Message', '')}")
-        self._report(order.uniqueid, call, call.tracker.accepted())
+        # The tracker saw the reply in the stream, in order with the events that follow.
         if order.uniqueid in self._calls:
             # Both ring timeouts and the longest talk: past that, the call is overdue.
             longest = order.agent_ring_timeout + order.destination_ring_timeout
@@ -80,26 +94,52 @@ class AsteriskEngine:
 
     async def hangup(self, call_uniqueid: str) -> None:
         call = self._calls.get(call_uniqueid)
-        if call is None or call.channel is None or not self.client.connected:
+        if call is None:
             return
+        call.tracker.hangup_requested()
+        await self._send_hangup(call_uniqueid, call)
+
+    async def _send_hangup(self, uniqueid: str, call: _Call) -> None:
+        """Hang up the agent channel: Asterisk then ends the whole call (its Hangup events
+        end it here). Sent once the channel has a name and the link is up."""
+        if call.channel is None or not self.client.connected:
+            call.hangup_pending = True
+            return
+        call.hangup_pending = False
         try:
-            await self.client.send(actions.hangup(call.channel, self.client.next_action_id()))
+            reply = await self.client.send(
+                actions.hangup(call.channel, self.client.next_action_id())
+            )
         except AmiUnavailable as exc:
-            log.warning("hangup of %s not sent: %s", call_uniqueid, exc)
+            call.hangup_pending = True
+            log.warning("hangup of %s not sent: %s", uniqueid, exc)
+            return
+        if reply.response != "Success":
+            # "No such channel": it is gone already, and its Hangup event ends the call.
+            log.info("hangup of %s: Asterisk said %s", uniqueid, reply.get("Message"))
+
+    def _in_background(self, work: Coroutine[object, object, None]) -> None:
+        self._tasks.add(asyncio.ensure_future(work))
+        self._tasks = {task for task in self._tasks if not task.done()}
 
     def health(self) -> EngineHealth:
         return EngineHealth("asterisk", self.client.connected, self.client.status, len(self._calls))
 
     # --- events ----------------------------------------------------------------------
 
-    def _on_event(self, message: Message) -> None:
+    def _on_message(self, message: Message) -> None:
         uniqueid = self._owner(message)
         if uniqueid is None:
             return
         call = self._calls[uniqueid]
         if message.event == "Newchannel" and message.get("Uniqueid") == uniqueid:
-            call.channel = message.get("Channel")
+            self._named(uniqueid, call, message.get("Channel"))
         self._report(uniqueid, call, call.tracker.handle(message))
+
+    def _named(self, uniqueid: str, call: _Call, channel: str | None) -> None:
+        call.channel = channel
+        if call.hangup_pending:
+            self._in_background(self._send_hangup(uniqueid, call))
 
     def _owner(self, message: Message) -> str | None:
         for key in ("Linkedid", "DestLinkedid", "Uniqueid"):
@@ -124,20 +164,58 @@ class AsteriskEngine:
         call = self._calls.get(uniqueid)
         if call is None:
             return
-        self._hangups.add(asyncio.ensure_future(self.hangup(uniqueid)))
-        self._hangups = {task for task in self._hangups if not task.done()}
+        self._in_background(self._send_hangup(uniqueid, call))
         grace = self._settings.end_grace
         call.deadline = asyncio.get_running_loop().call_later(grace, self._give_up, uniqueid)
 
     def _give_up(self, uniqueid: str) -> None:
-        self._end_in_error(
-            uniqueid, "the PBX reported no end for this call in time (are call events readable?)"
-        )
+        call = self._calls.get(uniqueid)
+        if call is not None and call.link_lost is not None:
+            cause = f"AMI link to the PBX lost ({call.link_lost}) and not back in time"
+        else:
+            cause = "the PBX reported no end for this call in time (are call events readable?)"
+        self._end_in_error(uniqueid, cause)
+
+    # --- a lost link, and the reconciliation after it ---------------------------------
 
     def _on_link_lost(self, reason: str) -> None:
-        for uniqueid in list(self._calls):
-            cause = f"AMI link to the PBX lost ({reason}); the call's outcome is unknown"
-            self._end_in_error(uniqueid, cause)
+        for call in self._calls.values():
+            call.link_lost = call.link_lost or reason
+        if self._calls:
+            log.warning("%d call(s) in flight while the AMI link is down", len(self._calls))
+
+    def _on_connected(self) -> None:
+        if any(call.link_lost is not None for call in self._calls.values()):
+            self._in_background(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        """Re-find the calls that were in flight when the link dropped, in the PBX's list."""
+        try:
+            action = actions.status(self.client.next_action_id())
+            await self.client.request(action, in_order=self._reconciled)
+        except AmiUnavailable as exc:
+            log.warning("channel list not read (%s); trying again at the next login", exc)
+
+    def _reconciled(self, reply: Reply) -> None:
+        # Called in stream order: a Hangup after the list finds the call reconciled.
+        for uniqueid, call in list(self._calls.items()):
+            if call.link_lost is None:
+                continue  # placed after the link came back
+            if not reply.ok:
+                refused = reply.response.get("Message", "refused")
+                self._end_in_error(
+                    uniqueid,
+                    f"AMI link to the PBX lost ({call.link_lost}); the call's outcome is "
+                    f"unknown (Status: {refused})",
+                )
+                continue
+            call.link_lost = None
+            for item in reply.items:
+                if item.get("Uniqueid") == uniqueid:
+                    call.channel = call.channel or item.get("Channel")
+            self._report(uniqueid, call, call.tracker.reconcile(reply.items))
+            if call.hangup_pending and uniqueid in self._calls:
+                self._in_background(self._send_hangup(uniqueid, call))
 
     def _end_in_error(self, uniqueid: str, cause: str) -> None:
         """End a call we can no longer follow on the PBX."""

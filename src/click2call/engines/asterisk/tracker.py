@@ -1,27 +1,64 @@
 """Following originated calls through the AMI event stream, sans-IO.
 
+Everything that moves a call's state on Asterisk lives in this file: `sighting()` names
+what an AMI message says about the call, and the `MOVES` table maps that, from the call's
+current state, onto the call's next state (a subset of `calls.TRANSITIONS`; a unit test
+checks it). Anything not in the table changes nothing. How a call ends, and with which
+result, is decided by `_ending()` from the facts gathered on the way.
+
 Asterisk gives every channel of one call the `Linkedid` of the first one, and we preset
 that first channel's id (`ChannelId` on Originate) to our call's uniqueid, so every event
-of a call names it: as `Linkedid`, `Uniqueid`, `DestLinkedid` or, for OriginateResponse,
-by our `ActionID`. Which channel an event is about tells the leg:
+of a call names it: as `Linkedid`, `Uniqueid`, `DestLinkedid` or, for the Originate's
+response and OriginateResponse, by our `ActionID`. Which channel an event is about tells
+the leg:
 
     the originated channel (Uniqueid == ours)   the agent leg; after it answers, the
                                                 dialplan runs on it and its Dial is the
-                                                destination leg (DialBegin/DialEnd with
-                                                Uniqueid == ours)
+                                                destination leg (DialBegin/DialState/
+                                                DialEnd with Uniqueid == ours)
     anything else (a trunk channel, Local ;2)   detail of either leg; not needed
 
-Rules from the recordings (shared/fixtures/asterisk-ami/README.md): OriginateResponse may
-come before or after the agent channel's Hangup; an unanswered or unreachable agent has a
-DialBegin but no DialEnd; the destination's outcome is only in DialEnd's DialStatus.
+Rules from the recordings (tests/fixtures/asterisk-ami/README.md): the Originate's
+`Response` comes before any event of its channel; OriginateResponse may come before or
+after the agent channel's Hangup; an unanswered or unreachable agent has a DialBegin but
+no DialEnd; the destination's outcome is only in DialEnd's DialStatus. After a lost AMI
+link nothing is replayed: the channel list (CoreShowChannels or Status) is the only way
+to know whether the call is still up and how far it got (`reconcile()`).
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from click2call.calls import CallState, Result
 from click2call.engines.asterisk.codec import Message
+
+
+class Sighting(enum.Enum):
+    """What the PBX said about a call, as far as the call's state is concerned."""
+
+    QUEUED = "Originate queued"  # Response: Success to our Originate
+    AGENT_RINGING = "agent channel ringing"  # Newstate Ringing on the agent channel
+    AGENT_UP = "agent channel up"  # Newstate Up, or OriginateResponse Success
+    DIAL_BEGIN = "destination dialed"  # DialBegin from the agent channel
+    DIAL_RINGING = "destination ringing"  # DialState RINGING/PROCEEDING/PROGRESS
+    DIAL_ANSWER = "destination answered"  # DialEnd ANSWER (or, listed, a bridge)
+
+
+S, V = CallState, Sighting
+MOVES: dict[tuple[CallState, Sighting], CallState] = {
+    (S.QUEUED, V.QUEUED): S.AGENT_DIALING,
+    (S.AGENT_DIALING, V.AGENT_RINGING): S.AGENT_RINGING,
+    (S.AGENT_DIALING, V.AGENT_UP): S.AGENT_ANSWERED,
+    (S.AGENT_RINGING, V.AGENT_UP): S.AGENT_ANSWERED,
+    (S.AGENT_ANSWERED, V.DIAL_BEGIN): S.DESTINATION_DIALING,
+    (S.DESTINATION_DIALING, V.DIAL_RINGING): S.DESTINATION_RINGING,
+    (S.DESTINATION_DIALING, V.DIAL_ANSWER): S.CONNECTED,
+    (S.DESTINATION_RINGING, V.DIAL_ANSWER): S.CONNECTED,
+}
+_BEFORE_ANSWER = frozenset({S.QUEUED, S.AGENT_DIALING, S.AGENT_RINGING})
 
 # OriginateResponse "Reason": Asterisk's control frame for the agent leg's outcome.
 _REASON_RESULT = {
@@ -48,6 +85,9 @@ _AGENT_CAUSE_RESULT = {
     "19": Result.AGENT_NO_ANSWER,
     "21": Result.AGENT_BUSY,
 }
+_NEWSTATE = {"Ringing": V.AGENT_RINGING, "Up": V.AGENT_UP}
+_DIAL_RINGING = frozenset({"RINGING", "PROCEEDING", "PROGRESS"})
+ENDED_UNSEEN = "ended while the AMI link to the PBX was down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +95,28 @@ class Progress:
     state: CallState
     result: Result | None = None
     cause: str | None = None
+
+
+def sighting(message: Message, channel_id: str, action_id: str) -> Sighting | None:
+    """What `message` says about the call whose agent channel is `channel_id`."""
+    event = message.event
+    if event is None:
+        ours = message.action_id == action_id and message.response == "Success"
+        return V.QUEUED if ours else None
+    if event == "OriginateResponse":
+        return V.AGENT_UP if message.response == "Success" else None
+    if message.get("Uniqueid") != channel_id:
+        return None
+    status = message.get("DialStatus")
+    if event == "Newstate":
+        return _NEWSTATE.get(message.get("ChannelStateDesc") or "")
+    if event == "DialBegin":
+        return V.DIAL_BEGIN
+    if event == "DialState" and status in _DIAL_RINGING:
+        return V.DIAL_RINGING
+    if event == "DialEnd" and status == "ANSWER":
+        return V.DIAL_ANSWER
+    return None
 
 
 class CallTracker:
@@ -66,6 +128,7 @@ class CallTracker:
         self.state = CallState.QUEUED
         self._agent_rang = False
         self._destination_outcome: tuple[Result, str] | None = None
+        self._hangup_requested = False
 
     @property
     def ended(self) -> bool:
@@ -82,92 +145,89 @@ class CallTracker:
             message.get("DestUniqueid"),
         )
 
-    def accepted(self) -> list[Progress]:
-        """The PBX queued the Originate."""
-        return self._to(CallState.AGENT_DIALING)
+    def hangup_requested(self) -> None:
+        """We asked the PBX to hang up: an end before the destination answered is ours."""
+        self._hangup_requested = True
 
     def handle(self, message: Message) -> list[Progress]:
         if self.ended:
             return []
+        seen = sighting(message, self.channel_id, self.action_id)
+        if seen is not None:
+            return self._move(seen)
         event = message.event
-        on_agent = message.get("Uniqueid") == self.channel_id
         if event == "OriginateResponse":
-            return self._originate_response(message)
-        if event == "Newstate" and on_agent:
-            return self._agent_state(message.get("ChannelStateDesc"))
-        if event in ("DialBegin", "DialState", "DialEnd") and on_agent:
-            return self._destination(event, message.get("DialStatus"))
-        if event == "Hangup" and on_agent:
-            return self._agent_hangup(message)
+            return self._originate_failed(message.get("Reason") or "")
+        if message.get("Uniqueid") != self.channel_id:
+            return []
+        if event == "DialEnd":
+            status = message.get("DialStatus") or ""
+            result = _DIAL_STATUS_RESULT.get(status, Result.DESTINATION_FAILED)
+            self._destination_outcome = (result, f"DialStatus {status}")
+        elif event == "Hangup":
+            code = message.get("Cause") or ""
+            return self._end(*self._ending(code, f"Cause {code} {message.get('Cause-txt', '')}"))
         return []
+
+    def reconcile(self, channels: Iterable[Message]) -> list[Progress]:
+        """After a lost AMI link: the PBX's channel list (`CoreShowChannel` or `Status`
+        events) says whether the call is still up, and how far it got meanwhile."""
+        if self.ended:
+            return []
+        listed = {c.get("Uniqueid"): c for c in channels if c.get("Linkedid") == self.channel_id}
+        agent = listed.get(self.channel_id)
+        if agent is None:  # our Hangup came and went while we were away
+            if self.state is S.CONNECTED:
+                return self._end(Result.COMPLETED, ENDED_UNSEEN)
+            result, outcome = self._destination_outcome or (Result.ERROR, "outcome unknown")
+            return self._end(result, f"{ENDED_UNSEEN}; {outcome}")
+        seen = []
+        if agent.get("ChannelStateDesc") == "Ringing":
+            seen.append(V.AGENT_RINGING)
+        if agent.get("ChannelStateDesc") == "Up":
+            seen.append(V.AGENT_UP)
+            if agent.get("Application") == "Dial":
+                seen.append(V.DIAL_BEGIN)
+            if agent.get("BridgeId"):  # "BridgeID" in Status; the dialed leg answered
+                seen.append(V.DIAL_ANSWER)
+        return [step for s in seen for step in self._move(s)]
 
     # --- steps -----------------------------------------------------------------------
 
-    def _to(self, state: CallState) -> list[Progress]:
-        if self.state is state:
+    def _move(self, seen: Sighting) -> list[Progress]:
+        if seen is V.AGENT_RINGING:
+            self._agent_rang = True
+        state = MOVES.get((self.state, seen))
+        if state is None:
             return []
-        out = []
-        if self.state is CallState.QUEUED and state is not CallState.AGENT_DIALING:
-            # Events can overtake the reply to the Originate itself.
-            out.append(Progress(CallState.AGENT_DIALING))
         self.state = state
-        return [*out, Progress(state)]
+        return [Progress(state)]
 
     def _end(self, result: Result, cause: str) -> list[Progress]:
-        out = self._to(CallState.AGENT_DIALING) if self.state is CallState.QUEUED else []
         self.state = CallState.ENDED
-        return [*out, Progress(CallState.ENDED, result, cause)]
+        return [Progress(CallState.ENDED, result, cause.strip())]
 
-    def _originate_response(self, message: Message) -> list[Progress]:
-        reason = message.get("Reason", "")
-        if message.response == "Success":
-            return self._agent_answered()
-        result, text = _REASON_RESULT.get(reason or "", (Result.AGENT_FAILED, "failed"))
+    def _originate_failed(self, reason: str) -> list[Progress]:
+        result, text = _REASON_RESULT.get(reason, (Result.AGENT_FAILED, "failed"))
         if result is Result.AGENT_NO_ANSWER and not self._agent_rang:
             result, text = Result.AGENT_FAILED, "agent unreachable (never rang)"
         return self._end(result, f"Originate failed, Reason {reason}: {text}")
 
-    def _agent_state(self, state: str | None) -> list[Progress]:
-        if state == "Ringing" and self.state in (CallState.QUEUED, CallState.AGENT_DIALING):
-            self._agent_rang = True
-            return self._to(CallState.AGENT_RINGING)
-        if state == "Up":
-            return self._agent_answered()
-        return []
-
-    def _agent_answered(self) -> list[Progress]:
-        if self.state in (CallState.QUEUED, CallState.AGENT_DIALING, CallState.AGENT_RINGING):
-            return self._to(CallState.AGENT_ANSWERED)
-        return []
-
-    def _destination(self, event: str, status: str | None) -> list[Progress]:
-        out = self._agent_answered()  # the agent's channel dials only once it is up
-        if event == "DialBegin":
-            out += self._to(CallState.DESTINATION_DIALING)
-        elif event == "DialState" and status in ("RINGING", "PROCEEDING", "PROGRESS"):
-            if self.state is CallState.AGENT_ANSWERED:
-                out += self._to(CallState.DESTINATION_DIALING)
-            out += self._to(CallState.DESTINATION_RINGING)
-        elif event == "DialEnd" and status == "ANSWER":
-            if self.state is CallState.AGENT_ANSWERED:
-                out += self._to(CallState.DESTINATION_DIALING)
-            out += self._to(CallState.CONNECTED)
-        elif event == "DialEnd" and status:
-            result = _DIAL_STATUS_RESULT.get(status, Result.DESTINATION_FAILED)
-            self._destination_outcome = (result, f"DialStatus {status}")
-        return out
-
-    def _agent_hangup(self, message: Message) -> list[Progress]:
-        code = message.get("Cause", "")
-        cause = f"Cause {code} {message.get('Cause-txt', '')}".strip()
-        if self.state is CallState.CONNECTED:
-            return self._end(Result.COMPLETED, cause)
+    def _ending(self, code: str, cause: str) -> tuple[Result, str]:
+        """The result of a call whose agent channel hung up with Q.850 cause `code`."""
+        if self.state is S.CONNECTED:
+            return (
+                Result.COMPLETED,
+                f"hangup requested; {cause}" if self._hangup_requested else cause,
+            )
+        if self._hangup_requested:
+            return Result.CANCELED, f"hangup requested; {cause}"
         if self._destination_outcome is not None:
             result, outcome = self._destination_outcome
-            return self._end(result, f"{outcome}; {cause}")
-        if self.state in (CallState.QUEUED, CallState.AGENT_DIALING, CallState.AGENT_RINGING):
-            result = _AGENT_CAUSE_RESULT.get(code or "", Result.AGENT_FAILED)
+            return result, f"{outcome}; {cause}"
+        if self.state in _BEFORE_ANSWER:
+            result = _AGENT_CAUSE_RESULT.get(code, Result.AGENT_FAILED)
             if result is Result.AGENT_NO_ANSWER and not self._agent_rang:
                 result = Result.AGENT_FAILED
-            return self._end(result, cause)
-        return self._end(Result.DESTINATION_FAILED, cause)
+            return result, cause
+        return Result.DESTINATION_FAILED, cause
