@@ -66,9 +66,7 @@ def authenticate(
         key = lookup_key(credentials.key)
         if key is None:
             raise Unauthorized("invalid or revoked API key")
-        if claimed_tenant is not None and claimed_tenant != key.tenant:
-            raise Forbidden(f"this API key does not belong to client '{claimed_tenant}'")
-        return Identity(key.tenant, "key", key.id)
+        return claim(Identity(key.tenant, "key", key.id), claimed_tenant)
     tenant = settings.tenant(claimed_tenant or settings.compat_tenant.name)
     if tenant is None:
         raise UnknownTenant(claimed_tenant or "")
@@ -83,6 +81,13 @@ def authenticate(
         "authentication required: an API key (X-API-Key header, Bearer token or key=), "
         "a signed link, or an allowed address"
     )
+
+
+def claim(identity: Identity, claimed_tenant: str | None) -> Identity:
+    """`identity`, if it may act for the tenant the request names (a key acts for its own)."""
+    if claimed_tenant is not None and claimed_tenant != identity.tenant:
+        raise Forbidden(f"this API key does not belong to client '{claimed_tenant}'")
+    return identity
 
 
 def _check_signature(tenant: TenantSettings, credentials: Credentials, now: float) -> None:

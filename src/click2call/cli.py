@@ -40,6 +40,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from click2call.api import create_app
+    from click2call.api.connections import guarded_protocol
     from click2call.runtime import Runtime
 
     settings = _settings(args.config)
@@ -55,6 +56,7 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         log_level=settings.server.log_level,
         access_log=False,  # ours (api/access.py) hides keys and signatures
+        http=guarded_protocol(settings.server),  # slow and greedy clients
     )
     return 0
 

@@ -7,6 +7,7 @@
     ├── Unauthorized(reason)            401  no credential, or a bad one
     ├── Forbidden(reason)               403  a good credential, not for this
     ├── Rejected(rule)                  403  the tenant's policy refuses the call
+    ├── BodyTooLarge(max_bytes)         413  the request body is over max_body_bytes
     ├── RateLimited(limit, retry_after) 429  names the setting; retry_after None: a slot
     │                                         frees only when a call ends
     └── EngineUnavailable(reason)       503  the engine could not accept the order
@@ -74,6 +75,15 @@ class Forbidden(Click2CallError):
 class Rejected(Click2CallError):
     error_id = "rejected"
     status = 403
+
+
+class BodyTooLarge(Click2CallError):
+    error_id = "body_too_large"
+    status = 413
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"request body over {max_bytes} bytes (max_body_bytes)")
+        self.max_bytes = max_bytes
 
 
 class RateLimited(Click2CallError):

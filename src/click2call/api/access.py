@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from click2call.api import fields
@@ -54,6 +55,28 @@ def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) 
     return identity
 
 
+def identify_before_body(request: Request) -> Identity | None:
+    """What the headers and query prove, checked before a body is read. A key: its identity
+    (the body may only name the key's tenant, see `auth.claim`). Otherwise some tenant must
+    accept the request's signed link or address, and None is returned: the body names the
+    tenant, and `identify` decides once it is read. Raises the default tenant's refusal."""
+    runtime = runtime_of(request)
+    creds = credentials(request)
+    if creds.key:
+        return _identify(request, creds, None)
+    settings, now = runtime.settings, time.time()
+    refusal: Click2CallError | None = None
+    for tenant in sorted(settings.tenants, key=lambda t: t is not settings.compat_tenant):
+        try:
+            authenticate(settings, creds, tenant.name, runtime.keys.lookup, now)
+        except Click2CallError as exc:
+            refusal = refusal or exc
+        else:
+            return None
+    assert refusal is not None  # settings hold at least one tenant
+    raise refusal
+
+
 def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:
     """A key reads only its tenant's calls; without one, the call's own tenant decides."""
     service = runtime_of(request).service
@@ -77,24 +100,55 @@ class Decision:
 def audited(request: Request, endpoint: str, refusals_only: bool = False) -> Iterator[Decision]:
     """An audit row for the request: who, from where, what happened. Calls are placed and
     ended under it; reads record only refusals (CRMs poll status, a row each would bury the
-    log). Errors pass through after being recorded."""
+    log). Errors pass through after being recorded; any exception is a refusal."""
     decision = Decision()
-    error: Click2CallError | None = None
+    reason: str | None = None
+    left_call: int | None = None
     try:
         yield decision
     except Click2CallError as exc:
-        error = exc
+        reason, left_call = exc.message, exc.call_id
+        raise
+    except ClientDisconnect:
+        reason = "the client disconnected before sending its whole request"
+        raise
+    except Exception as exc:
+        reason = f"internal error ({type(exc).__name__})"
         raise
     finally:
-        if not (refusals_only and error is None):
-            _record(request, endpoint, decision, error)
+        if not (refusals_only and reason is None):
+            call_id = decision.call.id if decision.call else left_call
+            _record(request, endpoint, decision.identity, call_id, reason)
+
+
+# The audited endpoints by path, for refusals made before an endpoint runs (wrong method,
+# FastAPI's parameter checks): (path pattern, name for GET, name for other methods).
+_ENDPOINTS = (
+    (re.compile(r"/web/dial\.php"), "dial.php", "dial.php"),
+    (re.compile(r"/voipe/dial_external\.php"), "dial_external.php", "dial_external.php"),
+    (re.compile(r"/api/v1/calls"), "v1.list", "v1.calls"),
+    (re.compile(r"/api/v1/calls/[^/]+"), "v1.get", "v1.get"),
+    (re.compile(r"/api/v1/calls/[^/]+/hangup"), "v1.hangup", "v1.hangup"),
+)
+
+
+def record_refusal(request: Request, error: Click2CallError) -> None:
+    """Audit a refusal made outside an endpoint, when the path is an audited endpoint's."""
+    for pattern, on_get, otherwise in _ENDPOINTS:
+        if pattern.fullmatch(request.url.path):
+            endpoint = on_get if request.method == "GET" else otherwise
+            _record(request, endpoint, None, error.call_id, error.message)
+            return
 
 
 def _record(
-    request: Request, endpoint: str, decision: Decision, error: Click2CallError | None
+    request: Request,
+    endpoint: str,
+    identity: Identity | None,
+    call_id: int | None,
+    refusal: str | None,
 ) -> None:
-    identity = decision.identity
-    call_id = decision.call.id if decision.call else error.call_id if error else None
+    ok = f"ok ({identity.method})" if identity else None
     runtime_of(request).keys.audit(
         AuditEntry(
             at=datetime.now(UTC),
@@ -102,8 +156,8 @@ def _record(
             key_id=identity.key_id if identity else None,
             client_ip=request.client.host if request.client else None,
             endpoint=endpoint,
-            allowed=error is None,
-            reason=error.message if error else f"ok ({identity.method})" if identity else None,
+            allowed=refusal is None,
+            reason=refusal if refusal is not None else ok,
             call_id=call_id,
         )
     )

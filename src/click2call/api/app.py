@@ -18,6 +18,7 @@ from click2call.api.errors import (
     handle_http_error,
     handle_validation_error,
 )
+from click2call.api.limits import BodyLimit
 from click2call.errors import Click2CallError
 from click2call.runtime import Runtime
 
@@ -43,6 +44,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(Click2CallError, handle_click2call_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_middleware(BodyLimit, max_body_bytes=runtime.settings.server.max_body_bytes)
     app.add_middleware(AccessLog)
     app.include_router(compat.router)
     app.include_router(v1.router)

@@ -1,22 +1,21 @@
-"""The two links existing integrations already call, answered in exactly their shapes.
-
-    /web/dial.php              text:  "response: true\\nunique: <id>\\n"
-    /voipe/dial_external.php   JSON:  {"src":"502760206","uniqueid":"<epoch>.<seq>","status":"ok"}
-
-Both accept GET (query) and POST (form). They only translate shapes; CallService decides.
+"""The two links existing integrations already call, answered in exactly their shapes
+(`replies.py`). Both accept GET (query) and POST (form). They only translate shapes;
+CallService decides.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from click2call.api import fields
 from click2call.api.access import audited, identify, runtime_of
-from click2call.api.errors import DOCUMENTED_FAILURES, headers_for
+from click2call.api.errors import DOCUMENTED_FAILURES, failure_reply
+from click2call.api.replies import DIAL_PATH, EXTERNAL_PATH, dial_text, external_json
 from click2call.errors import Click2CallError, InvalidInput, Unauthorized
 from click2call.numbers import parse_phone
 from click2call.service import CallRequest
@@ -26,17 +25,27 @@ router = APIRouter(include_in_schema=True, tags=["compatible links"])
 _SHARED_FIELDS = ("destination", "outboundcid", "foreignid", "callback_url", "key")
 _DIAL_FIELDS = ("extension", "tech", "tenant", *_SHARED_FIELDS)
 _EXTERNAL_FIELDS = ("client", "phone", *_SHARED_FIELDS)
+_SIGNED_LINK = ("exp", "sig")
+# CRM templates add their own parameters (cache busters, tracking); a few are ignored,
+# more are refused, so a request cannot make the server parse thousands of them.
+UNKNOWN_PARAMS_ALLOWED = 20
 
 
 async def _params(request: Request, names: tuple[str, ...]) -> dict[str, str | None]:
     """The named fields from the query and, for POST, the form; each at most once."""
     sources = [request.query_params]
     if request.method == "POST":
-        form = await request.form()
+        form = await _form(request, len(names) + len(_SIGNED_LINK) + UNKNOWN_PARAMS_ALLOWED)
         if form and "sig" in request.query_params:
             # The signature covers the query only: a form field would ride along unsigned.
             raise Unauthorized("a signed link carries all its fields in its signed query")
         sources.append(form)  # type: ignore[arg-type]
+    known = {*names, *_SIGNED_LINK}
+    unknown = sum(1 for s in sources for name, _ in s.multi_items() if name not in known)
+    if unknown > UNKNOWN_PARAMS_ALLOWED:
+        raise InvalidInput(
+            "parameters", f"{unknown} unknown; at most {UNKNOWN_PARAMS_ALLOWED} are ignored"
+        )
     values: dict[str, str | None] = {}
     for name in names:
         found = [v for source in sources for v in source.getlist(name)]
@@ -49,17 +58,13 @@ async def _params(request: Request, names: tuple[str, ...]) -> dict[str, str | N
     return values
 
 
-def _dial_reply(
-    ok: bool,
-    unique: object,
-    error: str | None = None,
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-) -> PlainTextResponse:
-    text = f"response: {'true' if ok else 'false'}\nunique: {unique}\n"
-    if error is not None:
-        text += f"error: {error}\n"
-    return PlainTextResponse(text, status_code=status, headers=headers)
+async def _form(request: Request, max_fields: int) -> FormData:
+    """The POST form; the parser's own refusals (too many fields, a field too big, junk
+    multipart) become InvalidInput, answered in the link's shape and audited."""
+    try:
+        return await request.form(max_fields=max_fields, max_part_size=64 * 1024)
+    except HTTPException as exc:
+        raise InvalidInput("body", str(exc.detail)) from None
 
 
 def _call_request(p: dict[str, str | None], tenant: str, **agent: Any) -> CallRequest:
@@ -91,17 +96,8 @@ async def dial(request: Request) -> Response:
                 )
             )
     except Click2CallError as exc:
-        unique = exc.call_id if exc.call_id is not None else ""
-        return _dial_reply(False, unique, exc.message, exc.status, headers_for(exc))
-    return _dial_reply(True, call.id)
-
-
-def _json(
-    body: dict[str, str], status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    # Compact separators and this key order are what existing integrations parse.
-    text = json.dumps(body, separators=(",", ":"))
-    return Response(text, status_code=status, media_type="application/json", headers=headers)
+        return failure_reply(DIAL_PATH, exc)
+    return dial_text(True, call.id)
 
 
 async def dial_external(request: Request) -> Response:
@@ -122,10 +118,8 @@ async def dial_external(request: Request) -> Response:
                 _call_request(p, client, phone=phone)
             )
     except Click2CallError as exc:
-        body = {"src": src, "uniqueid": exc.uniqueid} if exc.uniqueid is not None else {}
-        body |= {"status": "error", "error": exc.message}
-        return _json(body, exc.status, headers_for(exc))
-    return _json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})
+        return failure_reply(EXTERNAL_PATH, exc, src)
+    return external_json({"src": src, "uniqueid": call.uniqueid, "status": "ok"})
 
 
 def _param(name: str, pattern: str, text: str, required: bool = False) -> dict[str, object]:
@@ -189,7 +183,7 @@ _EXTERNAL_DOC = _doc(
 
 for _method in ("GET", "POST"):
     router.add_api_route(
-        "/web/dial.php",
+        DIAL_PATH,
         dial,
         methods=[_method],
         response_class=PlainTextResponse,
@@ -198,7 +192,7 @@ for _method in ("GET", "POST"):
         openapi_extra=_DIAL_DOC,
     )
     router.add_api_route(
-        "/voipe/dial_external.php",
+        EXTERNAL_PATH,
         dial_external,
         methods=[_method],
         summary="Mobile click2call (compatible)",

@@ -6,9 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
 from click2call.api import fields
-from click2call.api.access import audited, identify, identify_for_call, runtime_of
+from click2call.api.access import (
+    audited,
+    identify,
+    identify_before_body,
+    identify_for_call,
+    runtime_of,
+)
+from click2call.api.errors import invalid_input
 from click2call.api.schemas import (
     ERRORS,
     AttemptOut,
@@ -22,6 +30,7 @@ from click2call.api.schemas import (
     EventOut,
     HealthOut,
 )
+from click2call.auth import claim
 from click2call.calls import CallState, Tech
 from click2call.service import CallRequest
 
@@ -29,11 +38,31 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 CallRef = Annotated[str, Path(pattern=fields.NAME, description="Call id or uniqueid")]
 
 
-@router.post("/calls", status_code=201, response_model=CallOut, responses=ERRORS)
-async def create_call(body: CallCreate, request: Request) -> CallOut:
+# The body is read by the handler, after the credentials are checked; FastAPI would parse
+# a model parameter first. The document still describes it.
+_CALL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CallCreate.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/calls", status_code=201, response_model=CallOut, responses=ERRORS, openapi_extra=_CALL_BODY
+)
+async def create_call(request: Request) -> CallOut:
     """Place a call. Authenticate with X-API-Key, a Bearer token, or key=."""
     with audited(request, "v1.calls") as decision:
-        decision.identity = identify(request, body.tenant)
+        keyed = identify_before_body(request)
+        try:
+            body = CallCreate.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise invalid_input(exc.errors()) from None
+        if keyed is None:
+            decision.identity = identify(request, body.tenant)
+        else:
+            decision.identity = claim(keyed, body.tenant)
         decision.call = call = await runtime_of(request).service.place(
             _order(body, decision.identity.tenant)
         )
