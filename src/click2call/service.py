@@ -115,11 +115,6 @@ class CallService:
             raise CallNotFound(key)
         return call
 
-    def find(
-        self, *, tenant: str | None = None, foreignid: str | None = None, limit: int = 100
-    ) -> list[StoredCall]:
-        return self._store.find(tenant=tenant, foreignid=foreignid, limit=limit)
-
     def history(self, call: StoredCall) -> list[StoredEvent]:
         return self._store.events(call)
 
