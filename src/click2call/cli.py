@@ -9,7 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
-from click2call import __version__
+from click2call import __version__, logs
 from click2call.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, load_settings
 
 log = logging.getLogger("click2call")
@@ -43,10 +43,7 @@ def serve(args: argparse.Namespace) -> int:
     from click2call.runtime import Runtime
 
     settings = _settings(args.config)
-    logging.basicConfig(
-        level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.server.log_level, settings.server.log_format)
     log.info(_database(settings))
     app = create_app(Runtime(settings))
     uvicorn.run(
@@ -55,6 +52,7 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         log_level=settings.server.log_level,
         access_log=False,  # ours (api/access.py) hides keys and signatures
+        log_config=None,  # uvicorn's lines go through our handler (text or JSON)
     )
     return 0
 

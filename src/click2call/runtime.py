@@ -6,6 +6,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from click2call import logs
 from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Clock, Engine
@@ -45,6 +46,7 @@ class Runtime:
         self.service = CallService(settings, self.store, self.engines, self.tracking, self.limits)
         self.metrics = Metrics(self.service.health, self.outbox.backlog)
         self.tracking.subscribe(self.metrics.on_change)
+        self.tracking.subscribe(logs.log_change)
         self.deliverer = Deliverer(settings, self.outbox, clock, observe=self.metrics.delivery)
         self.tracking.subscribe(lambda _change: self.deliverer.wake())
 

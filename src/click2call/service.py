@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from click2call import logs
 from click2call.calls import (
     Agent,
     CallOrder,
@@ -88,6 +89,7 @@ class CallService:
             raise
         self._limits.admit_call(tenant.name, plan.agent.number, tenant.limits)
         call = self._tracking.create(plan.record, callback).call
+        logs.set_call(call.id, call.uniqueid)  # the engine's lines about it say so
         self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)
         try:
