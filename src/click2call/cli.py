@@ -9,7 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
-from click2call import __version__, logs
+from click2call import __version__, cli_calls, logs
 from click2call.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, load_settings
 
 log = logging.getLogger("click2call")
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("--all", action="store_true", help="every failed delivery")
     actions.add_parser("new-secret", help="print a new webhook secret (whsec_…)")
     command.set_defaults(func=webhooks)
+    cli_calls.add_commands(commands, config, _settings)
     command = commands.add_parser(
         "demo", help="place one call between two SIPp phones on loopback (its own settings)"
     )
