@@ -9,7 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
-from click2call import __version__
+from click2call import __version__, cli_calls, logs
 from click2call.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, load_settings
 
 log = logging.getLogger("click2call")
@@ -44,10 +44,7 @@ def serve(args: argparse.Namespace) -> int:
     from click2call.runtime import Runtime
 
     settings = _settings(args.config)
-    logging.basicConfig(
-        level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.server.log_level, settings.server.log_format)
     log.info(_database(settings))
     app = create_app(Runtime(settings))
     uvicorn.run(
@@ -57,6 +54,7 @@ def serve(args: argparse.Namespace) -> int:
         log_level=settings.server.log_level,
         access_log=False,  # ours (api/access.py) hides keys and signatures
         http=guarded_protocol(settings.server),  # slow and greedy clients
+        log_config=None,  # uvicorn's lines go through our handler (text or JSON)
     )
     return 0
 
@@ -180,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("--all", action="store_true", help="every failed delivery")
     actions.add_parser("new-secret", help="print a new webhook secret (whsec_…)")
     command.set_defaults(func=webhooks)
+    cli_calls.add_commands(commands, config, _settings)
     command = commands.add_parser(
         "demo", help="place one call between two SIPp phones on loopback (its own settings)"
     )

@@ -6,10 +6,12 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from click2call import logs
 from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Clock, Engine
 from click2call.engines.sip import SipEngine, SippyStack
+from click2call.metrics import Metrics
 from click2call.policy import Limits
 from click2call.service import CallService
 from click2call.settings import Settings
@@ -42,7 +44,10 @@ class Runtime:
         self.limits = Limits(time.monotonic)
         self.tracking = Tracking(self.store, self.limits, clock)
         self.service = CallService(settings, self.store, self.engines, self.tracking, self.limits)
-        self.deliverer = Deliverer(settings, self.outbox, clock)
+        self.metrics = Metrics(self.service.health, self.outbox.backlog)
+        self.tracking.subscribe(self.metrics.on_change)
+        self.tracking.subscribe(logs.log_change)
+        self.deliverer = Deliverer(settings, self.outbox, clock, observe=self.metrics.delivery)
         self.tracking.subscribe(lambda _change: self.deliverer.wake())
 
     async def start(self) -> None:

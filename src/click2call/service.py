@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from click2call import logs
 from click2call.calls import (
     Agent,
     CallOrder,
@@ -88,6 +89,7 @@ class CallService:
             raise
         self._limits.admit_call(tenant.name, plan.agent.number, tenant.limits)
         call = self._tracking.create(plan.record, callback).call
+        logs.set_call(call.id, call.uniqueid)  # the engine's lines about it say so
         self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)
         try:
@@ -114,11 +116,6 @@ class CallService:
         if call is None or (tenant is not None and call.tenant != tenant):
             raise CallNotFound(key)
         return call
-
-    def find(
-        self, *, tenant: str | None = None, foreignid: str | None = None, limit: int = 100
-    ) -> list[StoredCall]:
-        return self._store.find(tenant=tenant, foreignid=foreignid, limit=limit)
 
     def history(self, call: StoredCall) -> list[StoredEvent]:
         return self._store.events(call)

@@ -36,6 +36,13 @@ def _caller_id(value: str) -> str:
     return value
 
 
+def _networks(value: list[str]) -> list[str]:
+    """Addresses or CIDRs, as allow-lists take them."""
+    for entry in value:
+        ipaddress.ip_network(entry, strict=False)  # raises ValueError naming the entry
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,6 +75,14 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     request_timeout: float = Field(10, gt=0)
     max_connections_per_address: int = Field(100, ge=1)
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, with call ids
+    # /metrics answers these addresses without a key (any tenant's API key also works).
+    metrics_allowed_ips: list[str] = []
+
+    @field_validator("metrics_allowed_ips")
+    @classmethod
+    def _metrics_networks(cls, value: list[str]) -> list[str]:
+        return _networks(value)
 
 
 class SipStackSettings(_Section):
@@ -140,9 +155,7 @@ class TenantAuth(_Section):
     @field_validator("allowed_ips")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            ipaddress.ip_network(entry, strict=False)  # raises ValueError naming the entry
-        return value
+        return _networks(value)
 
     @property
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from click2call import logs
 from click2call.calls import CallEvent, CallState, Result
 from click2call.engines.base import Clock
 from click2call.errors import IllegalTransition
@@ -44,7 +45,8 @@ class Tracking:
 
     def on_event(self, event: CallEvent) -> None:
         """The engines' event sink: store the step, then announce it."""
-        self.record(event)
+        with logs.about_call(None, event.uniqueid):
+            self.record(event)
 
     def record(self, event: CallEvent) -> Change | None:
         """Store the event; the change, or None when it changed nothing or was refused."""

@@ -79,6 +79,7 @@ host = "127.0.0.1"
 port = {http}
 database = "sqlite:///{db}"
 log_level = "info"
+{server_extra}
 
 [sip]
 port = {sip}
@@ -178,8 +179,9 @@ key_requests_per_minute = 3
 """
 
 
-def launch(workdir: Path) -> tuple[ServerProcess, Server]:
-    """A server with its own ports and database under `workdir`."""
+def launch(workdir: Path, server_extra: str = "") -> tuple[ServerProcess, Server]:
+    """A server with its own ports and database under `workdir`; `server_extra`: more
+    [server] keys."""
     http, sip = free_port(socket.SOCK_STREAM), free_port()
     pbx, trunk, mobile_trunk = free_port(), free_port(), free_port()
     config = workdir / "click2call.toml"
@@ -191,6 +193,7 @@ def launch(workdir: Path) -> tuple[ServerProcess, Server]:
             pbx=pbx,
             trunk=trunk,
             mobile_trunk=mobile_trunk,
+            server_extra=server_extra,
         )
     )
     base_url = f"http://127.0.0.1:{http}"

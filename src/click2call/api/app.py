@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from click2call import __version__
-from click2call.api import compat, v1
+from click2call.api import compat, feed, history, metrics, v1
 from click2call.api.access import AccessLog
 from click2call.api.docs import serve_docs
 from click2call.api.errors import (
@@ -46,7 +46,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_middleware(BodyLimit, max_body_bytes=runtime.settings.server.max_body_bytes)
     app.add_middleware(AccessLog)
+    app.add_middleware(metrics.HttpLatency, metrics=runtime.metrics)
     app.include_router(compat.router)
+    app.include_router(history.router)  # before v1: /calls.csv is not a call ref
     app.include_router(v1.router)
+    app.include_router(feed.router)
+    app.include_router(metrics.router)
     serve_docs(app)
     return app

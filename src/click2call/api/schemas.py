@@ -176,6 +176,7 @@ class CallOut(BaseModel):
 
 class CallList(BaseModel):
     calls: list[CallOut]
+    next: str | None = Field(None, description="Link to the next page (older calls); null: last")
 
 
 class EngineOut(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
@@ -21,7 +21,6 @@ from click2call.api.schemas import (
     ERRORS,
     AttemptOut,
     CallCreate,
-    CallList,
     CallOut,
     DeliveryList,
     DeliveryOut,
@@ -125,26 +124,6 @@ async def call_webhooks(ref: CallRef, request: Request) -> DeliveryList:
             for d in outbox.for_call(call.id)
         ]
     )
-
-
-@router.get("/calls", response_model=CallList, responses=ERRORS)
-async def list_calls(
-    request: Request,
-    foreignid: Annotated[str | None, Query(pattern=fields.FOREIGNID)] = None,
-    tenant: Annotated[str | None, Query(pattern=fields.NAME)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> CallList:
-    """Newest first, within the caller's tenant; filter by foreignid."""
-    service = runtime_of(request).service
-    with audited(request, "v1.list", refusals_only=True) as decision:
-        claimed = fields.name("tenant", tenant) if tenant else None
-        decision.identity = identity = identify(request, claimed)
-    calls = service.find(
-        tenant=identity.tenant,
-        foreignid=fields.foreignid(foreignid),
-        limit=limit,
-    )
-    return CallList(calls=[CallOut.of(c) for c in calls])
 
 
 @router.post(

@@ -67,6 +67,9 @@ calls = Table(
     Index("ix_calls_foreignid", "foreignid"),
     Index("ix_calls_tenant_created", "tenant", "created_at"),
     Index("ix_calls_state", "state"),
+    Index("ix_calls_tenant_id", "tenant", "id"),  # history pages, newest first
+    Index("ix_calls_tenant_agent", "tenant", "agent_number"),
+    Index("ix_calls_tenant_destination", "tenant", "destination"),
 )
 
 call_events = Table(

@@ -40,12 +40,14 @@ class Deliverer:
         outbox: Outbox,
         clock: Clock,
         random_fraction: Callable[[], float] = random.random,
+        observe: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
         self._settings = settings
         self._delivery = settings.webhooks
         self._outbox = outbox
         self._clock = clock
         self._random = random_fraction
+        self._observe = observe  # told each attempt's outcome (metrics)
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # outbox id → its request
         self._per_endpoint: dict[int, int] = {}
@@ -148,6 +150,7 @@ class Deliverer:
         if secret is None:
             attempt = Attempt(started_at, None, "no secret configured for this endpoint", None, 0)
             self._settled.append(Settled(delivery, attempt, FAILED))
+            self._observe("no_secret")
             return
         body = delivery.payload.encode()
         headers = signing.headers(secret, delivery.message_id, int(started_at.timestamp()), body)
@@ -180,6 +183,7 @@ class Deliverer:
             self._delivery.jitter,
             self._random,
         )
+        self._observe(decision.outcome.value)
         if decision.outcome is Outcome.DELIVERED:
             self._settled.append(Settled(delivery, attempt, DELIVERED))
         elif decision.outcome is Outcome.RETRY:

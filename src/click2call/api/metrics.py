@@ -1,0 +1,78 @@
+"""`GET /metrics` (Prometheus text) and the HTTP latency of every request by route template.
+
+/metrics spans every tenant, so it needs more than a tenant's open door: an API key
+(any tenant's), or a client address in `[server] metrics_allowed_ips`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from click2call.api.access import audited, credentials, identify, runtime_of
+from click2call.errors import Unauthorized
+from click2call.metrics import CONTENT_TYPE, Metrics
+
+router = APIRouter(tags=["operations"])
+
+
+def _allowed_address(request: Request) -> bool:
+    networks = runtime_of(request).settings.server.metrics_allowed_ips
+    if not networks or request.client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: an API key, or an address in `[server] metrics_allowed_ips`."""
+    if not _allowed_address(request):
+        with audited(request, "metrics", refusals_only=True) as decision:
+            if credentials(request).key is None:
+                raise Unauthorized("an API key or an address in metrics_allowed_ips is needed")
+            decision.identity = identify(request, None)
+    body = await run_in_threadpool(runtime_of(request).metrics.exposition)
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+class HttpLatency:
+    """Times each request under its route template (`/api/v1/calls/{ref}`), never the raw
+    path, so call ids do not become label values. Plain ASGI, like api/access.AccessLog."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self._latency = metrics.http_latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def keep_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, keep_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self._latency.labels(scope["method"], route, str(status)).observe(
+                time.perf_counter() - started
+            )

@@ -1,0 +1,94 @@
+"""Logging set-up: plain text or one JSON object a line, and the call each line is about.
+
+The call a piece of work is about lives in a context variable (`about_call`): set when a
+call is placed and while an engine event is recorded, inherited by the tasks started
+meanwhile, and copied onto every log record by `CallContext`. A record may also name
+its call itself (`extra={"call_id": …, "uniqueid": …}`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Literal
+
+from click2call.store import Change
+
+_CALL: ContextVar[tuple[int | None, str] | None] = ContextVar("click2call_call", default=None)
+log = logging.getLogger("click2call.calls")
+
+
+@contextmanager
+def about_call(call_id: int | None, uniqueid: str) -> Iterator[None]:
+    """Lines logged inside (and by tasks started inside) are about this call."""
+    token = _CALL.set((call_id, uniqueid))
+    try:
+        yield
+    finally:
+        _CALL.reset(token)
+
+
+def set_call(call_id: int, uniqueid: str) -> None:
+    """The rest of this task (an HTTP request that placed the call) is about the call."""
+    _CALL.set((call_id, uniqueid))
+
+
+class CallContext(logging.Filter):
+    """Puts `call_id` and `uniqueid` on each record (None when it is about no call)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _CALL.get()
+        if not hasattr(record, "uniqueid"):
+            record.call_id, record.uniqueid = current if current else (None, None)
+        elif not hasattr(record, "call_id"):
+            record.call_id = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC), level, logger, message, call ids, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ("call_id", "uniqueid"):
+            if getattr(record, name, None) is not None:
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure(level: str, log_format: Literal["text", "json"]) -> None:
+    """The root logger's one handler (stderr), replacing any set before."""
+    handler = logging.StreamHandler()
+    handler.addFilter(CallContext())
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def log_change(change: Change) -> None:
+    """A tracking listener: one line per stored state change of a call."""
+    call, event = change.call, change.event
+    extra = {"call_id": call.id, "uniqueid": call.uniqueid}
+    if event.result is not None:
+        log.info("call %s: %s (%s)", call.uniqueid, event.type, event.result.value, extra=extra)
+    else:
+        log.info("call %s: %s", call.uniqueid, event.type, extra=extra)

@@ -1,0 +1,103 @@
+"""store/history.py on a real SQLite file: filters, keyset pages, events after an id."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from click2call.calls import CallEvent, CallState, Result
+from click2call.store import NewCall, Store, open_database
+from click2call.store.history import CallFilter, History
+
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+NEW = NewCall(
+    tenant="default",
+    agent_kind="extension",
+    agent_tech="sip",
+    agent_number="200",
+    destination="0502760206",
+    destination_caller_id="036411111",
+    agent_caller_id="0502760206",
+    foreignid=None,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+
+
+def place(store: Store, minute: int, **changes: str) -> int:
+    call = store.create_call(replace(NEW, **changes), T0 + timedelta(minutes=minute)).call
+    return call.id
+
+
+def end(store: Store, call_id: int, result: Result) -> None:
+    call = store.get(call_id)
+    assert call is not None
+    store.record(CallEvent(call.uniqueid, CallState.ENDED, call.created_at, result, "why"))
+
+
+def ids(history: History, where: CallFilter) -> list[int]:
+    return [c.id for c in history.all(where, batch=2)]
+
+
+def test_filters_each_narrow_the_tenant_s_calls(store: Store) -> None:
+    first = place(store, 0, foreignid="crm-1")
+    second = place(store, 10, agent_number="201", destination="0541234567")
+    third = place(store, 20)
+    other = place(store, 30, tenant="other")
+    end(store, first, Result.COMPLETED)
+    end(store, second, Result.AGENT_BUSY)
+    history = History(store.engine)
+    tenant = CallFilter(tenant="default")
+
+    assert ids(history, tenant) == [third, second, first]
+    assert ids(history, CallFilter(tenant=None)) == [other, third, second, first]
+    assert ids(history, replace(tenant, foreignid="crm-1")) == [first]
+    assert ids(history, replace(tenant, agent_number="201")) == [second]
+    assert ids(history, replace(tenant, destination="0541234567")) == [second]
+    assert ids(history, replace(tenant, state=CallState.QUEUED)) == [third]
+    assert ids(history, replace(tenant, result=Result.AGENT_BUSY)) == [second]
+    window = replace(tenant, since=T0 + timedelta(minutes=10), until=T0 + timedelta(minutes=20))
+    assert ids(history, window) == [second]  # since inclusive, until exclusive
+
+
+def test_pages_are_stable_while_calls_are_placed(store: Store) -> None:
+    placed = [place(store, minute) for minute in range(5)]
+    history = History(store.engine)
+    where = CallFilter(tenant="default")
+    page, before = history.page(where, 2)
+    assert [c.id for c in page] == placed[:2:-1]
+    newer = place(store, 9)  # arrives between two pages
+    rest, after_rest = history.page(where, 2, before)
+    last, end_ = history.page(where, 2, after_rest)
+    assert [c.id for c in rest + last] == placed[2::-1]
+    assert end_ is None
+    assert newer not in [c.id for c in rest + last]
+
+
+def test_a_full_last_page_says_it_is_the_last(store: Store) -> None:
+    for minute in range(2):
+        place(store, minute)
+    page, before = History(store.engine).page(CallFilter(tenant="default"), 2)
+    assert len(page) == 2
+    assert before is None
+
+
+def test_events_after_an_id_are_the_tenant_s_in_order(store: Store) -> None:
+    mine = place(store, 0)
+    place(store, 1, tenant="other")
+    end(store, mine, Result.COMPLETED)
+    history = History(store.engine)
+    events = history.events_after("default", 0, 100)
+    assert [(e.call_id, e.sequence, e.type) for e in events] == [
+        (mine, 1, "call.queued"),
+        (mine, 2, "call.ended"),
+    ]
+    assert history.events_after("default", events[0].id, 100) == events[1:]
+    assert history.events_after("default", 0, 1) == events[:1]
+    assert history.last_event_id() >= events[-1].id
