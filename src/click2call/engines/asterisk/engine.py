@@ -194,7 +194,11 @@ class AsteriskEngine:
             action = actions.status(self.client.next_action_id())
             await self.client.request(action, in_order=self._reconciled)
         except AmiUnavailable as exc:
-            log.warning("channel list not read (%s); trying again at the next login", exc)
+            log.warning("channel list not read (%s); trying again", exc)
+            if self.client.connected:  # it timed out on a live link: ask again later
+                loop = asyncio.get_running_loop()
+                loop.call_later(self._settings.action_timeout, self._on_connected)
+            # else the next login asks again
 
     def _reconciled(self, reply: Reply) -> None:
         # Called in stream order: a Hangup after the list finds the call reconciled.
