@@ -149,10 +149,25 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+_SSE_EVENT = {
+    "type": "object",
+    "description": "One call event: id = global event id, event = its type, data = its body",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+    },
+}
+
+
 @router.get(
     "/events",
-    response_class=EventStream,
-    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "SSE"}},
+    status_code=200,
+    # Errors answer in the v1 JSON shape; only the 200 is the stream.
+    responses={
+        **ERRORS,
+        200: {"content": {"text/event-stream": {"schema": _SSE_EVENT}}, "description": "SSE"},
+    },
 )
 async def events(
     request: Request,

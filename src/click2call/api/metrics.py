@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from click2call.api.access import audited, credentials, identify, runtime_of
+from click2call.api.schemas import ERRORS
 from click2call.errors import Unauthorized
 from click2call.metrics import CONTENT_TYPE, Metrics
 
@@ -35,7 +36,10 @@ def _allowed_address(request: Request) -> bool:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}},
+    responses={
+        **ERRORS,
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
+    },
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: an API key, or an address in `[server] metrics_allowed_ips`."""
