@@ -62,7 +62,7 @@ async def signin(request: Request) -> Response:
                 raise Unauthorized("that API key is not valid or has been revoked")
             decision.identity = Identity(key.tenant, "key", key.id)
     except Unauthorized as exc:
-        return signin_page(request, exc.message.capitalize() + ".", status=401)
+        return signin_page(request, exc.message[:1].upper() + exc.message[1:] + ".", status=401)
     lifetime = timedelta(minutes=runtime.settings.server.session_minutes)
     token = runtime.sessions.open(key, runtime.clock(), lifetime)
     response = RedirectResponse("/ui/live", status_code=303)
