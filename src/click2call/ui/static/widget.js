@@ -3,6 +3,8 @@
 // Optional: data-scan="CSS selector" also turns phone numbers written in those elements
 // into links. The token (minted by the page's own server with POST /api/v1/widget-tokens)
 // names the agent whose phone rings first; this script never sees an API key.
+// Each step is also announced to the page as a "click2call:call" event on document, with
+// { id, state, result, cause, destination, text } in its detail, for CRMs that keep a log.
 (() => {
   "use strict";
   const script = document.currentScript;
@@ -69,6 +71,10 @@
     if (kind) hideTimer = setTimeout(() => { toast.hidden = true; }, 8000);
   }
 
+  function announce(detail) {
+    document.dispatchEvent(new CustomEvent("click2call:call", { detail }));
+  }
+
   function words(template, destination) {
     return template.replace("{d}", destination);
   }
@@ -108,11 +114,14 @@
         const failed = call.result !== "completed";
         const text = words(RESULTS[call.result] || "Call ended", destination);
         show(text, failed ? "error" : "done", failed && call.cause ? call.cause : "");
+        announce({ id: call.id, state: call.state, result: call.result, cause: call.cause, destination, text });
         return;
       }
       if (call.state !== last) {
         last = call.state;
-        show(words(STATES[call.state] || call.state, destination));
+        const text = words(STATES[call.state] || call.state, destination);
+        show(text);
+        announce({ id: call.id, state: call.state, result: null, cause: null, destination, text });
       }
       await new Promise((resolve) => setTimeout(resolve, 700));
       call = await request(`/api/v1/widget/calls/${call.id}`);
@@ -123,7 +132,7 @@
     const destination = number.replace(/[^\d+]/g, "");
     const origins = tokenOrigins();
     if (origins && !origins.includes(location.origin)) {
-      show("Calls cannot be placed from this page", "error",
+      refused(destination, "Calls cannot be placed from this page",
         `${location.origin} is not among the origins this widget token allows.`);
       return;
     }
@@ -135,8 +144,13 @@
       });
       await follow(call, destination);
     } catch (error) {
-      show("The call was not placed", "error", error.message);
+      refused(destination, "The call was not placed", error.message);
     }
+  }
+
+  function refused(destination, text, reason) {
+    show(text, "error", reason);
+    announce({ id: null, state: "refused", result: null, cause: reason, destination, text });
   }
 
   // --- the page: tel: links, and numbers written in data-scan elements ----------------
