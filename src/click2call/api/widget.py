@@ -35,7 +35,14 @@ from click2call.auth import (
     read_widget_token,
 )
 from click2call.calls import Tech
-from click2call.errors import CallNotFound, Click2CallError, Forbidden, InvalidInput, Unauthorized
+from click2call.errors import (
+    CallNotFound,
+    Click2CallError,
+    Forbidden,
+    InvalidInput,
+    Unauthorized,
+    UnknownTenant,
+)
 from click2call.service import CallRequest
 
 router = APIRouter(tags=["widget"])
@@ -101,7 +108,8 @@ async def create_token(body: WidgetTokenCreate, request: Request) -> WidgetToken
         if identity.method != "key" or identity.key_id is None:
             raise Forbidden("widget tokens are minted with an API key")
         tenant = runtime.settings.tenant(identity.tenant)
-        assert tenant is not None
+        if tenant is None:
+            raise UnknownTenant(identity.tenant)
         allowed = tenant.widget.allowed_origins
         if not allowed:
             raise Forbidden(

@@ -13,6 +13,7 @@ from string import Template
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from click2call.api import fields
 from click2call.auth import csrf_token
 from click2call.ui.session import SIGNIN_COOKIE, Visitor, set_cookie, signin_token, visitor
 
@@ -124,7 +125,7 @@ async def history(request: Request) -> Response:
 
 @router.get("/calls/{ref}")
 async def call_detail(request: Request, ref: str) -> Response:
-    return _page(request, "call", "Call", ref=ref)
+    return _page(request, "call", "Call", ref=fields.name("id", ref))
 
 
 @router.get("/place")
