@@ -5,6 +5,7 @@ No inline script or style: the Content-Security-Policy below allows only our own
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import cache
 from html import escape
 from pathlib import Path
@@ -113,31 +114,17 @@ def _page(request: Request, name: str, title: str, **values: str) -> Response:
     return render(name, title, who, who.csrf, 200, **values)
 
 
-@router.get("/live")
-async def live(request: Request) -> Response:
-    return _page(request, "live", "Live calls")
+def _shows(name: str, title: str) -> Callable[[Request], Awaitable[Response]]:
+    async def show(request: Request) -> Response:
+        return _page(request, name, title)
+
+    return show
 
 
-@router.get("/history")
-async def history(request: Request) -> Response:
-    return _page(request, "history", "History")
+for _slug, _label in _NAV:
+    router.add_api_route(f"/{_slug}", _shows(_slug, _label), methods=["GET"])
 
 
 @router.get("/calls/{ref}")
 async def call_detail(request: Request, ref: str) -> Response:
     return _page(request, "call", "Call", ref=fields.name("id", ref))
-
-
-@router.get("/place")
-async def place(request: Request) -> Response:
-    return _page(request, "place", "Place a call")
-
-
-@router.get("/health")
-async def health(request: Request) -> Response:
-    return _page(request, "health", "Health")
-
-
-@router.get("/keys")
-async def keys(request: Request) -> Response:
-    return _page(request, "keys", "Keys")
