@@ -59,6 +59,10 @@ pbx = "127.0.0.1:{pbx}"
 trunk = "127.0.0.1:{trunk}"
 [tenants.widget]
 allowed_origins = ["http://localhost:{crm}"]
+[[tenants.webhooks]]  # the CRM origin's static server answers POST with 501: a failed try
+url = "http://127.0.0.1:{crm}/hooks/click2call"
+secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"
+events = ["call.ended"]
 
 [[tenants]]
 name = "other"
@@ -87,8 +91,8 @@ class Dashboard:
         headers = {"X-API-Key": key or self.admin_key}
         return httpx.Client(base_url=self.base_url, timeout=10, headers=headers)
 
-    def peer(self, name: str, port: int) -> SippPeer:
-        peer = SippPeer(scenario(name), port, self.workdir)
+    def peer(self, name: str, port: int, calls: int = 1) -> SippPeer:
+        peer = SippPeer(scenario(name), port, self.workdir, calls=calls)
         self.peers.append(peer)
         return peer.start()
 

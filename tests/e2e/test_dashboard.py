@@ -77,6 +77,14 @@ def test_hanging_up_from_the_page_ends_both_legs(page: Page, dashboard: Dashboar
     assert any(m.startswith("BYE ") for m in agent.received())
     assert any(m.startswith("BYE ") for m in destination.received())
     assert dashboard.call(call_id)["cause"] == "hung up by the API"
+    # The call's own page: its timeline, and the webhook delivery of its end.
+    live.get_by_role("link", name=f"#{call_id}").click()
+    expect(page.locator("#timeline li")).to_have_count(8)  # queued … connected, ended
+    expect(page.locator("#timeline")).to_contain_text("ended: completed (hung up by the API)")
+    delivery = page.locator("#deliveries tbody tr")
+    expect(delivery).to_contain_text("/hooks/click2call")
+    expect(delivery).to_contain_text("call.ended")
+    expect(delivery).to_contain_text("501")
 
 
 def test_a_cross_site_form_post_to_hang_up_is_refused(page: Page, dashboard: Dashboard) -> None:

@@ -42,30 +42,35 @@
 
   function showDeliveries(list) {
     deliveries.replaceChildren(...list.map((d) => el("tr", {},
-      el("td", { "data-label": "Endpoint", text: d.url || d.endpoint || "" }),
-      el("td", { "data-label": "Event", text: d.type || d.event_type || d.sequence || "" }),
-      el("td", { "data-label": "State", text: d.state || d.status || "" }),
-      el("td", { "data-label": "Attempts", text: d.attempts ?? "" }),
+      el("td", { "data-label": "Endpoint", text: d.url }),
+      el("td", { "data-label": "Event", text: `${d.type} (#${d.sequence})` }),
+      el("td", { "data-label": "State", text: d.state }),
+      el("td", { "data-label": "Attempts", text: d.attempts }),
       el("td", { "data-label": "Last status", text: d.last_status ?? d.last_error ?? "" }),
-      el("td", { "data-label": "Next try", text: C2C.when(d.next_attempt_at || d.next_try_at || d.next_try) }))));
+      el("td", { "data-label": "Next try", text: d.state === "pending" ? C2C.when(d.next_attempt_at) : "" }))));
     note.textContent = list.length ? "" : "No webhook deliveries for this call.";
   }
 
   async function load() {
+    let again = false;
     try {
       const call = await C2C.getJSON(`/api/v1/calls/${id}`);
       showCall(call);
-      const events = await C2C.getJSON(`/api/v1/calls/${call.id}/events`)
-        .then((body) => body.events)
-        .catch(() => call.events || []);
-      showEvents(events);
+      showEvents((await C2C.getJSON(`/api/v1/calls/${call.id}/events`)).events);
       await C2C.getJSON(`/api/v1/calls/${call.id}/webhooks`)
-        .then((body) => showDeliveries(body.deliveries || body.webhooks || []))
+        .then((body) => {
+          const list = body.deliveries || [];
+          showDeliveries(list);
+          again = list.some((d) => d.state === "pending");
+        })
         .catch((error) => {
-          note.textContent = error.status === 404 ? "This server does not record webhook deliveries." : error.message;
+          note.textContent = error.message;
         });
-      C2C.say(status, call.state === "ended" ? "" : "In progress: this page refreshes itself.");
-      if (call.state !== "ended") setTimeout(load, 1000);
+      const ended = call.state === "ended";
+      C2C.say(status, ended ? "" : "In progress: this page refreshes itself.");
+      // Follow the call while it runs, and its webhooks while some are still to be sent.
+      if (!ended) setTimeout(load, 1000);
+      else if (again) setTimeout(load, 3000);
     } catch (error) {
       C2C.say(status, error.message, true);
     }

@@ -9,7 +9,7 @@
   const csv = document.getElementById("csv");
   const next = document.getElementById("next-page");
   const first = document.getElementById("first-page");
-  const PAGE = 25;
+  const PAGE = Number(new URLSearchParams(location.search).get("limit")) || 25;
   const TIMES = ["since", "until"];
   let nextUrl = null;
 
@@ -66,9 +66,9 @@
 
   function apply() {
     const params = query();
-    csv.href = `/api/v1/calls.csv?${params}`;
-    history.replaceState(null, "", `/ui/history?${params}`);
+    csv.href = `/api/v1/calls.csv?${params}`;  // every matching call, not one page
     params.set("limit", PAGE);
+    history.replaceState(null, "", `/ui/history?${params}`);
     load(`/api/v1/calls?${params}`);
   }
 
