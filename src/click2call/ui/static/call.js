@@ -35,7 +35,7 @@
   function showEvents(events) {
     timeline.replaceChildren(...events.map((e) => {
       const words = e.state === "ended" ? C2C.stateText(e) : C2C.STATE_WORDS[e.state] || e.state;
-      return el("li", {}, el("time", { datetime: e.at, text: C2C.when(e.at) }), ` ${words}`,
+      return el("li", {}, el("time", { datetime: e.at, title: C2C.when(e.at), text: C2C.clock(e.at) }), ` ${words}`,
         e.cause ? el("span", { class: "cause", text: ` (${e.cause})` }) : null);
     }));
   }

@@ -112,6 +112,11 @@ const C2C = (() => {
     return iso ? new Date(iso).toLocaleString() : "";
   }
 
+  // A step of a call: the time of day to the tenth of a second (steps come quickly).
+  function clock(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour12: false, fractionalSecondDigits: 1 });
+  }
+
   function hangupForm(call) {
     const form = el("form", { method: "post", action: `/ui/calls/${call.id}/hangup`, class: "hangup" },
       el("input", { type: "hidden", name: "csrf", value: csrf }),
@@ -126,7 +131,7 @@ const C2C = (() => {
   }
 
   return {
-    csrf, el, getJSON, post, duration, ringSeconds, talkSeconds, agentText, stateText, when,
+    csrf, el, getJSON, post, duration, ringSeconds, talkSeconds, agentText, stateText, when, clock,
     hangupForm, say, STATE_WORDS, RESULT_WORDS,
   };
 })();

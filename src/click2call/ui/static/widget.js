@@ -124,7 +124,13 @@
         announce({ id: call.id, state: call.state, result: null, cause: null, destination, text });
       }
       await new Promise((resolve) => setTimeout(resolve, 700));
-      call = await request(`/api/v1/widget/calls/${call.id}`);
+      try {
+        call = await request(`/api/v1/widget/calls/${call.id}`);
+      } catch (error) {
+        // The call goes on; only this page stopped seeing it (token expired, network).
+        show("Lost sight of the call", "error", error.message);
+        return;
+      }
     }
   }
 
