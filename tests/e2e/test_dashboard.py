@@ -182,6 +182,7 @@ def test_health_page_shows_the_engine_and_refusals(page: Page, dashboard: Dashbo
     sign_in(page, dashboard)
     page.get_by_role("link", name="Health").click()
     expect(page.locator("#health-facts")).to_contain_text("Active calls")
+    expect(page.locator("#health-facts")).to_contain_text("Webhooks waiting")
     expect(page.locator("#health-status")).to_contain_text("engine is up")
     expect(page.locator("#refusals")).to_contain_text("premium-rate destination")
 

@@ -20,7 +20,7 @@ def _signed_in(request: Request) -> Visitor:
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, object]:
-    """The tenant's engine, its active calls, and the latest refused requests."""
+    """The tenant's engine, its active calls, its webhooks, the latest refused requests."""
     who = _signed_in(request)
     runtime = runtime_of(request)
     engine = runtime.service.health()[who.key.tenant]
@@ -29,6 +29,7 @@ async def health(request: Request) -> dict[str, object]:
         "tenant": who.key.tenant,
         "engine": {"name": engine.name, "ok": engine.ok, "detail": engine.detail},
         "active_calls": engine.active_calls,
+        "webhooks": runtime.outbox.tenant_counts(who.key.tenant),
         "refusals": [
             {"at": e.at.isoformat(), "endpoint": e.endpoint, "reason": e.reason} for e in refusals
         ],

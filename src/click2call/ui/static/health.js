@@ -18,9 +18,10 @@
         ["Link", engine.detail],
         ["Active calls", health.active_calls],
       ];
-      if (health.webhooks) {
-        rows.push(["Webhook backlog", health.webhooks.backlog], ["Webhook failures", health.webhooks.failed]);
-      }
+      rows.push(
+        ["Webhooks waiting", health.webhooks.pending],
+        ["Webhooks delivered", health.webhooks.delivered],
+        ["Webhooks given up", health.webhooks.failed]);
       facts.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
       refusals.replaceChildren(...health.refusals.map((r) => el("tr", {},
         el("td", { "data-label": "When", text: C2C.when(r.at) }),
