@@ -167,7 +167,9 @@ def _stop_phones(dashboard: Dashboard) -> Iterator[None]:
         dashboard.peers.pop().stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running while it is open, which
+# the asyncio tests of the other folders must not find.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not os.path.exists(CHROMIUM):
         pytest.fail("chromium is missing: `make browser-deps` installs it with apt-get")

@@ -87,6 +87,18 @@ def test_hanging_up_from_the_page_ends_both_legs(page: Page, dashboard: Dashboar
     expect(delivery).to_contain_text("501")
 
 
+def test_hanging_up_a_ringing_call_cancels_it(page: Page, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard)
+    agent = dashboard.peer("agent_noanswer.xml", dashboard.pbx_port)
+    call_id = dial(dashboard, foreignid="cancel-me")
+    live = row(page, call_id)
+    expect(live.locator(".col-1")).to_have_text("agent's phone ringing")
+    live.get_by_role("button", name=f"Hang up call {call_id}").click()
+    expect(live.locator(".col-1")).to_have_text("ended: canceled")
+    assert agent.wait(10) == 0
+    assert any(m.startswith("CANCEL ") for m in agent.received())
+
+
 def test_a_cross_site_form_post_to_hang_up_is_refused(page: Page, dashboard: Dashboard) -> None:
     sign_in(page, dashboard)
     agent, destination = dashboard.phones("agent_answer.xml", "destination_answer.xml")

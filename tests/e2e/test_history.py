@@ -16,9 +16,10 @@ from tests.e2e.test_dashboard import dial
 def busy_calls(dashboard: Dashboard) -> list[int]:
     """Three calls the agent refused (busy), tagged so no other test's calls match."""
     agent = dashboard.peer("agent_busy.xml", dashboard.pbx_port, calls=3)
-    ids = [dial(dashboard, foreignid=f"hist-{n}") for n in range(3)]
-    for call_id in ids:
-        assert dashboard.wait_for(call_id, "ended")["result"] == "agent_busy"
+    ids = []
+    for n in range(3):  # one after the other: the agent's call cap is 2
+        ids.append(dial(dashboard, foreignid=f"hist-{n}"))
+        assert dashboard.wait_for(ids[-1], "ended")["result"] == "agent_busy"
     assert agent.wait(10) == 0
     return ids
 
