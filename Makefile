@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit integration bench demo system-deps clean
+.PHONY: run test lint unit integration e2e bench demo system-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ system-deps:
 	  echo "installing sip-tester (SIPp) with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null; }
 
+# The browser the end-to-end tests drive (Playwright uses it; never `playwright install`).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/click2call serve
 
@@ -29,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps browser-deps lint
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -37,6 +43,9 @@ unit: $(STAMP)
 
 integration: $(STAMP) system-deps
 	$(BIN)/pytest -q tests/integration
+
+e2e: $(STAMP) system-deps browser-deps
+	$(BIN)/pytest -q tests/e2e
 
 bench: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null

@@ -7,16 +7,25 @@ A request may carry, and is checked in this order:
                      and cannot be altered
     its address      in the tenant's allowed_ips
 A tenant with none of these configured accepts nothing unless `allow_unauthenticated`.
+
+The dashboard and the widget add two credentials of their own, decided here too:
+    a session        the dashboard's HttpOnly cookie, a random token the store maps to the
+                     API key that signed in; forms carry csrf_token(session) beside it
+    a widget token   minted for one tenant, one agent, an expiry and a list of page
+                     origins, signed with HMAC-SHA256 under the server's widget secret
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from click2call.errors import Forbidden, Unauthorized, UnknownTenant
 from click2call.settings import Settings, TenantSettings
@@ -31,6 +40,7 @@ class Credentials:
     key: str | None
     params: tuple[tuple[str, str], ...]  # the query as sent (sig included)
     client_ip: str | None
+    session: str | None = None  # the dashboard's cookie; the edge passes it on reads only
 
     def get(self, name: str) -> str | None:
         return next((v for k, v in self.params if k == name), None)
@@ -39,7 +49,7 @@ class Credentials:
 @dataclass(frozen=True, slots=True)
 class Identity:
     tenant: str
-    method: str  # "key", "signed link", "allowed address", "unauthenticated"
+    method: str  # "key", "session", "widget token", "signed link", "allowed address", ...
     key_id: int | None = None
 
 
@@ -60,13 +70,20 @@ def authenticate(
     claimed_tenant: str | None,
     lookup_key: Callable[[str], ApiKey | None],
     now: float,
+    lookup_session: Callable[[str], ApiKey | None] | None = None,
 ) -> Identity:
-    """The tenant this request may act for; raises Unauthorized, Forbidden or UnknownTenant."""
+    """The tenant this request may act for; raises Unauthorized, Forbidden or UnknownTenant.
+
+    A session that has ended counts as no credential: the other ways in are tried."""
     if credentials.key:
         key = lookup_key(credentials.key)
         if key is None:
             raise Unauthorized("invalid or revoked API key")
         return claim(Identity(key.tenant, "key", key.id), claimed_tenant)
+    if credentials.session and lookup_session is not None:
+        key = lookup_session(credentials.session)
+        if key is not None:
+            return claim(Identity(key.tenant, "session", key.id), claimed_tenant)
     tenant = settings.tenant(claimed_tenant or settings.compat_tenant.name)
     if tenant is None:
         raise UnknownTenant(claimed_tenant or "")
@@ -125,3 +142,112 @@ def needs_setup(tenant: TenantSettings, has_keys: bool) -> bool:
         or auth.allowed_ips
         or auth.allow_unauthenticated
     )
+
+
+# --- dashboard sessions ------------------------------------------------------------------
+
+
+def csrf_token(session_token: str) -> str:
+    """The token every dashboard form carries. Derived from the HttpOnly session token, so a
+    page on another site, which cannot read that cookie, cannot compute it."""
+    return hmac.new(session_token.encode(), b"click2call csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_matches(session_token: str | None, given: str | None) -> bool:
+    if not session_token or not given:
+        return False
+    return hmac.compare_digest(csrf_token(session_token), given)
+
+
+# --- widget tokens -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WidgetClaims:
+    """What a widget token allows: calls for one agent of one tenant, from given origins."""
+
+    token_id: str  # random; the calls a token placed are stored under it
+    tenant: str
+    key_id: int  # the API key that minted it: revoking the key revokes its tokens
+    agent_kind: str  # "extension" or "external"
+    agent_tech: str | None
+    agent_number: str
+    origins: tuple[str, ...]
+    expires: int  # unix seconds
+
+
+def origin_of(text: str) -> str:
+    """`scheme://host[:port]` in lower case, as browsers send it; ValueError otherwise."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"origin {text!r} must be http(s)://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"origin {text!r} must be only scheme, host and port")
+    port = f":{parts.port}" if parts.port else ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host.lower()}{port}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _widget_signature(payload: str, secret: bytes) -> str:
+    return _b64(hmac.new(secret, b"widget:" + payload.encode(), hashlib.sha256).digest())
+
+
+def mint_widget_token(claims: WidgetClaims, secret: bytes) -> str:
+    """`<payload>.<signature>`, both base64url; the payload is readable, not secret."""
+    body = {
+        "id": claims.token_id,
+        "tenant": claims.tenant,
+        "key": claims.key_id,
+        "agent": [claims.agent_kind, claims.agent_tech, claims.agent_number],
+        "origins": list(claims.origins),
+        "exp": claims.expires,
+    }
+    payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+    return f"{payload}.{_widget_signature(payload, secret)}"
+
+
+def read_widget_token(token: str, secret: bytes, now: float) -> WidgetClaims:
+    """The claims of a token this server signed and that has not expired; else Unauthorized."""
+    payload, dot, signature = token.partition(".")
+    if not dot or not payload or not signature:
+        raise Unauthorized("malformed widget token")
+    if not hmac.compare_digest(_widget_signature(payload, secret), signature):
+        raise Unauthorized("the widget token's signature does not match: it was altered or forged")
+    try:
+        body = json.loads(_unb64(payload))
+        kind, tech, number = body["agent"]
+        claims = WidgetClaims(
+            str(body["id"]),
+            str(body["tenant"]),
+            int(body["key"]),
+            str(kind),
+            None if tech is None else str(tech),
+            str(number),
+            tuple(str(o) for o in body["origins"]),
+            int(body["exp"]),
+        )
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise Unauthorized("malformed widget token") from None
+    if claims.expires < now:
+        raise Unauthorized("the widget token has expired: the page must fetch a new one")
+    return claims
+
+
+def check_widget_origin(claims: WidgetClaims, origin: str | None, allowed: Iterable[str]) -> None:
+    """The page must come from one of the token's origins that the tenant still allows."""
+    if origin is None:
+        raise Forbidden("a widget token is accepted only from a web page (no Origin header)")
+    try:
+        normalised = origin_of(origin)
+    except ValueError:
+        raise Forbidden("the page's origin is malformed") from None
+    if normalised not in claims.origins or normalised not in set(allowed):
+        raise Forbidden(f"pages on {normalised} may not use this widget token")

@@ -83,8 +83,9 @@ def keys(args: argparse.Namespace) -> int:
     if args.action == "create":
         if settings.tenant(args.tenant) is None:
             raise SystemExit(f"click2call: no tenant named {args.tenant!r} in the configuration")
-        key, secret = store.create(args.tenant, args.label, now)
-        print(f"created key {key.id} for tenant {key.tenant}; it is shown only this once:")
+        key, secret = store.create(args.tenant, args.label, now, admin=args.admin)
+        kind = "admin key" if key.admin else "key"
+        print(f"created {kind} {key.id} for tenant {key.tenant}; it is shown only this once:")
         print(secret)
         return 0
     if args.action == "list":
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     create.add_argument("--tenant", required=True)
     create.add_argument("--label", help="who or what uses it, e.g. 'CRM production'")
+    create.add_argument("--admin", action="store_true", help="may also manage keys (dashboard)")
     listing = actions.add_parser("list", help="keys (never the keys themselves)", parents=[config])
     listing.add_argument("--tenant")
     revoke = actions.add_parser("revoke", help="stop a key from working", parents=[config])

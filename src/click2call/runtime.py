@@ -15,7 +15,7 @@ from click2call.metrics import Metrics
 from click2call.policy import Limits
 from click2call.service import CallService
 from click2call.settings import Settings
-from click2call.store import KeyStore, Outbox, Store, Subscription, open_database
+from click2call.store import KeyStore, Outbox, SessionStore, Store, Subscription, open_database
 from click2call.tracking import Tracking
 from click2call.webhooks.delivery import Deliverer
 
@@ -34,6 +34,7 @@ class Runtime:
         self.store = Store(database)
         self.keys = KeyStore(database)
         self.outbox = Outbox(database)
+        self.sessions = SessionStore(database)
         self.sip_stack = SippyStack(settings.sip)
         self.engines: dict[str, Engine] = {
             tenant.name: AsteriskEngine(tenant, clock)

@@ -75,6 +75,7 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     request_timeout: float = Field(10, gt=0)
     max_connections_per_address: int = Field(100, ge=1)
+    session_minutes: float = Field(480, gt=0)  # a dashboard sign-in lasts this long
     log_format: Literal["text", "json"] = "text"  # json: one object a line, with call ids
     # /metrics answers these addresses without a key (any tenant's API key also works).
     metrics_allowed_ips: list[str] = []
@@ -287,6 +288,20 @@ class DeliverySettings(_Section):
         return value
 
 
+class TenantWidget(_Section):
+    """The click-to-call widget: which pages may use this tenant's widget tokens."""
+
+    allowed_origins: list[str] = []  # e.g. ["https://crm.example.com"]; [] = no widget
+    token_max_minutes: float = Field(60, gt=0)  # longest life a minted token may ask for
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        from click2call.auth import origin_of
+
+        return [origin_of(entry) for entry in value]
+
+
 class ExtensionSettings(_Section):
     outbound_cid: str | None = None
 
@@ -310,6 +325,7 @@ class TenantSettings(_Section):
     auth: TenantAuth = TenantAuth()
     policy: TenantPolicy = TenantPolicy()
     limits: TenantLimits = TenantLimits()
+    widget: TenantWidget = TenantWidget()
     extensions: dict[str, ExtensionSettings] = {}
     webhooks: list[WebhookSubscription] = []
     callbacks: TenantCallbacks = TenantCallbacks()

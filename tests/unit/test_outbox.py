@@ -147,3 +147,18 @@ def test_the_event_and_its_deliveries_are_one_transaction(
     assert [e.type for e in store.events(call)] == ["call.queued"]
     with store.engine.connect() as conn:
         assert len(conn.execute(select(webhook_outbox)).all()) == 1
+
+
+def test_counts_by_state_stay_within_a_tenant(stores: tuple[Store, Outbox]) -> None:
+    store, outbox = stores
+    outbox.sync_config(
+        {
+            "default": [Subscription("http://127.0.0.1:9/a")],
+            "other": [Subscription("http://127.0.0.1:9/b")],
+        },
+        T0,
+    )
+    call = store.create_call(NEW, T0).call
+    store.record(step(call.uniqueid, CallState.ENDED))
+    assert outbox.tenant_counts("default") == {PENDING: 2, DELIVERED: 0, FAILED: 0}
+    assert outbox.tenant_counts("other") == {PENDING: 0, DELIVERED: 0, FAILED: 0}

@@ -19,10 +19,12 @@ from click2call.api import fields
 from click2call.auth import SECRET_PARAMS, Credentials, Identity, authenticate
 from click2call.errors import Click2CallError, Unauthorized
 from click2call.runtime import Runtime
-from click2call.store import AuditEntry, StoredCall
+from click2call.store import ApiKey, AuditEntry, StoredCall
 
 log = logging.getLogger("click2call.access")
 _KEY = re.compile(fields.KEY, re.ASCII)
+SESSION_COOKIE = "c2c_session"
+_READS = frozenset({"GET", "HEAD"})
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -37,7 +39,10 @@ def credentials(request: Request, form_key: str | None = None) -> Credentials:
     if key is not None and not _KEY.fullmatch(key):
         raise Unauthorized("invalid or revoked API key")
     client = request.client.host if request.client else None
-    return Credentials(key, tuple(request.query_params.multi_items()), client)
+    # The dashboard's cookie may read (the event feed, history, CSV) but never act: actions
+    # go through the dashboard's own forms, which carry a CSRF token (ui/actions.py).
+    session = request.cookies.get(SESSION_COOKIE) if request.method in _READS else None
+    return Credentials(key, tuple(request.query_params.multi_items()), client, session)
 
 
 def identify(request: Request, claimed_tenant: str | None, form_key: str | None = None) -> Identity:
@@ -46,11 +51,16 @@ def identify(request: Request, claimed_tenant: str | None, form_key: str | None 
 
 def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) -> Identity:
     runtime = runtime_of(request)
+
+    def lookup_session(token: str) -> ApiKey | None:
+        return runtime.sessions.lookup(token, runtime.clock())
+
     identity = authenticate(
-        runtime.settings, creds, claimed_tenant, runtime.keys.lookup, time.time()
+        runtime.settings, creds, claimed_tenant, runtime.keys.lookup, time.time(), lookup_session
     )
     tenant = runtime.settings.tenant(identity.tenant)
-    if identity.key_id is not None and tenant is not None:
+    # A person's session is not an integration hammering the API: no per-key request limit.
+    if identity.method == "key" and identity.key_id is not None and tenant is not None:
         runtime.limits.key_request(identity.key_id, tenant.limits)
     return identity
 

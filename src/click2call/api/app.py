@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from click2call import __version__
-from click2call.api import compat, feed, history, metrics, v1
+from click2call import __version__, ui
+from click2call.api import compat, feed, history, metrics, v1, widget
 from click2call.api.access import AccessLog
 from click2call.api.docs import serve_docs
 from click2call.api.errors import (
@@ -53,4 +53,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(feed.router)
     app.include_router(metrics.router)
     serve_docs(app)
+    app.include_router(widget.router)
+    ui.mount(app)
     return app

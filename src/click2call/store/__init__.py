@@ -4,6 +4,7 @@ from click2call.store.database import open_database
 from click2call.store.keys import ApiKey, AuditEntry, KeyStore
 from click2call.store.outbox import Attempt, Delivery, DeliveryState, Outbox, Subscription
 from click2call.store.repository import Change, NewCall, Store, StoredCall, StoredEvent
+from click2call.store.sessions import SessionStore
 
 __all__ = [
     "ApiKey",
@@ -15,6 +16,7 @@ __all__ = [
     "KeyStore",
     "NewCall",
     "Outbox",
+    "SessionStore",
     "Store",
     "StoredCall",
     "StoredEvent",

@@ -29,6 +29,7 @@ class ApiKey:
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+    admin: bool = False  # may list, create and revoke its tenant's keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,9 @@ class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(self, tenant: str, label: str | None, now: datetime) -> tuple[ApiKey, str]:
+    def create(
+        self, tenant: str, label: str | None, now: datetime, admin: bool = False
+    ) -> tuple[ApiKey, str]:
         """A new key for `tenant`; the key itself is returned once and never stored."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         prefix = key[:10]
@@ -59,9 +62,10 @@ class KeyStore:
                     key_hash=hash_key(key),
                     label=label,
                     created_at=now,
+                    admin=admin,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-        return ApiKey(int(key_id), tenant, prefix, label, now, None), key
+        return ApiKey(int(key_id), tenant, prefix, label, now, None, admin), key
 
     def lookup(self, key: str) -> ApiKey | None:
         """The live key matching `key`, if any."""
@@ -70,22 +74,28 @@ class KeyStore:
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).one_or_none()
-        return None if row is None else _key(row)
+        return None if row is None else key_of(row)
+
+    def get(self, key_id: int) -> ApiKey | None:
+        """The key with this id, revoked or not."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one_or_none()
+        return None if row is None else key_of(row)
 
     def listing(self, tenant: str | None = None) -> list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.id)
         if tenant is not None:
             query = query.where(api_keys.c.tenant == tenant)
         with self._engine.connect() as conn:
-            return [_key(row) for row in conn.execute(query)]
+            return [key_of(row) for row in conn.execute(query)]
 
-    def revoke(self, key_id: int, now: datetime) -> bool:
+    def revoke(self, key_id: int, now: datetime, tenant: str | None = None) -> bool:
+        """Revoke a live key (only within `tenant` when given); False when there was none."""
+        query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        if tenant is not None:
+            query = query.where(api_keys.c.tenant == tenant)
         with self._engine.begin() as conn:
-            done = conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
+            done = conn.execute(query.values(revoked_at=now))
         return bool(done.rowcount)
 
     def audit(self, entry: AuditEntry) -> None:
@@ -102,8 +112,15 @@ class KeyStore:
         with self._engine.begin() as conn:
             conn.execute(_INSERT_AUDIT, values)
 
-    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+    def audit_entries(
+        self, limit: int = 100, tenant: str | None = None, refusals_only: bool = False
+    ) -> list[AuditEntry]:
+        """Newest first; optionally one tenant's, optionally only the refused requests."""
         query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        if tenant is not None:
+            query = query.where(audit_log.c.tenant == tenant)
+        if refusals_only:
+            query = query.where(audit_log.c.allowed.is_(False))
         with self._engine.connect() as conn:
             return [
                 AuditEntry(
@@ -120,5 +137,7 @@ class KeyStore:
             ]
 
 
-def _key(row: Row[Any]) -> ApiKey:
-    return ApiKey(row.id, row.tenant, row.prefix, row.label, row.created_at, row.revoked_at)
+def key_of(row: Row[Any]) -> ApiKey:
+    return ApiKey(
+        row.id, row.tenant, row.prefix, row.label, row.created_at, row.revoked_at, row.admin
+    )

@@ -361,6 +361,18 @@ class Outbox:
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
+    def tenant_counts(self, tenant: str) -> dict[str, int]:
+        """One tenant's deliveries by state (pending, delivered, failed), for its dashboard."""
+        query = (
+            select(webhook_outbox.c.state, func.count())
+            .join(webhook_endpoints, webhook_endpoints.c.id == webhook_outbox.c.endpoint_id)
+            .where(webhook_endpoints.c.tenant == tenant)
+            .group_by(webhook_outbox.c.state)
+        )
+        with self._engine.connect() as conn:
+            counts = {state: int(n) for state, n in conn.execute(query)}
+        return {state: counts.get(state, 0) for state in (PENDING, DELIVERED, FAILED)}
+
     def _states(
         self, where: Any, *, order_by_event: bool = False, limit: int = 1000
     ) -> list[DeliveryState]:

@@ -148,7 +148,33 @@ api_keys = Table(
     Column("label", String(128), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("admin", Boolean, nullable=False, default=False),  # may manage keys
     Index("ix_api_keys_tenant", "tenant"),
+)
+
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie's token
+    Column("key_id", Integer, ForeignKey("api_keys.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),  # signed out
+)
+
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),  # hex; generated at first use
+)
+
+widget_calls = Table(  # which widget token placed a call: a token reads only its own calls
+    "widget_calls",
+    metadata,
+    Column("call_id", Integer, ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True),
+    Column("token_id", String(32), nullable=False),
+    Index("ix_widget_calls_token", "token_id"),
 )
 
 audit_log = Table(

@@ -1,0 +1,58 @@
+"""JSON the dashboard's pages read that the v1 API does not give: health with refusals, keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from click2call.api.access import runtime_of
+from click2call.errors import Forbidden, Unauthorized
+from click2call.ui.session import Visitor, visitor
+
+router = APIRouter(prefix="/ui/api")
+
+
+def _signed_in(request: Request) -> Visitor:
+    who = visitor(request)
+    if who is None:
+        raise Unauthorized("your session has ended: sign in again")
+    return who
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, object]:
+    """The tenant's engine, its active calls, its webhooks, the latest refused requests."""
+    who = _signed_in(request)
+    runtime = runtime_of(request)
+    engine = runtime.service.health()[who.key.tenant]
+    refusals = runtime.keys.audit_entries(limit=20, tenant=who.key.tenant, refusals_only=True)
+    return {
+        "tenant": who.key.tenant,
+        "engine": {"name": engine.name, "ok": engine.ok, "detail": engine.detail},
+        "active_calls": engine.active_calls,
+        "webhooks": runtime.outbox.tenant_counts(who.key.tenant),
+        "refusals": [
+            {"at": e.at.isoformat(), "endpoint": e.endpoint, "reason": e.reason} for e in refusals
+        ],
+    }
+
+
+@router.get("/keys")
+async def keys(request: Request) -> dict[str, object]:
+    who = _signed_in(request)
+    if not who.key.admin:
+        raise Forbidden("only admin keys (keys create --admin) may manage keys")
+    listing = runtime_of(request).keys.listing(who.key.tenant)
+    return {
+        "keys": [
+            {
+                "id": k.id,
+                "prefix": k.prefix,
+                "label": k.label,
+                "admin": k.admin,
+                "created_at": k.created_at.isoformat(),
+                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                "yours": k.id == who.key.id,
+            }
+            for k in listing
+        ]
+    }
