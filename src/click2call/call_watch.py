@@ -16,16 +16,9 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-STEPS = (
-    "queued",
-    "agent_dialing",
-    "agent_ringing",
-    "agent_answered",
-    "destination_dialing",
-    "destination_ringing",
-    "connected",
-    "ended",
-)
+from click2call.calls import CallState
+
+STEPS = tuple(state.value for state in CallState)  # queued … ended
 EXIT_COMPLETED, EXIT_NOT_COMPLETED, EXIT_REFUSED = 0, 1, 2
 
 

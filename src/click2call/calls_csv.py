@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from click2call.store import StoredCall
-from click2call.store.event_body import durations
+from click2call.store.event_body import call_body
 
 COLUMNS = (
     "id",
@@ -47,25 +47,9 @@ def safe_cell(value: object) -> str:
 
 
 def _row(call: StoredCall) -> list[str]:
-    values: dict[str, object] = {
-        "id": call.id,
-        "uniqueid": call.uniqueid,
-        "tenant": call.tenant,
-        "foreignid": call.foreignid,
-        "agent_kind": call.agent_kind,
-        "agent_number": call.agent_number,
-        "destination": call.destination,
-        "destination_caller_id": call.destination_caller_id,
-        "agent_caller_id": call.agent_caller_id,
-        "state": call.state.value,
-        "result": call.result.value if call.result else None,
-        "cause": call.cause,
-        "created_at": call.created_at,
-        "agent_answered_at": call.agent_answered_at,
-        "connected_at": call.connected_at,
-        "ended_at": call.ended_at,
-        **durations(call),
-    }
+    values = call_body(call)  # the webhook body's fields, so both describe a call alike
+    agent = values.pop("agent")
+    values.update(agent_kind=agent["kind"], agent_number=agent["number"])
     return [safe_cell(values[column]) for column in COLUMNS]
 
 

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import httpx
 
+from click2call.calls import CallState
 from tests.integration.conftest import Server
 from tests.sse_reader import FeedReader
 
-ANSWERED = [
-    "call.queued",
-    "call.agent_dialing",
-    "call.agent_ringing",
-    "call.agent_answered",
-    "call.destination_dialing",
-    "call.destination_ringing",
-    "call.connected",
-    "call.ended",
-]
+ANSWERED = [f"call.{state.value}" for state in CallState]  # every step, in order
 
 
 def place(server: Server) -> int:

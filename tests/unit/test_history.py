@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from click2call.calls import CallEvent, CallState, Result
-from click2call.store import NewCall, Store, open_database
+from click2call.store import Store, open_database
 from click2call.store.history import CallFilter, History
+from tests.unit import test_store
+from tests.unit.test_store import T0
 
-T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
-NEW = NewCall(
-    tenant="default",
-    agent_kind="extension",
-    agent_tech="sip",
-    agent_number="200",
-    destination="0502760206",
-    destination_caller_id="036411111",
-    agent_caller_id="0502760206",
-    foreignid=None,
-)
+NEW = replace(test_store.NEW, foreignid=None)
 
 
 @pytest.fixture
