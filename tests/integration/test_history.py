@@ -31,8 +31,10 @@ def test_filters_pages_and_csv_match_the_calls_placed(server: Server) -> None:
     busy = place(server, "hist-2", extension="201")
     assert server.wait_for(busy)["result"] == "agent_busy"
     assert busy_agent.wait(20) == 0
-    third = place(server, "hist-3", extension="201")  # nobody answers: agent_no_answer
-    assert server.wait_for(third)["state"] == "ended"
+    ringing = server.peer("agent_noanswer.xml", server.pbx_port)
+    third = place(server, "hist-3", extension="201")
+    assert server.wait_for(third)["result"] == "agent_no_answer"
+    assert ringing.wait(20) == 0
 
     with server.client() as client:
 
@@ -76,8 +78,10 @@ def test_filters_pages_and_csv_match_the_calls_placed(server: Server) -> None:
 
 def test_a_formula_in_a_foreignid_is_text_in_the_csv(server: Server) -> None:
     since = datetime.now(UTC).isoformat().replace("+", "%2B")
+    agent = server.peer("agent_busy.xml", server.pbx_port)  # a peer answers: no stray INVITEs
     call_id = place(server, "=1+2@x")
     server.wait_for(call_id)
+    assert agent.wait(20) == 0
     with server.client() as client:
         text = client.get(f"/api/v1/calls.csv?since={since}&foreignid=%3D1%2B2%40x").text
     row = next(csv.DictReader(io.StringIO(text)))
