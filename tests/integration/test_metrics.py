@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, launch
 from tests.integration.test_auth import new_key
 
 
@@ -52,3 +53,14 @@ def test_metrics_need_a_key_and_count_calls(server: Server) -> None:
     polled = {"method": "GET", "route": "/api/v1/calls/{ref}", "status": "200"}
     assert value(after, "click2call_http_request_duration_seconds_count", **polled) >= 1
     assert "click2call_webhook_backlog 0.0" in after
+
+
+def test_a_listed_scraper_address_needs_no_key(tmp_path: Path) -> None:
+    process, server = launch(tmp_path, 'metrics_allowed_ips = ["127.0.0.0/8"]')
+    try:
+        with server.client() as client:
+            reply = client.get("/metrics")
+    finally:
+        process.stop()
+    assert reply.status_code == 200
+    assert "click2call_webhook_backlog" in reply.text
