@@ -8,6 +8,7 @@ between the two). A rich progress bar moves one step per state until the call en
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from click2call.calls import CallState
 
 STEPS = tuple(state.value for state in CallState)  # queued … ended
 EXIT_COMPLETED, EXIT_NOT_COMPLETED, EXIT_REFUSED = 0, 1, 2
+RECONNECTS = 5  # attempts in a row, a second apart, before giving up on the server
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +102,20 @@ class Watch:
             yield Seen(event["id"], event["state"], event["result"], history)
         if history["state"] == "ended":
             return
+        failures = 0
         while True:  # the feed, reconnected from the last id whenever it drops
             try:
                 for seen in self._feed(call, last_id):
+                    failures = 0
                     last_id = seen.id
                     yield seen
                     if seen.state == "ended":
                         return
             except httpx.TransportError:
-                continue
+                failures += 1
+                if failures > RECONNECTS:
+                    raise
+                time.sleep(1)
 
     def _feed(self, call: dict[str, Any], after: int) -> Iterator[Seen]:
         params = {"tenant": call["tenant"]}
