@@ -52,6 +52,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.spine
 	$(BIN)/python -m bench.ami
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.history
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -70,6 +70,7 @@ calls = Table(
     Index("ix_calls_tenant_id", "tenant", "id"),  # history pages, newest first
     Index("ix_calls_tenant_agent", "tenant", "agent_number"),
     Index("ix_calls_tenant_destination", "tenant", "destination"),
+    Index("ix_calls_tenant_foreignid", "tenant", "foreignid"),
 )
 
 call_events = Table(
