@@ -12,6 +12,7 @@ PURE = [
     "calls.py",
     "numbers.py",
     "engines/sip/third_party.py",
+    "engines/sip/message.py",
     "engines/sip/sdp.py",
     "engines/sip/targets.py",
     "engines/sip/ringback.py",
