@@ -13,6 +13,7 @@ PURE = [
     "numbers.py",
     "engines/sip/third_party.py",
     "engines/sip/message.py",
+    "engines/sip/transaction.py",
     "engines/sip/sdp.py",
     "engines/sip/targets.py",
     "engines/sip/ringback.py",
