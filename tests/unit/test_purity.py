@@ -14,6 +14,7 @@ PURE = [
     "engines/sip/third_party.py",
     "engines/sip/message.py",
     "engines/sip/transaction.py",
+    "engines/sip/auth.py",
     "engines/sip/sdp.py",
     "engines/sip/targets.py",
     "engines/sip/ringback.py",
