@@ -15,6 +15,8 @@ PURE = [
     "engines/sip/message.py",
     "engines/sip/transaction.py",
     "engines/sip/auth.py",
+    "engines/sip/dialog.py",
+    "engines/sip/leg.py",
     "engines/sip/sdp.py",
     "engines/sip/targets.py",
     "engines/sip/ringback.py",
