@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import time
@@ -44,6 +45,7 @@ class Server:
     trunk_port: int
     mobile_trunk_port: int
     workdir: Path
+    sipp_args: tuple[str, ...] = ()  # every SIPp peer's transport options
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10)
@@ -51,7 +53,8 @@ class Server:
     def peer(
         self, name: str, port: int, calls: int = 1, extra_args: tuple[str, ...] = ()
     ) -> SippPeer:
-        peer = SippPeer(scenario(name), port, self.workdir, calls=calls, extra_args=extra_args)
+        args = (*self.sipp_args, *extra_args)
+        peer = SippPeer(scenario(name), port, self.workdir, calls=calls, extra_args=args)
         _RUNNING_PEERS.append(peer)
         return peer.start()
 
@@ -179,26 +182,31 @@ key_requests_per_minute = 3
 """
 
 
-def launch(workdir: Path, server_extra: str = "") -> tuple[ServerProcess, Server]:
+def launch(
+    workdir: Path, server_extra: str = "", transport: str = "udp"
+) -> tuple[ServerProcess, Server]:
     """A server with its own ports and database under `workdir`; `server_extra`: more
-    [server] keys."""
+    [server] keys; SIP peers reached over `transport` (udp or tcp)."""
     http, sip = free_port(socket.SOCK_STREAM), free_port()
-    pbx, trunk, mobile_trunk = free_port(), free_port(), free_port()
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    pbx, trunk, mobile_trunk = free_port(kind), free_port(kind), free_port(kind)
     config = workdir / "click2call.toml"
-    config.write_text(
-        CONFIG.format(
-            http=http,
-            sip=sip,
-            db=workdir / "calls.db",
-            pbx=pbx,
-            trunk=trunk,
-            mobile_trunk=mobile_trunk,
-            server_extra=server_extra,
-        )
+    text = CONFIG.format(
+        http=http,
+        sip=sip,
+        db=workdir / "calls.db",
+        pbx=pbx,
+        trunk=trunk,
+        mobile_trunk=mobile_trunk,
+        server_extra=server_extra,
     )
+    if transport == "tcp":
+        text = re.sub(r'"127\.0\.0\.1:([0-9]+)"', r'"sip:127.0.0.1:\1;transport=tcp"', text)
+    config.write_text(text)
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
-    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir)
+    sipp_args = ("-t", "t1") if transport == "tcp" else ()
+    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args)
 
 
 ASTERISK_CONFIG = """

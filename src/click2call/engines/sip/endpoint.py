@@ -20,14 +20,14 @@ from click2call.engines.sip import leg as lg
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip import transaction as tx
 from click2call.engines.sip.dialog import reply
-from click2call.engines.sip.message import (
-    ParseError,
-    Request,
-    Response,
-    SipUri,
-    parse_datagram,
+from click2call.engines.sip.message import Request, Response, SipUri
+from click2call.engines.sip.transport import (
+    Flow,
+    Resolver,
+    Transports,
+    client_tls_context,
+    server_tls_context,
 )
-from click2call.engines.sip.transport import Peer, Resolver, UdpTransport
 from click2call.settings import SipStackSettings
 
 log = logging.getLogger("click2call.sip")
@@ -42,13 +42,14 @@ class LegOwner(Protocol):
 class _Client:
     transaction: tx.ClientTransaction
     leg: lg.UacLeg
-    peer: Peer
+    flow: Flow
+    server_name: str
 
 
 @dataclass
 class _Server:
     transaction: tx.ServerTransaction
-    peer: Peer
+    flow: Flow
 
 
 class SipEndpoint:
@@ -57,7 +58,11 @@ class SipEndpoint:
     ) -> None:
         self.settings = settings
         self.tokens = tokens
-        self.transport = UdpTransport(self._on_datagram, self._on_unreachable)
+        client_tls = client_tls_context(settings.tls_ca_file, settings.tls_verify)
+        server_tls = None
+        if settings.tls_cert_file and settings.tls_key_file:
+            server_tls = server_tls_context(settings.tls_cert_file, settings.tls_key_file)
+        self.transports = Transports(self._on_message, self._on_unreachable, client_tls, server_tls)
         self.resolver = Resolver()
         self.error: str | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -65,7 +70,7 @@ class SipEndpoint:
         self._clients: dict[tuple[str, str], _Client] = {}
         self._servers: dict[tuple[str, str, str], _Server] = {}
         self._awaiting_ack: dict[tuple[str, int], tuple[str, str, str]] = {}
-        self.local = lg.Local(settings.host, settings.port, "UDP", settings.user_agent)
+        self._port = settings.port
 
     async def start(self) -> None:
         """Bind once; every tenant's engine shares this endpoint."""
@@ -74,19 +79,24 @@ class SipEndpoint:
         await asyncio.shield(self._starting)
 
     async def _bind(self) -> None:
+        settings = self.settings
         try:
-            host, port = await self.transport.bind(self.settings.host, self.settings.port)
+            self._port = await self.transports.bind(settings.host, settings.port, settings.tls_port)
         except Exception as exc:
             self.error = str(exc)
             raise
-        self.local = lg.Local(host, port, "UDP", self.settings.user_agent)
+
+    def local(self, transport: str = "udp") -> lg.Local:
+        """How we appear in Via and Contact on `transport`."""
+        port = self.settings.tls_port if transport == "tls" else self._port
+        return lg.Local(self.settings.host, port, transport.upper(), self.settings.user_agent)
 
     @property
     def running(self) -> bool:
-        return self.transport.running
+        return self.transports.running
 
     def stop(self) -> None:
-        self.transport.close()
+        self.transports.close()
 
     # --- legs --------------------------------------------------------------------------
 
@@ -113,10 +123,11 @@ class SipEndpoint:
                     self._legs.pop(leg.call_id, None)
 
     def _send_request(self, leg: lg.UacLeg, request: Request, destination: SipUri) -> None:
-        port = destination.port or (5061 if destination.scheme == "sips" else 5060)
+        transport = destination.transport
+        port = destination.port or (5061 if transport == "tls" else 5060)
         peer = self.resolver.cached(destination.host, port)
         if peer is not None:
-            self._start_client(leg, request, peer)
+            self._start_client(leg, request, Flow(transport, peer), destination.host)
             return
 
         async def resolve_then_send() -> None:
@@ -127,21 +138,23 @@ class SipEndpoint:
                 log.warning("SIP %s to %s failed: %s", request.method, destination, cause)
                 self.run(leg, leg.on_transport_error(request, cause))
                 return
-            self._start_client(leg, request, found)
+            self._start_client(leg, request, Flow(transport, found), destination.host)
 
         asyncio.get_running_loop().create_task(resolve_then_send())
 
-    def _start_client(self, leg: lg.UacLeg, request: Request, peer: Peer) -> None:
-        transaction = tx.client_transaction(request, reliable=False)
-        client = _Client(transaction, leg, peer)
+    def _start_client(self, leg: lg.UacLeg, request: Request, flow: Flow, name: str) -> None:
+        transaction = tx.client_transaction(request, reliable=flow.transport != "udp")
+        client = _Client(transaction, leg, flow, name)
         key = tx.client_key(request)
         self._clients[key] = client
         self._client_outputs(key, client, transaction.start())
 
     def _send_stateless(self, request: Request, destination: SipUri) -> None:
-        peer = self.resolver.cached(destination.host, destination.port or 5060)
+        transport = destination.transport
+        port = destination.port or (5061 if transport == "tls" else 5060)
+        peer = self.resolver.cached(destination.host, port)
         if peer is not None:
-            self._write(bytes(request), peer)
+            self._write(request, Flow(transport, peer), destination.host)
 
     # --- transactions ------------------------------------------------------------------
 
@@ -149,7 +162,7 @@ class SipEndpoint:
         for output in out:
             match output:
                 case tx.Send(message=message):
-                    self._write(bytes(message), client.peer)
+                    self._write(message, client.flow, client.server_name)
                 case tx.Deliver(response=response):
                     self.run(client.leg, client.leg.on_response(response))
                 case tx.Arm(timer=timer, seconds=seconds):
@@ -171,7 +184,7 @@ class SipEndpoint:
         for output in out:
             match output:
                 case tx.Send(message=message):
-                    self._write(bytes(message), server.peer)
+                    self._write(message, server.flow)
                 case tx.Arm(timer=timer, seconds=seconds):
                     loop = asyncio.get_running_loop()
                     loop.call_later(seconds, self._server_timer, key, server, timer)
@@ -184,30 +197,32 @@ class SipEndpoint:
 
     # --- the wire ----------------------------------------------------------------------
 
-    def _write(self, data: bytes, peer: Peer) -> None:
+    def _write(self, message: Request | Response, flow: Flow, name: str | None = None) -> None:
+        data = bytes(message)
         if self.settings.log_messages:
-            log.debug("SIP to %s:%d\n%s", *peer, _SECRET_HEADERS.sub(rb"\1 (hidden)", data))
+            log.debug("SIP to %s\n%s", flow, _SECRET_HEADERS.sub(rb"\1 (hidden)", data))
         try:
-            self.transport.send(data, peer)
+            self.transports.send(data, flow, name)
         except Exception as exc:  # a closed socket while stopping: nothing left to tell
-            log.debug("SIP send to %s failed: %s", peer, exc)
+            log.debug("SIP send to %s failed: %s", flow, exc)
 
-    def _on_datagram(self, data: bytes, peer: Peer) -> None:
+    def _on_message(self, message: Request | Response, flow: Flow) -> None:
         if self.settings.log_messages:
-            log.debug("SIP from %s:%d\n%s", *peer, _SECRET_HEADERS.sub(rb"\1 (hidden)", data))
-        if not data.strip():
-            return  # keep-alive
-        try:
-            message = parse_datagram(data)
-            if isinstance(message, Response):
-                self._on_response(message)
-            else:
-                self._on_request(message, peer)
-        except ParseError as exc:
-            log.info("dropped a malformed SIP message from %s:%d: %s", *peer, exc)
+            data = _SECRET_HEADERS.sub(rb"\1 (hidden)", bytes(message))
+            log.debug("SIP from %s\n%s", flow, data)
+        if isinstance(message, Response):
+            self._on_response(message)
+        else:
+            self._on_request(message, flow)
 
-    def _on_unreachable(self, peer: Peer, cause: str) -> None:
-        log.warning("SIP peer %s:%d unreachable: %s", *peer, cause)
+    def _on_unreachable(self, flow: Flow, cause: str) -> None:
+        """End at once every transaction still waiting for a first answer from `flow`."""
+        waiting = (tx.State.CALLING, tx.State.TRYING)
+        for key, client in list(self._clients.items()):
+            if client.flow == flow and client.transaction.state in waiting:
+                del self._clients[key]
+                request = client.transaction.request
+                self.run(client.leg, client.leg.on_transport_error(request, cause))
 
     def _on_response(self, response: Response) -> None:
         key = tx.client_key(response)
@@ -219,7 +234,7 @@ class SipEndpoint:
         if entry is not None and 200 <= response.code < 300:
             self.run(entry[0], entry[0].on_response(response))  # a late 2xx: ACK again
 
-    def _on_request(self, request: Request, peer: Peer) -> None:
+    def _on_request(self, request: Request, flow: Flow) -> None:
         key = tx.server_key(request)
         known = self._servers.get(key)
         if known is not None:
@@ -232,7 +247,8 @@ class SipEndpoint:
             if waiting is not None and server is not None:
                 self._server_outputs(waiting, server, server.transaction.on_request(request))
             return
-        server = _Server(tx.server_transaction(request, reliable=False), peer)
+        reliable = flow.transport != "udp"
+        server = _Server(tx.server_transaction(request, reliable), flow)
         self._servers[key] = server
         outputs: list[lg.Output] = []
         if entry is not None:

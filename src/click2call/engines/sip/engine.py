@@ -98,10 +98,11 @@ class SipCall:
                     self._report(output)
 
     def _dial(self, which: tp.Leg, sdp: str | None) -> None:
+        target = self._targets[which]
         leg = UacLeg(
             which,
-            self._targets[which],
-            self._endpoint.local,
+            target,
+            self._endpoint.local(target.transport),
             self._endpoint.tokens,
             self._correlation_id,
         )
@@ -156,7 +157,7 @@ class SipEngine:
                 self._calls.pop(uniqueid, None)
             events(CallEvent(uniqueid, step.state, self._clock(), step.result, step.cause))
 
-        address = self._endpoint.local.host
+        address = self._endpoint.settings.host
         player, media = self._ringback(address)
         controller = tp.ThirdPartyCall(
             agent_ring_timeout=order.agent_ring_timeout,
@@ -183,8 +184,8 @@ class SipEngine:
     def health(self) -> EngineHealth:
         stack = self._endpoint.settings
         if self._endpoint.running:
-            local = self._endpoint.local
-            detail = f"listening on {local.host}:{local.port}/udp"
+            local = self._endpoint.local()
+            detail = f"listening on {local.host}:{local.port} (udp, tcp)"
         else:
             detail = self._endpoint.error or "SIP stack not started"
         return EngineHealth("sip", self._endpoint.running, detail or stack.host, len(self._calls))

@@ -120,8 +120,7 @@ class UacLeg:
 
     def start(self, sdp: str | None) -> list[Output]:
         self.call_id = f"{self.tokens()}@{self.local.host}"
-        host = self.target.address
-        uri = f"sip:{self.target.user}@{host}"
+        uri = self.target.uri
         request = Request(
             method="INVITE",
             uri=uri,
@@ -129,7 +128,7 @@ class UacLeg:
                 ("Via", self.local.via(self._branch())),
                 ("Max-Forwards", "70"),
                 ("From", f"<sip:{self.target.caller_id}@{self._local_host()}>;tag={self.tokens()}"),
-                ("To", f"<{uri}>"),
+                ("To", f"<{uri.partition(';')[0]}>"),
                 ("Call-ID", self.call_id),
                 ("CSeq", "1 INVITE"),
                 ("Contact", self.local.contact),

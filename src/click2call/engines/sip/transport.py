@@ -1,8 +1,15 @@
-"""The SIP socket and name lookups: the only place of the SIP engine that does network I/O.
+"""SIP over UDP, TCP and TLS, and name lookups: the only SIP module that touches the network.
 
-One UDP socket, bound without SO_REUSEADDR/SO_REUSEPORT: the SIP port is ours alone, and
-a second server on a taken port refuses to start instead of stealing the first one's
-replies. Host names are resolved once and kept (`Resolver`), never per message.
+`Transports` owns one UDP socket, a TCP listener on the same port and, when a
+certificate is configured, a TLS listener. Messages are framed here (a datagram each,
+or Content-Length on streams, message.py) and handed up with the `Flow` they came on;
+whatever is sent to a flow goes back on the same connection when one is open, and
+connections opened towards a peer are reused (RFC 3261 §18). Nothing binds with
+SO_REUSEADDR/SO_REUSEPORT: the SIP port is ours alone, and a second server on a taken
+port refuses to start instead of stealing the first one's replies.
+
+When a peer cannot be reached (ICMP port unreachable on UDP, a refused connection,
+a failed TLS handshake), `on_unreachable(flow, cause)` says so at once.
 """
 
 from __future__ import annotations
@@ -12,68 +19,263 @@ import errno
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
+from click2call.engines.sip.message import ParseError, Request, Response, StreamReader
+from click2call.engines.sip.message import parse_datagram as parse
 from click2call.errors import EngineUnavailable
 
 log = logging.getLogger("click2call.sip")
 Peer = tuple[str, int]
-_DNS_TTL = 300.0  # getaddrinfo gives no TTL; names are looked up again after this
+_DNS_TTL = 300.0  # getaddrinfo gives no TTL: a name is looked up again after this
+_CONNECT_TIMEOUT = 5.0
+_DRAIN = 256  # datagrams read at once when the socket is readable
+_RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked of the kernel (capped by rmem_max)
 
 
-class UdpTransport(asyncio.DatagramProtocol):
-    def __init__(
-        self,
-        on_datagram: Callable[[bytes, Peer], None],
-        on_unreachable: Callable[[Peer, str], None],
-    ) -> None:
-        self._on_datagram = on_datagram
-        self._on_unreachable = on_unreachable
-        self._transport: asyncio.DatagramTransport | None = None
-        self.bound: Peer | None = None
+@dataclass(frozen=True, slots=True)
+class Flow:
+    transport: str  # "udp", "tcp" or "tls"
+    peer: Peer
 
-    async def bind(self, host: str, port: int) -> Peer:
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise EngineUnavailable(
-                    f"SIP port {host}:{port}/udp is already in use by another process: "
-                    "stop it or set another [sip] port"
-                ) from None
-            raise EngineUnavailable(f"cannot listen for SIP on {host}:{port}/udp: {exc}") from None
-        sock.setblocking(False)
-        await loop.create_datagram_endpoint(lambda: self, sock=sock)
-        bound = sock.getsockname()
-        self.bound = (bound[0], bound[1])
-        return self.bound
+    def __str__(self) -> str:
+        return f"{self.peer[0]}:{self.peer[1]}/{self.transport}"
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)
+
+OnMessage = Callable[[Request | Response, Flow], None]
+OnUnreachable = Callable[[Flow, str], None]
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, owner: Transports, sock: socket.socket) -> None:
+        self._owner = owner
+        self._sock = sock
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self._on_datagram(data, (str(addr[0]), int(addr[1])))
+        self._handle(data, addr)
+        # asyncio reads one datagram per loop turn; under a burst the rest would wait
+        # behind every other callback while retransmission timers fire. Drain them now.
+        for _ in range(_DRAIN):
+            try:
+                data, addr = self._sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            self._handle(data, addr)
+
+    def _handle(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        flow = Flow("udp", (str(addr[0]), int(addr[1])))
+        if not data.strip(b"\r\n\x00 "):
+            return  # keep-alive
+        try:
+            message = parse(data)
+        except ParseError as exc:
+            log.info("dropped a malformed SIP message from %s: %s", flow, exc)
+            return
+        self._owner.on_message(message, flow)
 
     def error_received(self, exc: Exception) -> None:
-        log.debug("SIP socket error: %s", exc)
+        # With IP_RECVERR the ICMP error waits in the error queue, with the address
+        # of the datagram that caused it: that names the peer that is down.
+        while True:
+            try:
+                _data, _anc, _flags, address = self._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except OSError:
+                break
+            peer = (str(address[0]), int(address[1]))
+            reason = getattr(exc, "strerror", None) or exc
+            self._owner.on_unreachable(Flow("udp", peer), f"port unreachable ({reason})")
 
-    def send(self, data: bytes, peer: Peer) -> None:
-        if self._transport is None or self._transport.is_closing():
-            raise EngineUnavailable("SIP socket is closed")
-        self._transport.sendto(data, peer)
 
-    @property
-    def running(self) -> bool:
-        return self._transport is not None and not self._transport.is_closing()
+class _Stream(asyncio.Protocol):
+    """One TCP or TLS connection, either way."""
+
+    def __init__(self, owner: Transports, transport: str) -> None:
+        self._owner = owner
+        self._kind = transport
+        self._reader = StreamReader()
+        self._transport: asyncio.Transport | None = None
+        self._pending: list[bytes] = []
+        self.flow: Flow | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        name = transport.get_extra_info("peername")
+        self.flow = Flow(self._kind, (str(name[0]), int(name[1])))
+        self._owner.connections[self.flow] = self
+        for data in self._pending:
+            self._transport.write(data)
+        self._pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.flow is not None
+        try:
+            messages = self._reader.feed(data)
+        except ParseError as exc:
+            log.info("closing SIP connection %s: %s", self.flow, exc)
+            self.close()
+            return
+        for message in messages:
+            self._owner.on_message(message, self.flow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.flow is not None and self._owner.connections.get(self.flow) is self:
+            del self._owner.connections[self.flow]
+
+    def write(self, data: bytes) -> None:
+        if self._transport is None:
+            self._pending.append(data)
+        else:
+            self._transport.write(data)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+class Transports:
+    def __init__(
+        self,
+        on_message: OnMessage,
+        on_unreachable: OnUnreachable,
+        client_tls: ssl.SSLContext | None = None,
+        server_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.on_message = on_message
+        self.on_unreachable = on_unreachable
+        self.connections: dict[Flow, _Stream] = {}
+        self._client_tls = client_tls
+        self._server_tls = server_tls
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.Server] = []
+        self._connecting: dict[Flow, _Stream] = {}
+
+    async def bind(self, host: str, port: int, tls_port: int | None) -> int:
+        """Listen on UDP and TCP `port` (and TLS `tls_port`); the UDP port actually bound."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.bind((host, port))
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+            if hasattr(socket, "IP_RECVERR") and family == socket.AF_INET:
+                udp.setsockopt(socket.IPPROTO_IP, socket.IP_RECVERR, 1)
+            port = udp.getsockname()[1]
+            self._servers.append(await self._listen(host, port, "tcp", None))
+            if tls_port is not None and self._server_tls is not None:
+                self._servers.append(await self._listen(host, tls_port, "tls", self._server_tls))
+        except OSError as exc:
+            udp.close()
+            self.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise EngineUnavailable(
+                    f"SIP port {host}:{port} is already in use by another process: "
+                    "stop it or set another [sip] port"
+                ) from None
+            raise EngineUnavailable(f"cannot listen for SIP on {host}:{port}: {exc}") from None
+        udp.setblocking(False)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self, udp), sock=udp)
+        self._udp = transport
+        return int(port)
+
+    async def _listen(
+        self, host: str, port: int, kind: str, context: ssl.SSLContext | None
+    ) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.bind((host, port))  # no SO_REUSEADDR: a live listener keeps its port
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(128)
+        sock.setblocking(False)
+        return await loop.create_server(lambda: _Stream(self, kind), sock=sock, ssl=context)
+
+    @property
+    def running(self) -> bool:
+        return self._udp is not None and not self._udp.is_closing()
+
+    def send(self, data: bytes, flow: Flow, server_name: str | None = None) -> None:
+        if flow.transport == "udp":
+            if self._udp is None or self._udp.is_closing():
+                raise EngineUnavailable("SIP socket is closed")
+            self._udp.sendto(data, flow.peer)
+            return
+        stream = self.connections.get(flow) or self._connecting.get(flow)
+        if stream is None:
+            stream = self._connect(flow, server_name)
+        stream.write(data)
+
+    def _connect(self, flow: Flow, server_name: str | None) -> _Stream:
+        stream = _Stream(self, flow.transport)
+        self._connecting[flow] = stream
+        context = self._client_tls if flow.transport == "tls" else None
+        if flow.transport == "tls" and context is None:
+            context = ssl.create_default_context()
+
+        async def connect() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: stream,
+                        *flow.peer,
+                        ssl=context,
+                        server_hostname=(server_name or flow.peer[0]) if context else None,
+                    ),
+                    _CONNECT_TIMEOUT,
+                )
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                cause = _connect_failure(flow, exc)
+                log.warning("SIP connection to %s failed: %s", flow, cause)
+                self.on_unreachable(flow, cause)
+            finally:
+                self._connecting.pop(flow, None)
+
+        asyncio.get_running_loop().create_task(connect())
+        return stream
+
+    def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        for server in self._servers:
+            server.close()
+        for stream in list(self.connections.values()):
+            stream.close()
+
+
+def _connect_failure(flow: Flow, exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS handshake with {flow} failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with {flow} failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {flow}"
+    if isinstance(exc, TimeoutError):
+        return f"no connection to {flow} within {_CONNECT_TIMEOUT:g} s"
+    return f"cannot connect to {flow}: {exc}"
+
+
+def client_tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
+    """How we check trunks we connect to: verified against `ca_file` (or the system's)."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def server_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 class Resolver:
@@ -84,14 +286,14 @@ class Resolver:
 
     def cached(self, host: str, port: int) -> Peer | None:
         """The address at once when `host` is a literal or still cached."""
+        bare = host.strip("[]")
         try:
-            ipaddress.ip_address(host.strip("[]"))
-            return host.strip("[]"), port
+            ipaddress.ip_address(bare)
+            return bare, port
         except ValueError:
             pass
         hit = self._cache.get((host, port))
-        loop = asyncio.get_running_loop()
-        if hit is not None and hit[1] > loop.time():
+        if hit is not None and hit[1] > asyncio.get_running_loop().time():
             return hit[0]
         return None
 
