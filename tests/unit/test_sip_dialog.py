@@ -256,4 +256,4 @@ def test_timeouts_and_unreachable_targets_fail_the_leg() -> None:
     other = leg()
     invite = sent(other.start(None))
     out = other.on_transport_error(invite, "cannot resolve pbx.invalid")
-    assert out[0] == Report(tp.Failed(tp.Leg.AGENT, 503, "cannot resolve pbx.invalid"))
+    assert out[0] == Report(tp.Failed(tp.Leg.AGENT, 0, "cannot resolve pbx.invalid"))

@@ -222,6 +222,7 @@ class SipEndpoint:
             if client.flow == flow and client.transaction.state in waiting:
                 del self._clients[key]
                 request = client.transaction.request
+                log.warning("SIP %s to %s failed: %s", request.method, flow, cause)
                 self.run(client.leg, client.leg.on_transport_error(request, cause))
 
     def _on_response(self, response: Response) -> None:

@@ -95,7 +95,9 @@ class SipCall:
                         self._ringback.close()
                         self._ringback = None
                 case tp.Report():
-                    self._report(output)
+                    # Recording a step writes to the store: let the SIP work of this
+                    # turn (the destination's INVITE above all) leave first.
+                    asyncio.get_running_loop().call_soon(self._report, output)
 
     def _dial(self, which: tp.Leg, sdp: str | None) -> None:
         target = self._targets[which]

@@ -208,7 +208,7 @@ class UacLeg:
     def on_transport_error(self, request: Request, cause: str) -> list[Output]:
         """`request` could not leave at all (a name that does not resolve, no route)."""
         if request.method == "INVITE":
-            failed: list[Output] = [Report(tp.Failed(self.role, 503, cause))]
+            failed: list[Output] = [Report(tp.Failed(self.role, 0, cause))]
             return [*failed, *self._end()] if request is self.invite else failed
         return self._end() if request.method == "BYE" else []
 

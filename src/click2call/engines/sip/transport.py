@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -32,6 +33,9 @@ log = logging.getLogger("click2call.sip")
 Peer = tuple[str, int]
 _DNS_TTL = 300.0  # getaddrinfo gives no TTL: a name is looked up again after this
 _CONNECT_TIMEOUT = 5.0
+# Linux reports ICMP errors on an unconnected UDP socket only with IP_RECVERR (11; the
+# socket module names it from Python 3.12 on).
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11 if sys.platform == "linux" else None)
 _DRAIN = 256  # datagrams read at once when the socket is readable
 _RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes asked of the kernel (capped by rmem_max)
 
@@ -163,8 +167,8 @@ class Transports:
         try:
             udp.bind((host, port))
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
-            if hasattr(socket, "IP_RECVERR") and family == socket.AF_INET:
-                udp.setsockopt(socket.IPPROTO_IP, socket.IP_RECVERR, 1)
+            if _IP_RECVERR is not None and family == socket.AF_INET:
+                udp.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
             port = udp.getsockname()[1]
             self._servers.append(await self._listen(host, port, "tcp", None))
             if tls_port is not None and self._server_tls is not None:
@@ -233,9 +237,7 @@ class Transports:
                     _CONNECT_TIMEOUT,
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
-                cause = _connect_failure(flow, exc)
-                log.warning("SIP connection to %s failed: %s", flow, cause)
-                self.on_unreachable(flow, cause)
+                self.on_unreachable(flow, _connect_failure(flow, exc))
             finally:
                 self._connecting.pop(flow, None)
 

@@ -1,0 +1,128 @@
+"""Peers that cannot be reached end the leg at once, with the cause in words.
+
+An unresolvable PBX name, a closed UDP port (ICMP port unreachable), a refused TCP
+connection and a TLS peer whose certificate we do not trust: each call ends
+`agent_failed` within a moment, far before its ring timeout, and the log says why.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from click2call.demo.server import ServerProcess
+from click2call.demo.sipp import free_port, terminate
+
+CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {http}
+database = "sqlite:///{db}"
+[sip]
+port = {sip}
+{tenants}
+"""
+TENANT = """
+[[tenants]]
+name = "{name}"
+default_outbound_cid = "036411111"
+agent_ring_timeout = 20
+[tenants.sip]
+pbx = "{pbx}"
+[tenants.auth]
+allow_unauthenticated = true
+"""
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def untrusted_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """`openssl s_server` with a self-signed certificate nobody trusts."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port(socket.SOCK_STREAM)
+    process = subprocess.Popen(
+        [
+            *("openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}"),
+            *("-cert", str(folder / "cert.pem"), "-key", str(folder / "key.pem")),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 5
+    while not _listening(port):
+        assert time.monotonic() < deadline, "openssl s_server did not start"
+        time.sleep(0.05)
+    yield port
+    terminate(process)
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory, untrusted_tls: int) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("failing")
+    http = free_port(socket.SOCK_STREAM)
+    pbxs = {
+        "unresolvable": "pbx.invalid:5070",
+        "udp_down": f"127.0.0.1:{free_port()}",
+        "tcp_down": f"sip:127.0.0.1:{free_port(socket.SOCK_STREAM)};transport=tcp",
+        "tls_untrusted": f"sips:127.0.0.1:{untrusted_tls}",
+    }
+    tenants = "".join(TENANT.format(name=name, pbx=pbx) for name, pbx in pbxs.items())
+    config = folder / "click2call.toml"
+    text = CONFIG.format(http=http, sip=free_port(), db=folder / "calls.db", tenants=tenants)
+    config.write_text(text)
+    process = ServerProcess(config, f"http://127.0.0.1:{http}", folder / "server.log").start()
+    yield folder
+    process.stop()
+
+
+@pytest.mark.parametrize(
+    ("tenant", "cause"),
+    [
+        ("unresolvable", "cannot resolve pbx.invalid"),
+        ("udp_down", "port unreachable"),
+        ("tcp_down", "connection refused by 127.0.0.1:"),
+        ("tls_untrusted", "TLS handshake with 127.0.0.1:"),
+    ],
+)
+def test_an_unreachable_pbx_fails_the_call_at_once(failing: Path, tenant: str, cause: str) -> None:
+    config = (failing / "click2call.toml").read_text()
+    http = config.split("port = ", 1)[1].split("\n", 1)[0]
+    started = time.monotonic()
+    with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10) as client:
+        body = {"tenant": tenant, "extension": "200", "destination": "0502760206"}
+        reply = client.post("/api/v1/calls", json=body)
+        assert reply.status_code == 201, reply.text
+        call_id = reply.json()["id"]
+        while True:
+            call = client.get(f"/api/v1/calls/{call_id}").json()
+            if call["state"] == "ended" or time.monotonic() - started > 10:
+                break
+            time.sleep(0.05)
+    assert call["state"] == "ended"
+    assert time.monotonic() - started < 5  # not the 20 s ring timeout
+    assert call["result"] == "agent_failed"
+    assert cause in call["cause"]
+    assert cause in (failing / "server.log").read_text()  # and the log says so
