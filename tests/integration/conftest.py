@@ -86,6 +86,7 @@ log_level = "info"
 
 [sip]
 port = {sip}
+options_interval = 0  # SIPp scenarios expect nothing but their calls
 
 [[tenants]]
 name = "default"

@@ -3,6 +3,7 @@
 An unresolvable PBX name, a closed UDP port (ICMP port unreachable), a refused TCP
 connection and a TLS peer whose certificate we do not trust: each call ends
 `agent_failed` within a moment, far before its ring timeout, and the log says why.
+OPTIONS probes show each tenant's PBX and trunk in /api/v1/health.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import httpx
 import pytest
 
 from click2call.demo.server import ServerProcess
-from click2call.demo.sipp import free_port, terminate
+from click2call.demo.sipp import SippPeer, free_port, terminate
+
+TESTS = Path(__file__).parents[1] / "sipp"
 
 CONFIG = """
 [server]
@@ -27,6 +30,7 @@ port = {http}
 database = "sqlite:///{db}"
 [sip]
 port = {sip}
+options_interval = 0.3
 {tenants}
 """
 TENANT = """
@@ -36,6 +40,7 @@ default_outbound_cid = "036411111"
 agent_ring_timeout = 20
 [tenants.sip]
 pbx = "{pbx}"
+trunk = "{trunk}"
 [tenants.auth]
 allow_unauthenticated = true
 """
@@ -80,16 +85,28 @@ def untrusted_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def failing(tmp_path_factory: pytest.TempPathFactory, untrusted_tls: int) -> Iterator[Path]:
+def options_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SippPeer]:
+    folder = tmp_path_factory.mktemp("options")
+    peer = SippPeer(TESTS / "options_answer.xml", free_port(), folder, calls=1000).start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="module")
+def failing(
+    tmp_path_factory: pytest.TempPathFactory, untrusted_tls: int, options_peer: SippPeer
+) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("failing")
     http = free_port(socket.SOCK_STREAM)
+    closed = f"127.0.0.1:{free_port()}"
     pbxs = {
         "unresolvable": "pbx.invalid:5070",
-        "udp_down": f"127.0.0.1:{free_port()}",
+        "udp_down": closed,
         "tcp_down": f"sip:127.0.0.1:{free_port(socket.SOCK_STREAM)};transport=tcp",
         "tls_untrusted": f"sips:127.0.0.1:{untrusted_tls}",
+        "probed": options_peer.address,
     }
-    tenants = "".join(TENANT.format(name=name, pbx=pbx) for name, pbx in pbxs.items())
+    tenants = "".join(TENANT.format(name=name, pbx=pbx, trunk=closed) for name, pbx in pbxs.items())
     config = folder / "click2call.toml"
     text = CONFIG.format(http=http, sip=free_port(), db=folder / "calls.db", tenants=tenants)
     config.write_text(text)
@@ -126,3 +143,25 @@ def test_an_unreachable_pbx_fails_the_call_at_once(failing: Path, tenant: str, c
     assert call["result"] == "agent_failed"
     assert cause in call["cause"]
     assert cause in (failing / "server.log").read_text()  # and the log says so
+
+
+def test_health_shows_each_peer_from_options_probes(failing: Path) -> None:
+    config = (failing / "click2call.toml").read_text()
+    http = config.split("port = ", 1)[1].split("\n", 1)[0]
+    deadline = time.monotonic() + 5
+    with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10) as client:
+        while True:
+            tenants = client.get("/api/v1/health").json()["tenants"]
+            peers = {p["role"]: p for p in tenants["probed"]["peers"]}
+            if peers["pbx"]["state"] == "up" and peers["trunk"]["state"] == "down":
+                break
+            assert time.monotonic() < deadline, peers
+            time.sleep(0.1)
+    assert peers["pbx"]["last_reply"] == "200 OK"
+    assert peers["pbx"]["rtt_ms"] is not None and peers["pbx"]["rtt_ms"] < 1000
+    assert peers["pbx"]["reason"] is None
+    assert "port unreachable" in peers["trunk"]["reason"]
+    assert tenants["probed"]["ok"] is True  # the engine itself is fine
+    unresolvable = {p["role"]: p for p in tenants["unresolvable"]["peers"]}["pbx"]
+    assert unresolvable["state"] == "down"
+    assert "cannot resolve pbx.invalid" in unresolvable["reason"]

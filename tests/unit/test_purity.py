@@ -17,6 +17,7 @@ PURE = [
     "engines/sip/auth.py",
     "engines/sip/dialog.py",
     "engines/sip/leg.py",
+    "engines/sip/probe.py",
     "engines/sip/sdp.py",
     "engines/sip/targets.py",
     "engines/sip/ringback.py",

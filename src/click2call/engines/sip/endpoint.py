@@ -38,10 +38,18 @@ class LegOwner(Protocol):
     def leg_event(self, event: tp.LegEvent) -> None: ...
 
 
+class TransactionUser(Protocol):
+    """Who a client transaction reports to: a call leg, or an OPTIONS probe."""
+
+    def on_response(self, response: Response) -> list[lg.Output]: ...
+    def on_timeout(self, request: Request) -> list[lg.Output]: ...
+    def on_transport_error(self, request: Request, cause: str) -> list[lg.Output]: ...
+
+
 @dataclass
 class _Client:
     transaction: tx.ClientTransaction
-    leg: lg.UacLeg
+    user: TransactionUser
     flow: Flow
     server_name: str
 
@@ -122,12 +130,20 @@ class SipEndpoint:
                 case lg.LegEnded():
                     self._legs.pop(leg.call_id, None)
 
-    def _send_request(self, leg: lg.UacLeg, request: Request, destination: SipUri) -> None:
+    def send_request(self, user: TransactionUser, request: Request, destination: SipUri) -> None:
+        """Send `request` in a new client transaction; its outcome goes to `user`."""
+        self._send_request(user, request, destination)
+
+    def _carry(self, user: TransactionUser, outputs: list[lg.Output]) -> None:
+        if isinstance(user, lg.UacLeg):
+            self.run(user, outputs)
+
+    def _send_request(self, user: TransactionUser, request: Request, destination: SipUri) -> None:
         transport = destination.transport
         port = destination.port or (5061 if transport == "tls" else 5060)
         peer = self.resolver.cached(destination.host, port)
         if peer is not None:
-            self._start_client(leg, request, Flow(transport, peer), destination.host)
+            self._start_client(user, request, Flow(transport, peer), destination.host)
             return
 
         async def resolve_then_send() -> None:
@@ -136,15 +152,15 @@ class SipEndpoint:
             except OSError as exc:
                 cause = f"cannot resolve {destination.host}: {exc.strerror or exc}"
                 log.warning("SIP %s to %s failed: %s", request.method, destination, cause)
-                self.run(leg, leg.on_transport_error(request, cause))
+                self._carry(user, user.on_transport_error(request, cause))
                 return
-            self._start_client(leg, request, Flow(transport, found), destination.host)
+            self._start_client(user, request, Flow(transport, found), destination.host)
 
         asyncio.get_running_loop().create_task(resolve_then_send())
 
-    def _start_client(self, leg: lg.UacLeg, request: Request, flow: Flow, name: str) -> None:
+    def _start_client(self, user: TransactionUser, request: Request, flow: Flow, name: str) -> None:
         transaction = tx.client_transaction(request, reliable=flow.transport != "udp")
-        client = _Client(transaction, leg, flow, name)
+        client = _Client(transaction, user, flow, name)
         key = tx.client_key(request)
         self._clients[key] = client
         self._client_outputs(key, client, transaction.start())
@@ -164,13 +180,13 @@ class SipEndpoint:
                 case tx.Send(message=message):
                     self._write(message, client.flow, client.server_name)
                 case tx.Deliver(response=response):
-                    self.run(client.leg, client.leg.on_response(response))
+                    self._carry(client.user, client.user.on_response(response))
                 case tx.Arm(timer=timer, seconds=seconds):
                     loop = asyncio.get_running_loop()
                     loop.call_later(seconds, self._client_timer, key, client, timer)
                 case tx.TimedOut():
                     request = client.transaction.request
-                    self.run(client.leg, client.leg.on_timeout(request))
+                    self._carry(client.user, client.user.on_timeout(request))
                 case tx.Terminated():
                     if self._clients.get(key) is client:
                         del self._clients[key]
@@ -221,9 +237,10 @@ class SipEndpoint:
         for key, client in list(self._clients.items()):
             if client.flow == flow and client.transaction.state in waiting:
                 del self._clients[key]
+                client.transaction.abandon()
                 request = client.transaction.request
                 log.warning("SIP %s to %s failed: %s", request.method, flow, cause)
-                self.run(client.leg, client.leg.on_transport_error(request, cause))
+                self._carry(client.user, client.user.on_transport_error(request, cause))
 
     def _on_response(self, response: Response) -> None:
         key = tx.client_key(response)

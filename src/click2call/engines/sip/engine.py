@@ -21,12 +21,14 @@ from click2call.engines.sip import third_party as tp
 from click2call.engines.sip.endpoint import SipEndpoint
 from click2call.engines.sip.leg import Output as LegOutput
 from click2call.engines.sip.leg import UacLeg
+from click2call.engines.sip.message import SipUri
+from click2call.engines.sip.probe import Outcome, PeerStatus, Probe, options_request
 from click2call.engines.sip.ringback import cadence_for
 from click2call.engines.sip.ringback_player import RingbackPlayer
 from click2call.engines.sip.sdp import Origin
 from click2call.engines.sip.targets import LegTarget, agent_target, destination_target
 from click2call.errors import EngineUnavailable
-from click2call.settings import TenantSettings
+from click2call.settings import TenantSettings, sip_target
 
 log = logging.getLogger("click2call.sip")
 _CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
@@ -134,12 +136,43 @@ class SipEngine:
         self._clock = clock
         self._session_ids = session_ids
         self._calls: dict[str, SipCall] = {}
+        self._peers = [
+            PeerStatus("pbx", tenant.sip.pbx),
+            PeerStatus("trunk", tenant.sip.trunk),
+        ]
+        self._probing: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self._endpoint.start()
+        interval = self._endpoint.settings.options_interval
+        if interval > 0 and not self._probing:
+            loop = asyncio.get_running_loop()
+            self._probing = [loop.create_task(self._probe(p, interval)) for p in self._peers]
+
+    async def _probe(self, status: PeerStatus, interval: float) -> None:
+        """OPTIONS to one peer every `interval` seconds, for as long as the engine runs."""
+        address, transport = sip_target(status.target)
+        params = (("transport", transport),) if transport == "tcp" else ()
+        scheme = "sips" if transport == "tls" else "sip"
+        uri = SipUri(address.host, None, address.port, scheme, params)
+        loop = asyncio.get_running_loop()
+        while True:
+            outcome: asyncio.Future[Outcome] = loop.create_future()
+            request = options_request(uri, self._endpoint.local(transport), self._endpoint.tokens)
+            sent = loop.time()
+            self._endpoint.send_request(Probe(request, outcome.set_result), request, uri)
+            result = await outcome
+            was = status.state
+            status.record(result, loop.time() - sent)
+            if status.state != was and status.state == "down":
+                log.warning("%s %s is down: %s", status.role, status.target, status.reason)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         """Hang up live calls and give their endings a moment to reach the store."""
+        for task in self._probing:
+            task.cancel()
+        self._probing = []
         if not self._calls or not self._endpoint.running:
             return
         for call in list(self._calls.values()):
@@ -190,7 +223,9 @@ class SipEngine:
             detail = f"listening on {local.host}:{local.port} (udp, tcp)"
         else:
             detail = self._endpoint.error or "SIP stack not started"
-        return EngineHealth("sip", self._endpoint.running, detail or stack.host, len(self._calls))
+        peers = tuple(p.health() for p in self._peers)
+        running = self._endpoint.running
+        return EngineHealth("sip", running, detail or stack.host, len(self._calls), peers)
 
     def _ringback(self, address: str) -> tuple[RingbackPlayer | None, tp.LocalMedia | None]:
         """A UDP socket the tone leaves from, when the tenant wants ringback."""

@@ -117,6 +117,10 @@ class _Transaction:
         self._armed.clear()
         return [Terminated()]
 
+    def abandon(self) -> None:
+        """The peer cannot be reached: stop at once (no retransmission, no timer)."""
+        self._end()
+
     def _wait(self, timer: str, seconds: float) -> list[Output]:
         """Linger `seconds` (zero on reliable transports) before ending."""
         if self.reliable:

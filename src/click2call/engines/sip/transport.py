@@ -56,7 +56,7 @@ OnUnreachable = Callable[[Flow, str], None]
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, owner: Transports, sock: socket.socket) -> None:
         self._owner = owner
-        self._sock = sock
+        self.sock = sock
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self._handle(data, addr)
@@ -64,7 +64,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         # behind every other callback while retransmission timers fire. Drain them now.
         for _ in range(_DRAIN):
             try:
-                data, addr = self._sock.recvfrom(65535)
+                data, addr = self.sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -88,7 +88,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         # of the datagram that caused it: that names the peer that is down.
         while True:
             try:
-                _data, _anc, _flags, address = self._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+                _data, _anc, _flags, address = self.sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
             except OSError:
                 break
             peer = (str(address[0]), int(address[1]))
@@ -156,6 +156,7 @@ class Transports:
         self._client_tls = client_tls
         self._server_tls = server_tls
         self._udp: asyncio.DatagramTransport | None = None
+        self._datagrams: _Datagrams | None = None
         self._servers: list[asyncio.Server] = []
         self._connecting: dict[Flow, _Stream] = {}
 
@@ -183,7 +184,8 @@ class Transports:
                 ) from None
             raise EngineUnavailable(f"cannot listen for SIP on {host}:{port}: {exc}") from None
         udp.setblocking(False)
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self, udp), sock=udp)
+        datagrams = self._datagrams = _Datagrams(self, udp)
+        transport, _ = await loop.create_datagram_endpoint(lambda: datagrams, sock=udp)
         self._udp = transport
         return int(port)
 
@@ -208,14 +210,31 @@ class Transports:
 
     def send(self, data: bytes, flow: Flow, server_name: str | None = None) -> None:
         if flow.transport == "udp":
-            if self._udp is None or self._udp.is_closing():
-                raise EngineUnavailable("SIP socket is closed")
-            self._udp.sendto(data, flow.peer)
+            self._send_datagram(data, flow.peer)
             return
         stream = self.connections.get(flow) or self._connecting.get(flow)
         if stream is None:
             stream = self._connect(flow, server_name)
         stream.write(data)
+
+    def _send_datagram(self, data: bytes, peer: Peer) -> None:
+        if self._udp is None or self._udp.is_closing() or self._datagrams is None:
+            raise EngineUnavailable("SIP socket is closed")
+        if cast(asyncio.WriteTransport, self._udp).get_write_buffer_size():
+            self._udp.sendto(data, peer)  # keep the order of what already waits
+            return
+        # An ICMP error about another peer is reported on the next send (IP_RECVERR),
+        # and asyncio would drop the datagram with it: take the error, send again.
+        for _ in range(8):
+            try:
+                self._datagrams.sock.sendto(data, peer)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._udp.sendto(data, peer)
+                return
+            except OSError as exc:
+                self._datagrams.error_received(exc)
+        log.warning("SIP datagram to %s:%d not sent: the socket keeps failing", *peer)
 
     def _connect(self, flow: Flow, server_name: str | None) -> _Stream:
         stream = _Stream(self, flow.transport)
