@@ -210,6 +210,49 @@ def launch(
     return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args)
 
 
+SIP_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {http}
+database = "sqlite:///{db}"
+[sip]
+port = {sip}
+{sip_extra}
+"""
+SIP_TENANT = """
+[[tenants]]
+name = "{name}"
+default_outbound_cid = "036411111"
+agent_ring_timeout = 20
+destination_ring_timeout = 20
+[tenants.sip]
+pbx = "{pbx}"
+trunk = "{trunk}"
+username = "agent"
+password = "s3cret"
+[tenants.auth]
+allow_unauthenticated = true
+"""
+
+
+def launch_sip(
+    workdir: Path, tenants: dict[str, tuple[str, str]], sip_extra: str = ""
+) -> tuple[ServerProcess, Server]:
+    """A server whose SIP tenants send to the given (pbx, trunk) pairs."""
+    http = free_port(socket.SOCK_STREAM)
+    blocks = "".join(
+        SIP_TENANT.format(name=name, pbx=pbx, trunk=trunk) for name, (pbx, trunk) in tenants.items()
+    )
+    config = workdir / "click2call.toml"
+    text = SIP_CONFIG.format(
+        http=http, sip=free_port(), db=workdir / "calls.db", sip_extra=sip_extra
+    )
+    config.write_text(text + blocks)
+    base_url = f"http://127.0.0.1:{http}"
+    process = ServerProcess(config, base_url, workdir / "server.log").start()
+    return process, Server(base_url, 0, 0, 0, workdir)
+
+
 ASTERISK_CONFIG = """
 [server]
 host = "127.0.0.1"

@@ -15,35 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer, free_port, terminate
+from tests.integration.conftest import Server, launch_sip
 
 TESTS = Path(__file__).parents[1] / "sipp"
-
-CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {http}
-database = "sqlite:///{db}"
-[sip]
-port = {sip}
-options_interval = 0.3
-{tenants}
-"""
-TENANT = """
-[[tenants]]
-name = "{name}"
-default_outbound_cid = "036411111"
-agent_ring_timeout = 20
-[tenants.sip]
-pbx = "{pbx}"
-trunk = "{trunk}"
-[tenants.auth]
-allow_unauthenticated = true
-"""
 
 
 def _listening(port: int) -> bool:
@@ -95,9 +72,8 @@ def options_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SippPeer]
 @pytest.fixture(scope="module")
 def failing(
     tmp_path_factory: pytest.TempPathFactory, untrusted_tls: int, options_peer: SippPeer
-) -> Iterator[Path]:
+) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("failing")
-    http = free_port(socket.SOCK_STREAM)
     closed = f"127.0.0.1:{free_port()}"
     pbxs = {
         "unresolvable": "pbx.invalid:5070",
@@ -106,12 +82,10 @@ def failing(
         "tls_untrusted": f"sips:127.0.0.1:{untrusted_tls}",
         "probed": options_peer.address,
     }
-    tenants = "".join(TENANT.format(name=name, pbx=pbx, trunk=closed) for name, pbx in pbxs.items())
-    config = folder / "click2call.toml"
-    text = CONFIG.format(http=http, sip=free_port(), db=folder / "calls.db", tenants=tenants)
-    config.write_text(text)
-    process = ServerProcess(config, f"http://127.0.0.1:{http}", folder / "server.log").start()
-    yield folder
+    process, server = launch_sip(
+        folder, {name: (pbx, closed) for name, pbx in pbxs.items()}, "options_interval = 0.3"
+    )
+    yield server
     process.stop()
 
 
@@ -124,11 +98,11 @@ def failing(
         ("tls_untrusted", "TLS handshake with 127.0.0.1:"),
     ],
 )
-def test_an_unreachable_pbx_fails_the_call_at_once(failing: Path, tenant: str, cause: str) -> None:
-    config = (failing / "click2call.toml").read_text()
-    http = config.split("port = ", 1)[1].split("\n", 1)[0]
+def test_an_unreachable_pbx_fails_the_call_at_once(
+    failing: Server, tenant: str, cause: str
+) -> None:
     started = time.monotonic()
-    with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10) as client:
+    with failing.client() as client:
         body = {"tenant": tenant, "extension": "200", "destination": "0502760206"}
         reply = client.post("/api/v1/calls", json=body)
         assert reply.status_code == 201, reply.text
@@ -142,14 +116,12 @@ def test_an_unreachable_pbx_fails_the_call_at_once(failing: Path, tenant: str, c
     assert time.monotonic() - started < 5  # not the 20 s ring timeout
     assert call["result"] == "agent_failed"
     assert cause in call["cause"]
-    assert cause in (failing / "server.log").read_text()  # and the log says so
+    assert cause in (failing.workdir / "server.log").read_text()  # and the log says so
 
 
-def test_health_shows_each_peer_from_options_probes(failing: Path) -> None:
-    config = (failing / "click2call.toml").read_text()
-    http = config.split("port = ", 1)[1].split("\n", 1)[0]
+def test_health_shows_each_peer_from_options_probes(failing: Server) -> None:
     deadline = time.monotonic() + 5
-    with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10) as client:
+    with failing.client() as client:
         while True:
             tenants = client.get("/api/v1/health").json()["tenants"]
             peers = {p["role"]: p for p in tenants["probed"]["peers"]}
