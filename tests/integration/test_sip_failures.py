@@ -8,7 +8,6 @@ OPTIONS probes show each tenant's PBX and trunk in /api/v1/health.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from click2call.demo.sipp import SippPeer, free_port, terminate
-from tests.integration.conftest import Server, launch_sip
+from tests.integration.conftest import Server, launch_sip, make_certificate
 
 TESTS = Path(__file__).parents[1] / "sipp"
 
@@ -31,23 +30,13 @@ def _listening(port: int) -> bool:
 @pytest.fixture(scope="module")
 def untrusted_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """`openssl s_server` with a self-signed certificate nobody trusts."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
     folder = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_certificate(folder)
     port = free_port(socket.SOCK_STREAM)
     process = subprocess.Popen(
         [
             *("openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}"),
-            *("-cert", str(folder / "cert.pem"), "-key", str(folder / "key.pem")),
+            *("-cert", str(cert), "-key", str(key)),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
