@@ -13,6 +13,7 @@ PURE = [
     "numbers.py",
     "engines/sip/third_party.py",
     "engines/sip/message.py",
+    "engines/sip/headers.py",
     "engines/sip/transaction.py",
     "engines/sip/auth.py",
     "engines/sip/dialog.py",
