@@ -17,6 +17,14 @@ system-deps:
 	@command -v sipp >/dev/null 2>&1 || { \
 	  echo "installing sip-tester (SIPp) with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null; }
+	@dpkg -s kamailio kamailio-tls-modules >/dev/null 2>&1 || { \
+	  echo "installing kamailio (a record-routing proxy and TLS peer for the SIP tests) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    kamailio kamailio-tls-modules >/dev/null; }
+	@command -v baresip >/dev/null 2>&1 || { \
+	  echo "installing baresip (an auto-answering agent phone for the SIP tests) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    baresip-core >/dev/null; }
 
 # The browser the end-to-end tests drive (Playwright uses it; never `playwright install`).
 browser-deps:
@@ -50,6 +58,7 @@ e2e: $(STAMP) system-deps browser-deps
 bench: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python -m bench.spine
+	$(BIN)/python -m bench.sip
 	$(BIN)/python -m bench.ami
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.history

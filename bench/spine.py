@@ -37,6 +37,7 @@ database = "sqlite:///{db}"
 log_level = "warning"
 [sip]
 port = {sip}
+options_interval = 0
 [[tenants]]
 name = "default"
 default_outbound_cid = "036411111"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 
 from pydantic import ValidationError
@@ -67,7 +68,24 @@ def check_config(args: argparse.Namespace) -> int:
         print(
             f"  {tenant.name}: engine={tenant.engine} pbx={tenant.sip.pbx} trunk={tenant.sip.trunk}"
         )
+        if tenant.engine == "sip":
+            for role, address in (
+                ("pbx", tenant.sip.pbx_address),
+                ("trunk", tenant.sip.trunk_address),
+            ):
+                problem = _unresolvable(address.host)
+                if problem:
+                    print(f"  warning: {tenant.name}: {role} host {address.host!r} {problem}")
     return 0
+
+
+def _unresolvable(host: str) -> str | None:
+    """Why `host` does not resolve, or None when it does (calls to it would fail at once)."""
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as exc:
+        return f"does not resolve: {exc.strerror or exc}"
+    return None
 
 
 def keys(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from click2call import logs
 from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Clock, Engine
-from click2call.engines.sip import SipEngine, SippyStack
+from click2call.engines.sip import SipEndpoint, SipEngine
 from click2call.metrics import Metrics
 from click2call.policy import Limits
 from click2call.service import CallService
@@ -35,11 +35,11 @@ class Runtime:
         self.keys = KeyStore(database)
         self.outbox = Outbox(database)
         self.sessions = SessionStore(database)
-        self.sip_stack = SippyStack(settings.sip)
+        self.sip_endpoint = SipEndpoint(settings.sip)
         self.engines: dict[str, Engine] = {
             tenant.name: AsteriskEngine(tenant, clock)
             if tenant.engine == "asterisk"
-            else SipEngine(tenant, self.sip_stack, clock)
+            else SipEngine(tenant, self.sip_endpoint, clock)
             for tenant in settings.tenants
         }
         self.limits = Limits(time.monotonic)
@@ -91,5 +91,5 @@ class Runtime:
         for engine in self.engines.values():
             await engine.close()
         await self.deliverer.close()
-        self.sip_stack.stop()
+        self.sip_endpoint.stop()
         self.store.close()

@@ -93,6 +93,43 @@ class SipStackSettings(_Section):
     port: int = Field(5060, ge=0, le=65535)
     user_agent: str = "click2call"
     log_messages: bool = False  # log every SIP message (noisy; for debugging)
+    tls_port: int = Field(5061, ge=1, le=65535)  # TLS listener, when a certificate is set
+    tls_cert_file: str = ""  # PEM certificate (chain) for incoming TLS; "" = no TLS listener
+    tls_key_file: str = ""  # its private key
+    tls_ca_file: str = ""  # CAs trusted for trunks/PBXs reached over TLS; "" = the system's
+    tls_verify: bool = True  # verify TLS peers' certificates and names (keep it on)
+    options_interval: float = Field(30, ge=0)  # OPTIONS probe of each pbx/trunk; 0 = off
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SipStackSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+
+def sip_target(value: str) -> tuple[HostPort, str]:
+    """A pbx/trunk address and its transport: `host:port`, or a `sip:`/`sips:` URI.
+
+    `sip:pbx.example:5060;transport=tcp` → TCP; `sips:trunk.example` → TLS on 5061.
+    """
+    if any(c in value for c in ' \t\r\n\x00<>"@'):
+        raise ValueError(f"{value!r} is not a host:port or sip:/sips: URI")
+    scheme, colon, rest = value.partition(":")
+    secure = colon and scheme.lower() == "sips"
+    if not colon or scheme.lower() not in ("sip", "sips"):
+        rest = value
+    hostport, *params = rest.split(";")
+    transport = "tls" if secure else "udp"
+    for param in params:
+        name, _, setting = param.partition("=")
+        if name.lower() == "transport":
+            transport = setting.lower()
+    if transport not in ("udp", "tcp", "tls"):
+        raise ValueError(f"transport must be udp, tcp or tls, not {transport!r}")
+    address = HostPort.parse(hostport, 5061 if transport == "tls" else 5060)
+    if not address.host:
+        raise ValueError(f"{value!r} has no host")
+    return address, transport
 
 
 class TenantSip(_Section):
@@ -105,16 +142,24 @@ class TenantSip(_Section):
     @field_validator("pbx", "trunk")
     @classmethod
     def _address(cls, value: str) -> str:
-        HostPort.parse(value)  # raises on a bad port
+        sip_target(value)  # raises on a bad port or transport
         return value
 
     @property
     def pbx_address(self) -> HostPort:
-        return HostPort.parse(self.pbx)
+        return sip_target(self.pbx)[0]
 
     @property
     def trunk_address(self) -> HostPort:
-        return HostPort.parse(self.trunk)
+        return sip_target(self.trunk)[0]
+
+    @property
+    def pbx_transport(self) -> str:
+        return sip_target(self.pbx)[1]
+
+    @property
+    def trunk_transport(self) -> str:
+        return sip_target(self.trunk)[1]
 
 
 class TenantAsterisk(_Section):

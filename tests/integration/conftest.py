@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import select
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ class Server:
     trunk_port: int
     mobile_trunk_port: int
     workdir: Path
+    sipp_args: tuple[str, ...] = ()  # every SIPp peer's transport options
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10)
@@ -51,7 +55,8 @@ class Server:
     def peer(
         self, name: str, port: int, calls: int = 1, extra_args: tuple[str, ...] = ()
     ) -> SippPeer:
-        peer = SippPeer(scenario(name), port, self.workdir, calls=calls, extra_args=extra_args)
+        args = (*self.sipp_args, *extra_args)
+        peer = SippPeer(scenario(name), port, self.workdir, calls=calls, extra_args=args)
         _RUNNING_PEERS.append(peer)
         return peer.start()
 
@@ -83,6 +88,7 @@ log_level = "info"
 
 [sip]
 port = {sip}
+options_interval = 0  # SIPp scenarios expect nothing but their calls
 
 [[tenants]]
 name = "default"
@@ -179,26 +185,91 @@ key_requests_per_minute = 3
 """
 
 
-def launch(workdir: Path, server_extra: str = "") -> tuple[ServerProcess, Server]:
+def launch(
+    workdir: Path, server_extra: str = "", transport: str = "udp"
+) -> tuple[ServerProcess, Server]:
     """A server with its own ports and database under `workdir`; `server_extra`: more
-    [server] keys."""
+    [server] keys; SIP peers reached over `transport` (udp or tcp)."""
     http, sip = free_port(socket.SOCK_STREAM), free_port()
-    pbx, trunk, mobile_trunk = free_port(), free_port(), free_port()
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    pbx, trunk, mobile_trunk = free_port(kind), free_port(kind), free_port(kind)
     config = workdir / "click2call.toml"
-    config.write_text(
-        CONFIG.format(
-            http=http,
-            sip=sip,
-            db=workdir / "calls.db",
-            pbx=pbx,
-            trunk=trunk,
-            mobile_trunk=mobile_trunk,
-            server_extra=server_extra,
-        )
+    text = CONFIG.format(
+        http=http,
+        sip=sip,
+        db=workdir / "calls.db",
+        pbx=pbx,
+        trunk=trunk,
+        mobile_trunk=mobile_trunk,
+        server_extra=server_extra,
     )
+    if transport == "tcp":
+        text = re.sub(r'"127\.0\.0\.1:([0-9]+)"', r'"sip:127.0.0.1:\1;transport=tcp"', text)
+    config.write_text(text)
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
-    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir)
+    sipp_args = ("-t", "t1") if transport == "tcp" else ()
+    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args)
+
+
+SIP_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {http}
+database = "sqlite:///{db}"
+[sip]
+port = {sip}
+{sip_extra}
+"""
+SIP_TENANT = """
+[[tenants]]
+name = "{name}"
+default_outbound_cid = "036411111"
+agent_ring_timeout = 20
+destination_ring_timeout = 20
+[tenants.sip]
+pbx = "{pbx}"
+trunk = "{trunk}"
+username = "agent"
+password = "s3cret"
+[tenants.auth]
+allow_unauthenticated = true
+"""
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 made with openssl: (cert.pem, key.pem)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def launch_sip(
+    workdir: Path, tenants: dict[str, tuple[str, str]], sip_extra: str = ""
+) -> tuple[ServerProcess, Server]:
+    """A server whose SIP tenants send to the given (pbx, trunk) pairs."""
+    http = free_port(socket.SOCK_STREAM)
+    blocks = "".join(
+        SIP_TENANT.format(name=name, pbx=pbx, trunk=trunk) for name, (pbx, trunk) in tenants.items()
+    )
+    config = workdir / "click2call.toml"
+    text = SIP_CONFIG.format(
+        http=http, sip=free_port(), db=workdir / "calls.db", sip_extra=sip_extra
+    )
+    config.write_text(text + blocks)
+    base_url = f"http://127.0.0.1:{http}"
+    process = ServerProcess(config, base_url, workdir / "server.log").start()
+    return process, Server(base_url, 0, 0, 0, workdir)
 
 
 ASTERISK_CONFIG = """

@@ -1,6 +1,8 @@
 """Two-leg calls through the built-in SIP engine, SIPp playing the PBX and the trunk.
 
-Each test asserts what SIPp received on the wire and what the store kept.
+Each test asserts what SIPp received on the wire and what the store kept, over UDP and
+again over TCP (the same scenarios; SIPp with `-t t1`, the tenant's peers as
+`sip:…;transport=tcp`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from hashlib import md5
 
@@ -17,7 +20,23 @@ import pytest
 
 from click2call.calls import CallState
 from click2call.demo.sipp import SippPeer
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, launch
+
+
+@pytest.fixture(scope="module")
+def tcp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    process, running = launch(tmp_path_factory.mktemp("tcp-server"), transport="tcp")
+    yield running
+    process.stop()
+
+
+@pytest.fixture(params=["udp", "tcp"])
+def server(request: pytest.FixtureRequest, server: Server) -> Server:
+    if request.param == "udp":
+        return server
+    tcp: Server = request.getfixturevalue("tcp_server")
+    return tcp
+
 
 DIAL = "/web/dial.php?extension=200&destination=0502760206&tech=sip&foreignid=crm-42"
 

@@ -62,3 +62,17 @@ def test_every_command_reads_the_same_database(
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert (server_dir / "calls.db").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_check_config_warns_about_a_pbx_that_does_not_resolve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[tenants]]\nname = "t"\n[tenants.sip]\npbx = "pbx.invalid:5070"\n'
+        'trunk = "sip:127.0.0.1:5080;transport=tcp"\n'
+    )
+    assert main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: t: pbx host 'pbx.invalid' does not resolve" in out
+    assert "trunk host" not in out

@@ -109,6 +109,15 @@ def test_agent_failure(code: int, result: Result) -> None:
     assert call.ended
 
 
+def test_an_unreachable_agent_fails_with_the_cause_in_words() -> None:
+    call = new_call()
+    call.start()
+    outputs = call.handle(tp.Failed(A, 0, "connection refused by 127.0.0.1:5070/tcp"))
+    assert outputs[-1] == tp.Report(
+        CallState.ENDED, Result.AGENT_FAILED, "connection refused by 127.0.0.1:5070/tcp"
+    )
+
+
 def test_agent_ring_timeout_cancels_the_agent() -> None:
     call = new_call()
     call.start()

@@ -179,11 +179,21 @@ class CallList(BaseModel):
     next: str | None = Field(None, description="Link to the next page (older calls); null: last")
 
 
+class PeerOut(BaseModel):
+    role: str
+    target: str
+    state: str
+    last_reply: str | None
+    rtt_ms: float | None
+    reason: str | None
+
+
 class EngineOut(BaseModel):
     engine: str
     ok: bool
     detail: str
     active_calls: int
+    peers: list[PeerOut] = []  # the SIP engine's OPTIONS probes of the pbx and trunk
 
 
 class HealthOut(BaseModel):

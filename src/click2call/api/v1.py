@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -28,6 +29,7 @@ from click2call.api.schemas import (
     EventList,
     EventOut,
     HealthOut,
+    PeerOut,
 )
 from click2call.auth import claim
 from click2call.calls import CallState, Tech
@@ -154,7 +156,13 @@ async def health(request: Request) -> JSONResponse:
     out = HealthOut(
         ok=all(h.ok for h in engines.values()),
         tenants={
-            name: EngineOut(engine=h.name, ok=h.ok, detail=h.detail, active_calls=h.active_calls)
+            name: EngineOut(
+                engine=h.name,
+                ok=h.ok,
+                detail=h.detail,
+                active_calls=h.active_calls,
+                peers=[PeerOut(**dataclasses.asdict(peer)) for peer in h.peers],
+            )
             for name, h in engines.items()
         },
     )

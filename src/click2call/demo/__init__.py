@@ -35,7 +35,7 @@ def run_demo() -> int:
                 database=f"sqlite:///{workdir / 'demo.db'}",
                 log_level="warning",
             ),
-            sip=SipStackSettings(port=free_port()),
+            sip=SipStackSettings(port=free_port(), options_interval=0),
             tenants=[
                 TenantSettings(
                     name="default",

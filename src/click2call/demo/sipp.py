@@ -31,12 +31,28 @@ def terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
             process.wait()
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port the kernel just had free on 127.0.0.1 (UDP by default)."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port the kernel just had free on 127.0.0.1 for both UDP and TCP.
+
+    Never the same number twice in one process: the kernel may offer a port again
+    once its probe closed, and a SIP server listens on UDP and TCP alike.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+            other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+            with socket.socket(socket.AF_INET, other) as twin:
+                try:
+                    twin.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass
@@ -80,8 +96,10 @@ class SippPeer:
 
     def _wait_bound(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
+        stream = any(a in ("t1", "tn", "l1", "ln") for a in self.extra_args)  # SIPp's -t
+        kind = socket.SOCK_STREAM if stream else socket.SOCK_DGRAM
         while time.monotonic() < deadline:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            with socket.socket(socket.AF_INET, kind) as probe:
                 try:
                     probe.bind(("127.0.0.1", self.port))
                 except OSError:

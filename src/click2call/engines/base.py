@@ -17,11 +17,24 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
+class PeerHealth:
+    """What the engine last learnt of one peer it sends calls to (a PBX, a trunk)."""
+
+    role: str  # "pbx" or "trunk"
+    target: str  # as configured
+    state: str  # "up", "down", or "unknown" (not probed yet, or probing off)
+    last_reply: str | None = None  # e.g. "200 OK"
+    rtt_ms: float | None = None  # round trip of the last probe
+    reason: str | None = None  # why it is down, in words
+
+
+@dataclass(frozen=True, slots=True)
 class EngineHealth:
     name: str
     ok: bool
     detail: str
     active_calls: int
+    peers: tuple[PeerHealth, ...] = ()
 
 
 class Engine(Protocol):

@@ -1,6 +1,6 @@
-"""The built-in SIP engine (sippy underneath; see engine.py)."""
+"""The built-in SIP engine on our own SIP core (see engine.py)."""
 
+from click2call.engines.sip.endpoint import SipEndpoint
 from click2call.engines.sip.engine import SipEngine
-from click2call.engines.sip.stack import SippyStack
 
-__all__ = ["SipEngine", "SippyStack"]
+__all__ = ["SipEndpoint", "SipEngine"]

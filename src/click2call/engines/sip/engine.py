@@ -1,9 +1,10 @@
 """The built-in SIP engine: the server itself is the user agent that places both legs.
 
-Measured choice (DESIGN.md): sippy 2.5.0 carries the SIP transactions, digest auth,
-CANCEL/BYE and re-INVITE; the call flow is our own pure controller (third_party.py).
-One sippy stack serves every tenant; each tenant gets a `SipEngine` with its own PBX,
-trunk and credentials.
+Our own SIP core underneath (DESIGN.md, "Engines"): message.py, transaction.py,
+dialog.py, auth.py and leg.py are pure; endpoint.py and transport.py are the asyncio
+shell. One `SipEndpoint` (one socket) serves every tenant; each tenant gets a
+`SipEngine` with its own PBX, trunk and credentials. A `SipCall` joins the two legs
+through the pure RFC 3725 controller (third_party.py) and makes no decision itself.
 """
 
 from __future__ import annotations
@@ -13,92 +14,185 @@ import logging
 import random
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from click2call.calls import CallEvent, CallOrder
 from click2call.engines.base import Clock, EngineHealth, EventSink
 from click2call.engines.sip import third_party as tp
+from click2call.engines.sip.endpoint import SipEndpoint
+from click2call.engines.sip.leg import Output as LegOutput
+from click2call.engines.sip.leg import UacLeg
+from click2call.engines.sip.message import SipUri
+from click2call.engines.sip.probe import Outcome, PeerStatus, Probe, options_request
 from click2call.engines.sip.ringback import cadence_for
+from click2call.engines.sip.ringback_player import RingbackPlayer
 from click2call.engines.sip.sdp import Origin
-from click2call.engines.sip.stack import SippyStack
-from click2call.engines.sip.targets import agent_target, destination_target
-from click2call.settings import TenantSettings
-
-if TYPE_CHECKING:
-    from click2call.engines.sip.ringback_player import RingbackPlayer
-    from click2call.engines.sip.sippy_call import SippyCall
+from click2call.engines.sip.targets import LegTarget, agent_target, destination_target
+from click2call.errors import EngineUnavailable
+from click2call.settings import TenantSettings, sip_target
 
 log = logging.getLogger("click2call.sip")
 _CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
+
+
+class SipCall:
+    """One click-to-call: the controller's outputs carried out on two legs."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        controller: tp.ThirdPartyCall,
+        targets: dict[tp.Leg, LegTarget],
+        correlation_id: str,
+        report: Callable[[tp.Report], None],
+        ringback: RingbackPlayer | None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._controller = controller
+        self._targets = targets
+        self._correlation_id = correlation_id
+        self._report = report
+        self._ringback = ringback
+        self._legs: dict[tp.Leg, UacLeg] = {}
+        self._timers: dict[tp.Timer, asyncio.TimerHandle] = {}
+
+    @property
+    def ended(self) -> bool:
+        return self._controller.ended
+
+    def start(self) -> None:
+        self._run(self._controller.start())
+
+    def hangup(self, by: str) -> None:
+        self._run(self._controller.handle(tp.HangupRequested(by)))
+
+    def leg_event(self, event: tp.LegEvent) -> None:
+        self._run(self._controller.handle(event))
+
+    def _run(self, outputs: list[tp.Output]) -> None:
+        for output in outputs:
+            match output:
+                case tp.DialAgent():
+                    self._dial(tp.Leg.AGENT, None)
+                case tp.DialDestination(sdp=sdp):
+                    self._dial(tp.Leg.DESTINATION, sdp)
+                case tp.AckAgent(sdp=sdp):
+                    self._on_leg(tp.Leg.AGENT, UacLeg.ack, sdp)
+                case tp.ReinviteAgent(sdp=sdp):
+                    self._on_leg(tp.Leg.AGENT, UacLeg.reinvite, sdp)
+                case tp.Hangup(leg=which):
+                    self._on_leg(which, UacLeg.hangup)
+                case tp.StartTimer(timer=timer, seconds=seconds):
+                    loop = asyncio.get_running_loop()
+                    self._timers[timer] = loop.call_later(seconds, self._timer_fired, timer)
+                case tp.CancelTimer(timer=timer):
+                    if (pending := self._timers.pop(timer, None)) is not None:
+                        pending.cancel()
+                case tp.StartRingback(target=target):
+                    if self._ringback is not None:
+                        self._ringback.start(target)
+                case tp.StopRingback():
+                    # Media now flows end to end: free the socket at once, since
+                    # a thousand connected calls must not hold a thousand descriptors.
+                    if self._ringback is not None:
+                        self._ringback.close()
+                        self._ringback = None
+                case tp.Report():
+                    # Recording a step writes to the store: let the SIP work of this
+                    # turn (the destination's INVITE above all) leave first.
+                    asyncio.get_running_loop().call_soon(self._report, output)
+
+    def _dial(self, which: tp.Leg, sdp: str | None) -> None:
+        target = self._targets[which]
+        leg = UacLeg(
+            which,
+            target,
+            self._endpoint.local(target.transport),
+            self._endpoint.tokens,
+            self._correlation_id,
+        )
+        self._legs[which] = leg
+        self._endpoint.place(leg, self, sdp)
+
+    def _on_leg(self, which: tp.Leg, action: Callable[..., list[LegOutput]], *args: str) -> None:
+        leg = self._legs.get(which)
+        if leg is not None:
+            self._endpoint.run(leg, action(leg, *args))
+
+    def _timer_fired(self, timer: tp.Timer) -> None:
+        self._timers.pop(timer, None)
+        self._run(self._controller.handle(tp.TimerFired(timer)))
 
 
 class SipEngine:
     def __init__(
         self,
         tenant: TenantSettings,
-        stack: SippyStack,
+        endpoint: SipEndpoint,
         clock: Clock,
         session_ids: Callable[[], int] = lambda: random.getrandbits(48),
     ) -> None:
         self._tenant = tenant
-        self._stack = stack
+        self._endpoint = endpoint
         self._clock = clock
         self._session_ids = session_ids
-        self._active: set[str] = set()
-        # Only touched on the sippy thread.
-        self._calls: dict[str, SippyCall] = {}
+        self._calls: dict[str, SipCall] = {}
+        self._peers = [
+            PeerStatus("pbx", tenant.sip.pbx),
+            PeerStatus("trunk", tenant.sip.trunk),
+        ]
+        self._probing: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._stack.start)
+        await self._endpoint.start()
+        interval = self._endpoint.settings.options_interval
+        if interval > 0 and not self._probing:
+            loop = asyncio.get_running_loop()
+            self._probing = [loop.create_task(self._probe(p, interval)) for p in self._peers]
+
+    async def _probe(self, status: PeerStatus, interval: float) -> None:
+        """OPTIONS to one peer every `interval` seconds, for as long as the engine runs."""
+        address, transport = sip_target(status.target)
+        params = (("transport", transport),) if transport == "tcp" else ()
+        scheme = "sips" if transport == "tls" else "sip"
+        uri = SipUri(address.host, None, address.port, scheme, params)
+        loop = asyncio.get_running_loop()
+        while True:
+            outcome: asyncio.Future[Outcome] = loop.create_future()
+            request = options_request(uri, self._endpoint.local(transport), self._endpoint.tokens)
+            sent = loop.time()
+            self._endpoint.send_request(Probe(request, outcome.set_result), request, uri)
+            result = await outcome
+            was = status.state
+            status.record(result, loop.time() - sent)
+            if status.state != was and status.state == "down":
+                log.warning("%s %s is down: %s", status.role, status.target, status.reason)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         """Hang up live calls and give their endings a moment to reach the store."""
-        if not self._active or not self._stack.running:
+        for task in self._probing:
+            task.cancel()
+        self._probing = []
+        if not self._calls or not self._endpoint.running:
             return
-        for uniqueid in list(self._active):
-            self._stack.call(self._hangup_call, uniqueid, "server shutdown")
+        for call in list(self._calls.values()):
+            call.hangup("server shutdown")
         for _ in range(int(_CLOSE_GRACE / 0.05)):
-            if not self._active:
+            if not self._calls:
                 return
             await asyncio.sleep(0.05)
 
     async def originate(self, order: CallOrder, events: EventSink) -> None:
-        loop = asyncio.get_running_loop()
-        self._active.add(order.uniqueid)
+        if not self._endpoint.running:
+            raise EngineUnavailable("SIP stack is not running")
+        uniqueid = order.uniqueid
 
-        def deliver(event: CallEvent) -> None:
-            if event.result is not None:
-                self._active.discard(event.uniqueid)
-            events(event)
+        def report(step: tp.Report) -> None:
+            if step.result is not None:
+                self._calls.pop(uniqueid, None)
+            events(CallEvent(uniqueid, step.state, self._clock(), step.result, step.cause))
 
-        def report(step: tp.Report) -> None:  # sippy thread
-            event = CallEvent(order.uniqueid, step.state, self._clock(), step.result, step.cause)
-            loop.call_soon_threadsafe(deliver, event)
-
-        try:
-            self._stack.call(self._start_call, order, report)
-        except Exception:
-            self._active.discard(order.uniqueid)
-            raise
-
-    async def hangup(self, call_uniqueid: str) -> None:
-        if call_uniqueid in self._active and self._stack.running:
-            self._stack.call(self._hangup_call, call_uniqueid, "the API")
-
-    def health(self) -> EngineHealth:
-        stack = self._stack.settings
-        if self._stack.running:
-            detail = f"listening on {stack.host}:{stack.port}/udp"
-        else:
-            detail = self._stack.error or "SIP stack not started"
-        return EngineHealth("sip", self._stack.running, detail, len(self._active))
-
-    # --- sippy thread ----------------------------------------------------------------
-
-    def _start_call(self, order: CallOrder, report: Callable[[tp.Report], None]) -> None:
-        from click2call.engines.sip.sippy_call import SippyCall
-
-        address = self._stack.settings.host
+        address = self._endpoint.settings.host
         player, media = self._ringback(address)
         controller = tp.ThirdPartyCall(
             agent_ring_timeout=order.agent_ring_timeout,
@@ -108,25 +202,35 @@ class SipEngine:
             destination_origin=Origin(self._session_ids(), address),
             ringback_media=media,
         )
-        call = SippyCall(
-            self._stack.global_config,
-            controller,
-            agent=agent_target(order, self._tenant.sip),
-            destination=destination_target(order, self._tenant.sip),
-            correlation_id=order.uniqueid,
-            report=report,
-            on_ended=lambda: self._forget(order.uniqueid),
-            ringback=player,
-        )
-        self._calls[order.uniqueid] = call
-        call.start()
+        targets = {
+            tp.Leg.AGENT: agent_target(order, self._tenant.sip),
+            tp.Leg.DESTINATION: destination_target(order, self._tenant.sip),
+        }
+        call = SipCall(self._endpoint, controller, targets, uniqueid, report, player)
+        self._calls[uniqueid] = call
+        # Reply to the HTTP request first; the INVITE leaves on the next loop turn.
+        asyncio.get_running_loop().call_soon(call.start)
+
+    async def hangup(self, call_uniqueid: str) -> None:
+        call = self._calls.get(call_uniqueid)
+        if call is not None:
+            call.hangup("the API")
+
+    def health(self) -> EngineHealth:
+        stack = self._endpoint.settings
+        if self._endpoint.running:
+            local = self._endpoint.local()
+            detail = f"listening on {local.host}:{local.port} (udp, tcp)"
+        else:
+            detail = self._endpoint.error or "SIP stack not started"
+        peers = tuple(p.health() for p in self._peers)
+        running = self._endpoint.running
+        return EngineHealth("sip", running, detail or stack.host, len(self._calls), peers)
 
     def _ringback(self, address: str) -> tuple[RingbackPlayer | None, tp.LocalMedia | None]:
         """A UDP socket the tone leaves from, when the tenant wants ringback."""
         if self._tenant.sip.ringback == "off":
             return None, None
-        from click2call.engines.sip.ringback_player import RingbackPlayer
-
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -138,11 +242,3 @@ class SipEngine:
         sock.setblocking(False)
         player = RingbackPlayer(sock, cadence_for(self._tenant.region), self._session_ids())
         return player, tp.LocalMedia(address, sock.getsockname()[1])
-
-    def _forget(self, uniqueid: str) -> None:
-        self._calls.pop(uniqueid, None)
-
-    def _hangup_call(self, uniqueid: str, by: str) -> None:
-        call = self._calls.get(uniqueid)
-        if call is not None:
-            call.hangup(by)

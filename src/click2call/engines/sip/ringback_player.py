@@ -1,13 +1,10 @@
-"""Sends the ringback tone as RTP, 20 ms a packet, on the sippy thread's timers."""
+"""Sends the ringback tone as RTP, 20 ms a packet, from the asyncio loop's timers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
-import time
-from typing import Any
-
-from sippy.Time.Timeout import Timeout
 
 from click2call.engines.sip.ringback import FRAME_MS, FRAME_SAMPLES, Cadence, frames, rtp_packet
 from click2call.engines.sip.sdp import MediaTarget
@@ -21,7 +18,7 @@ class RingbackPlayer:
         self._sock = sock
         self._cadence = cadence
         self._ssrc = ssrc
-        self._timer: Any = None
+        self._timer: asyncio.TimerHandle | None = None
         self._target: tuple[str, int] = ("", 0)
         self._payloads: tuple[bytes, ...] = ()
         self._payload_type = 0
@@ -33,8 +30,7 @@ class RingbackPlayer:
         self._target = (target.address, target.port)
         self._payload_type = target.payload_type
         self._payloads = frames(self._cadence, target.payload_type)
-        self._started, self._sent = time.monotonic(), 0
-        self._timer = Timeout(self._tick, FRAME_MS / 1000, -1)
+        self._started, self._sent = asyncio.get_running_loop().time(), 0
         self._tick()
 
     def stop(self) -> None:
@@ -48,7 +44,8 @@ class RingbackPlayer:
 
     def _tick(self) -> None:
         # Send what is due by the clock, so a late timer does not slow the tone down.
-        due = int((time.monotonic() - self._started) * 1000 / FRAME_MS) + 1
+        loop = asyncio.get_running_loop()
+        due = int((loop.time() - self._started) * 1000 / FRAME_MS) + 1
         for _ in range(min(due - self._sent, _MAX_CATCH_UP)):
             payload = self._payloads[self._sent % len(self._payloads)]
             packet = rtp_packet(
@@ -67,3 +64,4 @@ class RingbackPlayer:
                 return
             self._sent += 1
         self._sent = max(self._sent, due)
+        self._timer = loop.call_at(self._started + self._sent * FRAME_MS / 1000, self._tick)

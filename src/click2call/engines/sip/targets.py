@@ -15,11 +15,21 @@ class LegTarget:
     caller_id: str  # From user shown to the called party
     username: str | None  # digest credentials, used when the peer challenges
     password: str | None
+    transport: str = "udp"  # udp, tcp or tls
+
+    @property
+    def uri(self) -> str:
+        """The Request-URI of the leg's INVITE."""
+        if self.transport == "tls":
+            return f"sips:{self.user}@{self.address}"
+        tail = ";transport=tcp" if self.transport == "tcp" else ""
+        return f"sip:{self.user}@{self.address}{tail}"
 
 
 def _target(sip: TenantSip, via_pbx: bool, user: str, caller_id: str) -> LegTarget:
     return LegTarget(
         address=sip.pbx_address if via_pbx else sip.trunk_address,
+        transport=sip.pbx_transport if via_pbx else sip.trunk_transport,
         user=user,
         caller_id=caller_id,
         username=sip.username or None,

@@ -64,7 +64,8 @@ class Answered:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """A final non-2xx response (or a transaction timeout, reported as 408)."""
+    """A final non-2xx response (a transaction timeout reported as 408), or code 0: the
+    request never reached the peer, and `reason` says why in words."""
 
     leg: Leg
     code: int
@@ -289,11 +290,9 @@ class ThirdPartyCall:
 
     def _failed(self, event: LegEvent) -> list[Output]:
         assert isinstance(event, Failed)
+        cause = f"SIP {event.code} {event.reason}".strip() if event.code else event.reason
         if self.phase is Phase.BRIDGING and event.leg is Leg.AGENT:
-            return self._end(
-                Result.ERROR, f"agent refused the bridged media: SIP {event.code} {event.reason}"
-            )
-        cause = f"SIP {event.code} {event.reason}".strip()
+            return self._end(Result.ERROR, f"agent refused the bridged media: {cause}")
         return self._end(result_for_failure(event.leg, event.code), cause, spare=event.leg)
 
     def _hung_up(self, event: LegEvent) -> list[Output]:

@@ -1,0 +1,292 @@
+"""The SIP endpoint: one socket, its transactions and the legs placed through it.
+
+The asyncio shell around the pure layers. It parses what arrives (message.py), hands
+it to the matching transaction (transaction.py) and the leg that owns the dialog
+(leg.py), and carries their outputs out: bytes to the socket, timers to the loop,
+leg events to the call that owns the leg. It decides nothing about a call itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from click2call.engines.sip import leg as lg
+from click2call.engines.sip import third_party as tp
+from click2call.engines.sip import transaction as tx
+from click2call.engines.sip.dialog import reply
+from click2call.engines.sip.message import Request, Response, SipUri
+from click2call.engines.sip.transport import (
+    Flow,
+    Resolver,
+    Transports,
+    client_tls_context,
+    server_tls_context,
+)
+from click2call.settings import SipStackSettings
+
+log = logging.getLogger("click2call.sip")
+_SECRET_HEADERS = re.compile(rb"^((?:Proxy-)?Authorization:).*$", re.MULTILINE | re.IGNORECASE)
+
+
+class LegOwner(Protocol):
+    def leg_event(self, event: tp.LegEvent) -> None: ...
+
+
+class TransactionUser(Protocol):
+    """Who a client transaction reports to: a call leg, or an OPTIONS probe."""
+
+    def on_response(self, response: Response) -> list[lg.Output]: ...
+    def on_timeout(self, request: Request) -> list[lg.Output]: ...
+    def on_transport_error(self, request: Request, cause: str) -> list[lg.Output]: ...
+
+
+@dataclass
+class _Client:
+    transaction: tx.ClientTransaction
+    user: TransactionUser
+    flow: Flow
+    server_name: str
+
+
+@dataclass
+class _Server:
+    transaction: tx.ServerTransaction
+    flow: Flow
+
+
+class SipEndpoint:
+    def __init__(
+        self, settings: SipStackSettings, tokens: Callable[[], str] = lambda: secrets.token_hex(8)
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        client_tls = client_tls_context(settings.tls_ca_file, settings.tls_verify)
+        server_tls = None
+        if settings.tls_cert_file and settings.tls_key_file:
+            server_tls = server_tls_context(settings.tls_cert_file, settings.tls_key_file)
+        self.transports = Transports(self._on_message, self._on_unreachable, client_tls, server_tls)
+        self.resolver = Resolver()
+        self.error: str | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._legs: dict[str, tuple[lg.UacLeg, LegOwner]] = {}
+        self._clients: dict[tuple[str, str], _Client] = {}
+        self._servers: dict[tuple[str, str, str], _Server] = {}
+        self._awaiting_ack: dict[tuple[str, int], tuple[str, str, str]] = {}
+        self._port = settings.port
+
+    async def start(self) -> None:
+        """Bind once; every tenant's engine shares this endpoint."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._bind())
+        await asyncio.shield(self._starting)
+
+    async def _bind(self) -> None:
+        settings = self.settings
+        try:
+            self._port = await self.transports.bind(settings.host, settings.port, settings.tls_port)
+        except Exception as exc:
+            self.error = str(exc)
+            raise
+
+    def local(self, transport: str = "udp") -> lg.Local:
+        """How we appear in Via and Contact on `transport`."""
+        port = self.settings.tls_port if transport == "tls" else self._port
+        return lg.Local(self.settings.host, port, transport.upper(), self.settings.user_agent)
+
+    @property
+    def running(self) -> bool:
+        return self.transports.running
+
+    def stop(self) -> None:
+        self.transports.close()
+
+    # --- legs --------------------------------------------------------------------------
+
+    def place(self, leg: lg.UacLeg, owner: LegOwner, sdp: str | None) -> None:
+        outputs = leg.start(sdp)
+        self._legs[leg.call_id] = (leg, owner)
+        self.run(leg, outputs)
+
+    def run(self, leg: lg.UacLeg, outputs: list[lg.Output]) -> None:
+        for output in outputs:
+            match output:
+                case lg.SendRequest(request=request, destination=destination):
+                    self._send_request(leg, request, destination)
+                case lg.SendAck(request=request, destination=destination):
+                    self._send_stateless(request, destination)
+                case lg.Report(event=event):
+                    entry = self._legs.get(leg.call_id)
+                    if entry is not None:
+                        entry[1].leg_event(event)
+                case lg.RetryLater(seconds=seconds):
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(seconds, lambda: self.run(leg, leg.retry()))
+                case lg.LegEnded():
+                    self._legs.pop(leg.call_id, None)
+
+    def send_request(self, user: TransactionUser, request: Request, destination: SipUri) -> None:
+        """Send `request` in a new client transaction; its outcome goes to `user`."""
+        self._send_request(user, request, destination)
+
+    def _carry(self, user: TransactionUser, outputs: list[lg.Output]) -> None:
+        if isinstance(user, lg.UacLeg):
+            self.run(user, outputs)
+
+    def _send_request(self, user: TransactionUser, request: Request, destination: SipUri) -> None:
+        transport = destination.transport
+        port = destination.port or (5061 if transport == "tls" else 5060)
+        peer = self.resolver.cached(destination.host, port)
+        if peer is not None:
+            self._start_client(user, request, Flow(transport, peer), destination.host)
+            return
+
+        async def resolve_then_send() -> None:
+            try:
+                found = await self.resolver.resolve(destination.host, port)
+            except OSError as exc:
+                cause = f"cannot resolve {destination.host}: {exc.strerror or exc}"
+                log.warning("SIP %s to %s failed: %s", request.method, destination, cause)
+                self._carry(user, user.on_transport_error(request, cause))
+                return
+            self._start_client(user, request, Flow(transport, found), destination.host)
+
+        asyncio.get_running_loop().create_task(resolve_then_send())
+
+    def _start_client(self, user: TransactionUser, request: Request, flow: Flow, name: str) -> None:
+        transaction = tx.client_transaction(request, reliable=flow.transport != "udp")
+        client = _Client(transaction, user, flow, name)
+        key = tx.client_key(request)
+        self._clients[key] = client
+        self._client_outputs(key, client, transaction.start())
+
+    def _send_stateless(self, request: Request, destination: SipUri) -> None:
+        transport = destination.transport
+        port = destination.port or (5061 if transport == "tls" else 5060)
+        peer = self.resolver.cached(destination.host, port)
+        if peer is not None:
+            self._write(request, Flow(transport, peer), destination.host)
+
+    # --- transactions ------------------------------------------------------------------
+
+    def _client_outputs(self, key: tuple[str, str], client: _Client, out: list[tx.Output]) -> None:
+        for output in out:
+            match output:
+                case tx.Send(message=message):
+                    self._write(message, client.flow, client.server_name)
+                case tx.Deliver(response=response):
+                    self._carry(client.user, client.user.on_response(response))
+                case tx.Arm(timer=timer, seconds=seconds):
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(seconds, self._client_timer, key, client, timer)
+                case tx.TimedOut():
+                    request = client.transaction.request
+                    self._carry(client.user, client.user.on_timeout(request))
+                case tx.Terminated():
+                    if self._clients.get(key) is client:
+                        del self._clients[key]
+
+    def _client_timer(self, key: tuple[str, str], client: _Client, timer: str) -> None:
+        self._client_outputs(key, client, client.transaction.on_timer(timer))
+
+    def _server_outputs(
+        self, key: tuple[str, str, str], server: _Server, out: list[tx.Output]
+    ) -> None:
+        for output in out:
+            match output:
+                case tx.Send(message=message):
+                    self._write(message, server.flow)
+                case tx.Arm(timer=timer, seconds=seconds):
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(seconds, self._server_timer, key, server, timer)
+                case tx.Terminated():
+                    if self._servers.get(key) is server:
+                        del self._servers[key]
+
+    def _server_timer(self, key: tuple[str, str, str], server: _Server, timer: str) -> None:
+        self._server_outputs(key, server, server.transaction.on_timer(timer))
+
+    # --- the wire ----------------------------------------------------------------------
+
+    def _write(self, message: Request | Response, flow: Flow, name: str | None = None) -> None:
+        data = bytes(message)
+        if self.settings.log_messages:
+            log.debug("SIP to %s\n%s", flow, _SECRET_HEADERS.sub(rb"\1 (hidden)", data))
+        try:
+            self.transports.send(data, flow, name)
+        except Exception as exc:  # a closed socket while stopping: nothing left to tell
+            log.debug("SIP send to %s failed: %s", flow, exc)
+
+    def _on_message(self, message: Request | Response, flow: Flow) -> None:
+        if self.settings.log_messages:
+            data = _SECRET_HEADERS.sub(rb"\1 (hidden)", bytes(message))
+            log.debug("SIP from %s\n%s", flow, data)
+        if isinstance(message, Response):
+            self._on_response(message)
+        else:
+            self._on_request(message, flow)
+
+    def _on_unreachable(self, flow: Flow, cause: str) -> None:
+        """End at once every transaction still waiting for a first answer from `flow`."""
+        waiting = (tx.State.CALLING, tx.State.TRYING)
+        for key, client in list(self._clients.items()):
+            if client.flow == flow and client.transaction.state in waiting:
+                del self._clients[key]
+                client.transaction.abandon()
+                request = client.transaction.request
+                log.warning("SIP %s to %s failed: %s", request.method, flow, cause)
+                self._carry(client.user, client.user.on_transport_error(request, cause))
+
+    def _on_response(self, response: Response) -> None:
+        key = tx.client_key(response)
+        client = self._clients.get(key)
+        if client is not None:
+            self._client_outputs(key, client, client.transaction.on_response(response))
+            return
+        entry = self._legs.get(response.call_id)
+        if entry is not None and 200 <= response.code < 300:
+            self.run(entry[0], entry[0].on_response(response))  # a late 2xx: ACK again
+
+    def _on_request(self, request: Request, flow: Flow) -> None:
+        key = tx.server_key(request)
+        known = self._servers.get(key)
+        if known is not None:
+            self._server_outputs(key, known, known.transaction.on_request(request))
+            return
+        entry = self._legs.get(request.call_id)
+        if request.method == "ACK":
+            waiting = self._awaiting_ack.pop((request.call_id, request.cseq()[0]), None)
+            server = None if waiting is None else self._servers.get(waiting)
+            if waiting is not None and server is not None:
+                self._server_outputs(waiting, server, server.transaction.on_request(request))
+            return
+        reliable = flow.transport != "udp"
+        server = _Server(tx.server_transaction(request, reliable), flow)
+        self._servers[key] = server
+        outputs: list[lg.Output] = []
+        if entry is not None:
+            response, outputs = entry[0].on_request(request)
+        else:
+            response = _out_of_dialog(request)
+        if response is not None:
+            if request.method == "INVITE" and 200 <= response.code < 300:
+                self._awaiting_ack[(request.call_id, request.cseq()[0])] = key
+            self._server_outputs(key, server, server.transaction.respond(response))
+        if entry is not None:
+            self.run(entry[0], outputs)
+
+
+def _out_of_dialog(request: Request) -> Response:
+    """We only place calls: outside our dialogs we answer keep-alive OPTIONS, nothing else."""
+    if request.method == "OPTIONS":
+        response = reply(request, 200)
+        response.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
+        return response
+    if request.to().tag is not None or request.method == "CANCEL":
+        return reply(request, 481)
+    return reply(request, 405)
