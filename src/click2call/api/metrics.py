@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 import ipaddress
-import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from click2call.api.access import audited, credentials, identify, runtime_of
+from click2call.api.access import audited, credentials, identify, observe, runtime_of
 from click2call.api.schemas import ERRORS
 from click2call.errors import Unauthorized
 from click2call.metrics import CONTENT_TYPE, Metrics
@@ -64,19 +63,9 @@ class HttpLatency:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500
 
-        async def keep_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, keep_status)
-        finally:
+        def record(status: int, seconds: float) -> None:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self._latency.labels(scope["method"], route, str(status)).observe(
-                time.perf_counter() - started
-            )
+            self._latency.labels(scope["method"], route, str(status)).observe(seconds)
+
+        await observe(self.app, scope, receive, send, record)
