@@ -1,0 +1,35 @@
+"""Refusals made before an endpoint runs are audited under the endpoint's own name."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+from fastapi.routing import APIRoute
+
+from click2call.api import compat, feed, history, metrics, v1
+from click2call.api.access import audit_name
+
+UNAUDITED = {"/api/v1/health"}
+
+
+def test_every_route_is_audited_under_the_name_its_endpoint_uses() -> None:
+    checked = 0
+    for router in (compat.router, history.router, v1.router, feed.router, metrics.router):
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            if route.path in UNAUDITED:
+                continue
+            source = inspect.getsource(inspect.getmodule(route.endpoint))
+            path = re.sub(r"\{[^}]+\}", "123", route.path)
+            for method in route.methods:
+                name = audit_name(method, path)
+                assert name is not None, (method, route.path)
+                assert f'"{name}"' in source, (method, route.path, name)
+                checked += 1
+    assert checked >= 12
+
+
+def test_unknown_paths_are_not_audited() -> None:
+    assert audit_name("GET", "/favicon.ico") is None
+    assert audit_name("GET", "/api/v1/calls/1/unknown") is None
