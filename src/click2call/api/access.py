@@ -146,6 +146,8 @@ AUDITED_PATHS = (
     (re.compile(f"{_CALL}/webhooks"), "v1.webhooks", "v1.webhooks"),
     (re.compile(f"{_CALL}/hangup"), "v1.hangup", "v1.hangup"),
     (re.compile(r"/metrics"), "metrics", "metrics"),
+    (re.compile(r"/api/v1/widget-tokens"), "widget.tokens", "widget.tokens"),
+    (re.compile(r"/api/v1/widget/calls"), "widget.calls", "widget.calls"),
 )
 
 
