@@ -30,6 +30,7 @@ def export(args: argparse.Namespace, settings_of: SettingsOf) -> int:
     from click2call.errors import InvalidInput
     from click2call.search import Search, call_filter
     from click2call.store import open_database
+    from click2call.store.database import describe
     from click2call.store.history import History
 
     settings = settings_of(args.config)
@@ -50,6 +51,7 @@ def export(args: argparse.Namespace, settings_of: SettingsOf) -> int:
         where = call_filter(search, tenant)
     except InvalidInput as exc:
         raise SystemExit(f"click2call: --{exc.field}: {exc.reason}") from None
+    print(f"database: {describe(settings.server.database)}", file=sys.stderr)  # stdout: CSV
     history = History(open_database(settings.server.database))
     for text in csv_lines(history.all(where)):
         sys.stdout.write(text)

@@ -97,6 +97,7 @@ HUGE = 300 * 1024 * 1024
     [
         # credentials come first: a wrong key is refused before a byte of the body is read
         ("/api/v1/calls", "X-API-Key: not-a-key", False, 401, b'"id":"unauthorized"'),
+        ("/api/v1/widget-tokens", "X-API-Key: not-a-key", False, 401, b'"id":"unauthorized"'),
         ("/api/v1/calls", "Accept: */*", False, 413, b'"body_too_large"'),
         ("/api/v1/calls", "Accept: */*", True, 413, b'"body_too_large"'),
         (
@@ -128,7 +129,7 @@ def test_a_huge_body_is_refused_without_being_kept(
     before = guarded.memory_peak_kib()
     length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {HUGE}"
     head = f"POST {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n{length}\r\n\r\n".encode()
-    if path == "/api/v1/calls":
+    if path.startswith("/api/v1/"):
         head = head.replace(b"\r\n\r\n", b"\r\nContent-Type: application/json\r\n\r\n")
     with guarded.connect() as sock:
         reply = _push(sock, head, HUGE, chunked)

@@ -133,22 +133,37 @@ def audited(request: Request, endpoint: str, refusals_only: bool = False) -> Ite
 
 # The audited endpoints by path, for refusals made before an endpoint runs (wrong method,
 # FastAPI's parameter checks): (path pattern, name for GET, name for other methods).
-_ENDPOINTS = (
+# tests/unit/test_access.py checks that every route of the app is here or unaudited.
+_CALL = "/api/v1/calls/[^/]+"
+AUDITED_PATHS = (
     (re.compile(r"/web/dial\.php"), "dial.php", "dial.php"),
     (re.compile(r"/voipe/dial_external\.php"), "dial_external.php", "dial_external.php"),
     (re.compile(r"/api/v1/calls"), "v1.list", "v1.calls"),
-    (re.compile(r"/api/v1/calls/[^/]+"), "v1.get", "v1.get"),
-    (re.compile(r"/api/v1/calls/[^/]+/hangup"), "v1.hangup", "v1.hangup"),
+    (re.compile(r"/api/v1/calls\.csv"), "v1.export", "v1.export"),
+    (re.compile(r"/api/v1/events"), "v1.feed", "v1.feed"),
+    (re.compile(_CALL), "v1.get", "v1.get"),
+    (re.compile(f"{_CALL}/events"), "v1.events", "v1.events"),
+    (re.compile(f"{_CALL}/webhooks"), "v1.webhooks", "v1.webhooks"),
+    (re.compile(f"{_CALL}/hangup"), "v1.hangup", "v1.hangup"),
+    (re.compile(r"/metrics"), "metrics", "metrics"),
+    (re.compile(r"/api/v1/widget-tokens"), "widget.tokens", "widget.tokens"),
+    (re.compile(r"/api/v1/widget/calls"), "widget.calls", "widget.calls"),
 )
+
+
+def audit_name(method: str, path: str) -> str | None:
+    """The audit log's name for the endpoint at `path`, or None for an unaudited path."""
+    for pattern, on_get, otherwise in AUDITED_PATHS:
+        if pattern.fullmatch(path):
+            return on_get if method == "GET" else otherwise
+    return None
 
 
 def record_refusal(request: Request, error: Click2CallError) -> None:
     """Audit a refusal made outside an endpoint, when the path is an audited endpoint's."""
-    for pattern, on_get, otherwise in _ENDPOINTS:
-        if pattern.fullmatch(request.url.path):
-            endpoint = on_get if request.method == "GET" else otherwise
-            _record(request, endpoint, None, error.call_id, error.message)
-            return
+    endpoint = audit_name(request.method, request.url.path)
+    if endpoint is not None:
+        _record(request, endpoint, None, error.call_id, error.message)
 
 
 def _record(

@@ -85,7 +85,14 @@ async def handle_click2call_error(request: Request, exc: Exception) -> Response:
 async def handle_http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (unknown path, wrong method) in the endpoint's shape."""
     assert isinstance(exc, StarletteHTTPException)
-    error = HttpRefusal(exc.status_code, str(exc.detail))
+    # FastAPI turns an error raised while it reads a model parameter's body (the body
+    # limit's 413) into "400 error parsing the body"; the error itself is the answer.
+    cause = exc.__cause__
+    error = (
+        cause
+        if isinstance(cause, Click2CallError)
+        else HttpRefusal(exc.status_code, str(exc.detail))
+    )
     record_refusal(request, error)
     return failure_reply(request.url.path, error, headers=dict(exc.headers or {}))
 

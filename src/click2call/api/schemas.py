@@ -6,10 +6,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from fastapi import Request
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from click2call.api import fields
-from click2call.api.errors import DOCUMENTED_FAILURES
+from click2call.api.errors import DOCUMENTED_FAILURES, invalid_input
 from click2call.calls import CallState, Result
 from click2call.errors import InvalidInput
 from click2call.store import StoredCall, StoredEvent
@@ -228,3 +236,21 @@ class DeliveryOut(BaseModel):
 
 class DeliveryList(BaseModel):
     deliveries: list[DeliveryOut]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body as `model`, read only now: endpoints check credentials first
+    (FastAPI reads a model parameter before the endpoint runs). Bounded by api/limits.py."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid_input(exc.errors()) from None
+
+
+def request_body(model: type[BaseModel]) -> dict[str, object]:
+    """openapi_extra documenting `model` as the JSON body an endpoint reads itself."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
 from click2call.api import fields
 from click2call.api.access import (
@@ -17,7 +16,6 @@ from click2call.api.access import (
     identify_for_call,
     runtime_of,
 )
-from click2call.api.errors import invalid_input
 from click2call.api.schemas import (
     ERRORS,
     AttemptOut,
@@ -30,6 +28,8 @@ from click2call.api.schemas import (
     EventOut,
     HealthOut,
     PeerOut,
+    json_body,
+    request_body,
 )
 from click2call.auth import claim
 from click2call.calls import CallState, Tech
@@ -39,27 +39,18 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 CallRef = Annotated[str, Path(pattern=fields.NAME, description="Call id or uniqueid")]
 
 
-# The body is read by the handler, after the credentials are checked; FastAPI would parse
-# a model parameter first. The document still describes it.
-_CALL_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": CallCreate.model_json_schema()}},
-    }
-}
-
-
 @router.post(
-    "/calls", status_code=201, response_model=CallOut, responses=ERRORS, openapi_extra=_CALL_BODY
+    "/calls",
+    status_code=201,
+    response_model=CallOut,
+    responses=ERRORS,
+    openapi_extra=request_body(CallCreate),  # read by the endpoint, after the credentials
 )
 async def create_call(request: Request) -> CallOut:
     """Place a call. Authenticate with X-API-Key, a Bearer token, or key=."""
     with audited(request, "v1.calls") as decision:
         keyed = identify_before_body(request)
-        try:
-            body = CallCreate.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise invalid_input(exc.errors()) from None
+        body = await json_body(request, CallCreate)
         if keyed is None:
             decision.identity = identify(request, body.tenant)
         else:

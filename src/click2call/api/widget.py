@@ -20,12 +20,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from click2call.api import fields
 from click2call.api.access import audited, identify, runtime_of
 from click2call.api.errors import v1_error
-from click2call.api.schemas import ERRORS, CallOut, _grammar
+from click2call.api.schemas import ERRORS, CallOut, _grammar, json_body, request_body
 from click2call.auth import (
     Identity,
     WidgetClaims,
@@ -98,15 +98,20 @@ class WidgetCallCreate(BaseModel):
 
 
 @router.post(
-    "/api/v1/widget-tokens", status_code=201, response_model=WidgetTokenOut, responses=ERRORS
+    "/api/v1/widget-tokens",
+    status_code=201,
+    response_model=WidgetTokenOut,
+    responses=ERRORS,
+    openapi_extra=request_body(WidgetTokenCreate),  # read after the key is checked
 )
-async def create_token(body: WidgetTokenCreate, request: Request) -> WidgetTokenOut:
+async def create_token(request: Request) -> WidgetTokenOut:
     """Mint a widget token (API key only). Give it to the CRM page, never the key."""
     runtime = runtime_of(request)
     with audited(request, "widget.tokens", refusals_only=True) as decision:
         decision.identity = identity = identify(request, None)
         if identity.method != "key" or identity.key_id is None:
             raise Forbidden("widget tokens are minted with an API key")
+        body = await json_body(request, WidgetTokenCreate)
         tenant = runtime.settings.tenant(identity.tenant)
         if tenant is None:
             raise UnknownTenant(identity.tenant)
@@ -212,22 +217,6 @@ def _claims(request: Request, token: str | None) -> WidgetClaims:
 
 
 WidgetToken = Annotated[str | None, Header(alias="X-Widget-Token")]
-_CALL_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": WidgetCallCreate.model_json_schema()}},
-    }
-}
-
-
-async def _call_body(request: Request) -> WidgetCallCreate:
-    """Parsed here, not by FastAPI, so that a bad body is refused with CORS headers too."""
-    try:
-        return WidgetCallCreate.model_validate_json(await request.body())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInput(field, str(first["msg"]).removeprefix("Value error, ")) from None
 
 
 @router.post(
@@ -235,7 +224,8 @@ async def _call_body(request: Request) -> WidgetCallCreate:
     status_code=201,
     response_model=CallOut,
     responses=ERRORS,
-    openapi_extra=_CALL_BODY,
+    # Parsed by the endpoint, not by FastAPI: after the token, and refused with CORS headers.
+    openapi_extra=request_body(WidgetCallCreate),
 )
 async def place_call(request: Request, token: WidgetToken = None) -> Response:
     """Call `destination` for the token's agent, within the tenant's policy and limits.
@@ -246,7 +236,7 @@ async def place_call(request: Request, token: WidgetToken = None) -> Response:
         with audited(request, "widget.calls") as decision:
             claims = _claims(request, token)
             decision.identity = Identity(claims.tenant, "widget token", claims.key_id)
-            body = await _call_body(request)
+            body = await json_body(request, WidgetCallCreate)
             extension = claims.agent_kind == "extension"
             order = CallRequest(
                 tenant=claims.tenant,
