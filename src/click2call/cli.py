@@ -1,4 +1,4 @@
-"""Command line: `click2call serve | check-config | keys | webhooks | demo`."""
+"""Command line: `click2call serve | check-config | keys | webhooks | db | demo`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
@@ -37,6 +39,21 @@ def _database(settings: Settings) -> str:
     return f"database: {describe(settings.server.database)}"
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that is out of date or out of reach stops a command with a sentence."""
+    from click2call.errors import DatabaseUnavailable
+    from click2call.store.schema_version import SchemaOutOfDate
+
+    try:
+        yield
+    except SchemaOutOfDate as exc:
+        raise SystemExit(f"click2call: {exc}") from None
+    except DatabaseUnavailable as exc:
+        # The driver's own sentence (host, port, cause); never the URL, which may hold a password.
+        raise SystemExit(f"click2call: cannot use the database: {exc.reason}") from None
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -47,7 +64,9 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     logs.configure(settings.server.log_level, settings.server.log_format)
     log.info(_database(settings))
-    app = create_app(Runtime(settings))
+    with _database_errors():
+        runtime = Runtime(settings)
+    app = create_app(runtime)
     uvicorn.run(
         app,
         host=settings.server.host,
@@ -96,7 +115,8 @@ def keys(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     # On stderr: stdout carries only what a script may want to keep (the new key).
     print(_database(settings), file=sys.stderr)
-    store = KeyStore(open_database(settings.server.database))
+    with _database_errors():
+        store = KeyStore(open_database(settings.server.database))
     now = datetime.now(UTC)
     if args.action == "create":
         if settings.tenant(args.tenant) is None:
@@ -130,7 +150,8 @@ def webhooks(args: argparse.Namespace) -> int:
         return 0
     settings = _settings(args.config)
     print(_database(settings), file=sys.stderr)
-    outbox = Outbox(open_database(settings.server.database))
+    with _database_errors():
+        outbox = Outbox(open_database(settings.server.database))
     if args.action == "list-failed":
         for d in outbox.failed(args.limit):
             print(
@@ -143,6 +164,30 @@ def webhooks(args: argparse.Namespace) -> int:
     queued = outbox.retry_failed(datetime.now(UTC), None if args.all else args.ids)
     print(f"{queued} failed deliveries queued again; a running server sends them within seconds")
     return 0
+
+
+def db(args: argparse.Namespace) -> int:
+    """Migrations, run once per deploy: a shared database is never migrated by `serve`."""
+    from click2call.store import schema_version
+    from click2call.store.database import connect
+
+    settings = _settings(args.config)
+    print(_database(settings), file=sys.stderr)
+    engine = connect(settings.server.database)
+    try:
+        with _database_errors():
+            if args.action == "upgrade":
+                before, after = schema_version.upgrade(engine)
+                if before == after:
+                    print(f"database schema already at revision {after}")
+                else:
+                    print(f"database schema upgraded from {before or 'empty'} to {after}")
+                return 0
+            found, wanted = schema_version.current(engine), schema_version.head()
+            print(f"database schema at revision {found or 'none'}; this version needs {wanted}")
+            return 0 if found == wanted else 1
+    finally:
+        engine.dispose()
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -199,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("new-secret", help="print a new webhook secret (whsec_…)")
     command.set_defaults(func=webhooks)
     cli_calls.add_commands(commands, config, _settings)
+    command = commands.add_parser(
+        "db", help="database schema: upgrade once per deploy, status", parents=[config]
+    )
+    command.add_argument("action", choices=("upgrade", "status"))
+    command.set_defaults(func=db)
     command = commands.add_parser(
         "demo", help="place one call between two SIPp phones on loopback (its own settings)"
     )

@@ -7,6 +7,7 @@ import select
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
 from tests.ami_replay import ReplayPeer
+from tests.conftest import DATABASES, empty_database
 
 TEST_SCENARIOS = Path(__file__).parents[1] / "sipp"
 
@@ -48,6 +50,7 @@ class Server:
     mobile_trunk_port: int
     workdir: Path
     sipp_args: tuple[str, ...] = ()  # every SIPp peer's transport options
+    database: str = ""
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10)
@@ -82,7 +85,7 @@ CONFIG = """
 [server]
 host = "127.0.0.1"
 port = {http}
-database = "sqlite:///{db}"
+database = "{database}"
 log_level = "info"
 {server_extra}
 
@@ -185,19 +188,30 @@ key_requests_per_minute = 3
 """
 
 
+def upgrade_shared_database(config: Path, database: str) -> None:
+    """What a deploy does once before starting servers on a shared database."""
+    if not database.startswith("sqlite"):
+        command = [sys.executable, "-m", "click2call", "db", "upgrade", "--config", str(config)]
+        subprocess.run(command, check=True, capture_output=True)
+
+
 def launch(
-    workdir: Path, server_extra: str = "", transport: str = "udp"
+    workdir: Path,
+    database: str | None = None,
+    server_extra: str = "",
+    transport: str = "udp",
 ) -> tuple[ServerProcess, Server]:
-    """A server with its own ports and database under `workdir`; `server_extra`: more
-    [server] keys; SIP peers reached over `transport` (udp or tcp)."""
+    """A server with its own ports, and its database under `workdir` unless one is given;
+    `server_extra`: more [server] keys; SIP peers reached over `transport` (udp or tcp)."""
     http, sip = free_port(socket.SOCK_STREAM), free_port()
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     pbx, trunk, mobile_trunk = free_port(kind), free_port(kind), free_port(kind)
+    database = database or f"sqlite:///{workdir / 'calls.db'}"
     config = workdir / "click2call.toml"
     text = CONFIG.format(
         http=http,
         sip=sip,
-        db=workdir / "calls.db",
+        database=database,
         pbx=pbx,
         trunk=trunk,
         mobile_trunk=mobile_trunk,
@@ -206,10 +220,11 @@ def launch(
     if transport == "tcp":
         text = re.sub(r'"127\.0\.0\.1:([0-9]+)"', r'"sip:127.0.0.1:\1;transport=tcp"', text)
     config.write_text(text)
+    upgrade_shared_database(config, database)
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
     sipp_args = ("-t", "t1") if transport == "tcp" else ()
-    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args)
+    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args, database)
 
 
 SIP_CONFIG = """
@@ -353,9 +368,13 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskServe
     peer.stop()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    process, server = launch(tmp_path_factory.mktemp("server"))
+@pytest.fixture(scope="session", params=DATABASES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The shared server, once on SQLite and once on PostgreSQL."""
+    workdir = tmp_path_factory.mktemp(f"server-{request.param}")
+    process, server = launch(workdir, empty_database(request.param, request, workdir))
     yield server
     process.stop()
 

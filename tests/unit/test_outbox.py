@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from click2call.calls import CallEvent, CallState, Result
-from click2call.store import Attempt, NewCall, Outbox, Store, Subscription, open_database
+from click2call.store import Attempt, NewCall, Outbox, Store, Subscription
 from click2call.store.outbox import DELIVERED, FAILED, PENDING
 from click2call.store.schema import webhook_outbox
 
@@ -16,8 +15,7 @@ NEW = NewCall("default", "extension", "sip", "200", "0502760206", "036411111", "
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[Store, Outbox]:
-    database = open_database(f"sqlite:///{tmp_path / 'calls.db'}")
+def stores(database: Engine) -> tuple[Store, Outbox]:
     return Store(database), Outbox(database)
 
 

@@ -107,7 +107,11 @@ _SET_UNIQUEID = (
     update(calls).where(calls.c.id == bindparam("call_id")).values(uniqueid=bindparam("uniqueid"))
 )
 _INSERT_EVENT = insert(call_events)
-_BY_UNIQUEID = select(calls).where(calls.c.uniqueid == bindparam("uniqueid"))
+# Locked until the change commits, so two writers of one call (two nodes on PostgreSQL)
+# take turns and never read the same last_sequence; SQLite locks the whole file anyway.
+_BY_UNIQUEID_FOR_UPDATE = (
+    select(calls).where(calls.c.uniqueid == bindparam("uniqueid")).with_for_update()
+)
 
 
 def uniqueid_for(call_id: int, created_at: datetime) -> str:
@@ -167,7 +171,7 @@ class Store:
         the state table forbids.
         """
         with self._engine.begin() as conn:
-            row = conn.execute(_BY_UNIQUEID, {"uniqueid": event.uniqueid}).one_or_none()
+            row = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid}).one_or_none()
             if row is None:
                 raise LookupError(event.uniqueid)
             call = _call(row)
