@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -15,7 +16,15 @@ from click2call.metrics import Metrics
 from click2call.policy import Limits
 from click2call.service import CallService
 from click2call.settings import Settings
-from click2call.store import KeyStore, Outbox, SessionStore, Store, Subscription, open_database
+from click2call.store import (
+    KeyStore,
+    Outbox,
+    SessionStore,
+    Store,
+    Subscription,
+    open_database,
+    outage,
+)
 from click2call.tracking import Tracking
 from click2call.webhooks.delivery import Deliverer
 
@@ -30,6 +39,7 @@ class Runtime:
     def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
         self.settings = settings
         database = open_database(settings.server.database)
+        self.database = database
         self.clock = clock
         self.store = Store(database)
         self.keys = KeyStore(database)
@@ -51,6 +61,10 @@ class Runtime:
         self.deliverer = Deliverer(settings, self.outbox, clock, observe=self.metrics.delivery)
         self.tracking.subscribe(lambda _change: self.deliverer.wake())
 
+    def database_problem(self) -> str | None:
+        """None when the database answers; else why not (for the health check)."""
+        return outage.check(self.database)
+
     async def start(self) -> None:
         self._warn_about_access()
         self.outbox.sync_config(
@@ -63,6 +77,7 @@ class Runtime:
             self.clock(),
         )
         recovered = self.tracking.recover()
+        self.tracking.start()
         self.deliverer.start()
         if recovered:
             log.warning("marked %d call(s) left in flight by the previous run as ended", recovered)
@@ -90,6 +105,8 @@ class Runtime:
     async def close(self) -> None:
         for engine in self.engines.values():
             await engine.close()
+        await asyncio.sleep(0)  # events the engines handed over as they closed reach tracking
+        await self.tracking.close()
         await self.deliverer.close()
         self.sip_endpoint.stop()
         self.store.close()

@@ -17,6 +17,7 @@ from click2call import logs
 from click2call.calls import CallEvent, CallState, Result
 from click2call.engines.base import Clock
 from click2call.errors import IllegalTransition
+from click2call.event_writer import EventWriter
 from click2call.policy import Limits
 from click2call.store import Change, NewCall, Store, Subscription
 
@@ -31,6 +32,7 @@ class Tracking:
         self._limits = limits
         self._clock = clock
         self._listeners: list[Listener] = []
+        self._writer = EventWriter(self._store_event, self._stored)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after each stored change, on the event loop; returns an unsubscribe."""
@@ -44,27 +46,49 @@ class Tracking:
         return change
 
     def on_event(self, event: CallEvent) -> None:
-        """The engines' event sink: store the step, then announce it."""
-        with logs.about_call(None, event.uniqueid):
+        """The engines' event sink: store the step, then announce it. Once `start`ed, off the
+        event loop, in arrival order per call, and kept through a database outage."""
+        if self._writer.running:
+            self._writer.put(event)
+        else:
             self.record(event)
 
     def record(self, event: CallEvent) -> Change | None:
-        """Store the event; the change, or None when it changed nothing or was refused."""
-        try:
-            change = self._store.record(event)
-        except (IllegalTransition, LookupError) as exc:
-            log.error("engine event %s for call %s refused: %s", event.state, event.uniqueid, exc)
-            return None
-        if change is None:
-            return None
-        call = change.call
-        if call.state is CallState.ENDED:
-            self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
-        self._announce(change)
+        """Store the event now; the change, or None when it changed nothing or was refused."""
+        change = self._store_event(event)
+        self._stored(change)
         return change
 
-    def end(self, uniqueid: str, result: Result, cause: str) -> Change | None:
-        return self.record(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
+    def end(self, uniqueid: str, result: Result, cause: str) -> None:
+        # Behind the call's earlier events, like any engine event.
+        self.on_event(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
+
+    def start(self) -> None:
+        """Store engine events off the event loop from now on."""
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Store the events still waiting (a few seconds at most), then stop."""
+        await self._writer.close()
+
+    def _store_event(self, event: CallEvent) -> Change | None:
+        with logs.about_call(None, event.uniqueid):
+            try:
+                return self._store.record(event)
+            except (IllegalTransition, LookupError) as exc:
+                log.error(
+                    "engine event %s for call %s refused: %s", event.state, event.uniqueid, exc
+                )
+                return None
+
+    def _stored(self, change: Change | None) -> None:
+        if change is None:
+            return
+        call = change.call
+        with logs.about_call(call.id, call.uniqueid):
+            if call.state is CallState.ENDED:
+                self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
+            self._announce(change)
 
     def recover(self) -> int:
         """End calls a previous run left in flight: their dialogs died with that process."""

@@ -368,15 +368,39 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskServe
     peer.stop()
 
 
-@pytest.fixture(scope="session", params=DATABASES)
-def server(
+class SharedServers:
+    """The servers most tests share, one per database, each launched when first needed."""
+
+    def __init__(self, request: pytest.FixtureRequest, folders: pytest.TempPathFactory) -> None:
+        self._request = request
+        self._folders = folders
+        self._running: dict[str, tuple[ServerProcess, Server]] = {}
+
+    def on(self, database: str) -> Server:
+        if database not in self._running:
+            workdir = self._folders.mktemp(f"server-{database}")
+            url = empty_database(database, self._request, workdir)
+            self._running[database] = launch(workdir, url)
+        return self._running[database][1]
+
+    def stop(self) -> None:
+        for process, _ in self._running.values():
+            process.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+) -> Iterator[SharedServers]:
+    servers = SharedServers(request, tmp_path_factory)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def server(request: pytest.FixtureRequest, shared_servers: SharedServers) -> Server:
     """The shared server, once on SQLite and once on PostgreSQL."""
-    workdir = tmp_path_factory.mktemp(f"server-{request.param}")
-    process, server = launch(workdir, empty_database(request.param, request, workdir))
-    yield server
-    process.stop()
+    return shared_servers.on(request.param)
 
 
 @pytest.fixture

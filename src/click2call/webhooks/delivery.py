@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from click2call.engines.base import Clock
+from click2call.errors import DatabaseUnavailable
 from click2call.settings import Settings
 from click2call.store import Attempt, Delivery, Outbox
 from click2call.store.outbox import DELIVERED, FAILED, PENDING, Settled
@@ -88,6 +89,9 @@ class Deliverer:
             try:
                 self._write_settled()
                 self._dispatch()
+            except DatabaseUnavailable as exc:
+                # Health reports the outage; one line per poll is enough here.
+                log.warning("webhook outbox unreadable, database unavailable: %s", exc.reason)
             except Exception:
                 # A database hiccup must not end delivery for the life of the process.
                 log.exception("webhook outbox could not be read or written; trying again")
