@@ -54,6 +54,18 @@ def _database_errors() -> Iterator[None]:
         raise SystemExit(f"click2call: cannot use the database: {exc.reason}") from None
 
 
+def _with_node_id(settings: Settings, node_id: str) -> Settings:
+    from click2call.settings import ServerSettings
+
+    try:
+        server = ServerSettings.model_validate({**settings.server.model_dump(), "node_id": node_id})
+    except ValidationError:
+        raise SystemExit(
+            "click2call: bad --node-id: 1 to 128 printable ASCII characters, no spaces"
+        ) from None
+    return settings.model_copy(update={"server": server})
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -62,6 +74,8 @@ def serve(args: argparse.Namespace) -> int:
     from click2call.runtime import Runtime
 
     settings = _settings(args.config)
+    if args.node_id is not None:
+        settings = _with_node_id(settings, args.node_id)
     logs.configure(settings.server.log_level, settings.server.log_format)
     log.info(_database(settings))
     with _database_errors():
@@ -215,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     ):
         command = commands.add_parser(name, help=text, parents=[config])
         command.set_defaults(func=func)
+        if name == "serve":
+            command.add_argument(
+                "--node-id",
+                help="this node's name among those sharing the database "
+                "(default: [server] node_id, else host name:HTTP port)",
+            )
     command = commands.add_parser("keys", help="create, list or revoke API keys", parents=[config])
     actions = command.add_subparsers(dest="action", required=True)
     create = actions.add_parser(

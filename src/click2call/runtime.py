@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from datetime import UTC, datetime
 
@@ -41,7 +42,8 @@ class Runtime:
         database = open_database(settings.server.database)
         self.database = database
         self.clock = clock
-        self.store = Store(database)
+        self.node = settings.server.node_id or f"{socket.gethostname()}:{settings.server.port}"
+        self.store = Store(database, self.node)
         self.keys = KeyStore(database)
         self.outbox = Outbox(database)
         self.sessions = SessionStore(database)

@@ -46,3 +46,9 @@ def test_an_unreachable_database_is_a_sentence_without_the_password(tmp_path: Pa
     assert message.startswith("click2call: cannot use the database: ")
     assert str(port) in message
     assert "hunter2" not in message
+
+
+def test_a_bad_node_id_is_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'calls.db'}")
+    with pytest.raises(SystemExit, match="bad --node-id"):
+        main(["serve", "--config", config, "--node-id", "has space"])

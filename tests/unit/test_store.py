@@ -111,3 +111,15 @@ def test_the_data_survives_a_restart(database_url: str) -> None:
     assert reopened.get(call.id) == call
     assert reopened.active_uniqueids() == [call.uniqueid]
     reopened.close()
+
+
+def test_each_node_follows_its_own_calls_and_the_unnamed_ones(database: Engine) -> None:
+    a, b, unnamed = Store(database, "a:8080"), Store(database, "b:8080"), Store(database)
+    mine = a.create_call(NEW, T0).call
+    theirs = b.create_call(NEW, T0).call
+    old = unnamed.create_call(NEW, T0).call  # stored before nodes had names
+    assert (mine.node, theirs.node, old.node) == ("a:8080", "b:8080", None)
+    assert a.get(mine.id) == mine
+    assert sorted(a.active_uniqueids()) == sorted([mine.uniqueid, old.uniqueid])
+    assert sorted(b.active_uniqueids()) == sorted([theirs.uniqueid, old.uniqueid])
+    assert len(unnamed.active_uniqueids()) == 3

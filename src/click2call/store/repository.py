@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
 from click2call.store import outbox
@@ -57,6 +57,7 @@ class StoredCall:
     connected_at: datetime | None
     ended_at: datetime | None
     last_sequence: int = 0
+    node: str | None = None  # the node that placed it (None: stored before nodes had names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +121,10 @@ def uniqueid_for(call_id: int, created_at: datetime) -> str:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, node: str | None = None) -> None:
+        """`node` names this process among those sharing the database; its calls carry it."""
         self._engine = engine
+        self._node = node
 
     @property
     def engine(self) -> Engine:
@@ -142,6 +145,7 @@ class Store:
                 "state": CallState.QUEUED.value,
                 "created_at": now,
                 "last_sequence": 1,
+                "node": self._node,
             }
             call_id = int(conn.execute(_INSERT_CALL, values).inserted_primary_key[0])  # type: ignore[index]
             uniqueid = uniqueid_for(call_id, now)
@@ -158,6 +162,7 @@ class Store:
                 connected_at=None,
                 ended_at=None,
                 last_sequence=1,
+                node=self._node,
             )
             if callback is not None:
                 outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
@@ -242,6 +247,10 @@ class Store:
         return [_event(r, call) for r in rows]
 
     def active_uniqueids(self) -> list[str]:
+        """Calls not yet ended that this node follows: its own, and those stored before
+        nodes had names; every node's when the store has no node name."""
         query = select(calls.c.uniqueid).where(calls.c.state != CallState.ENDED.value)
+        if self._node is not None:
+            query = query.where(or_(calls.c.node == self._node, calls.c.node.is_(None)))
         with self._engine.connect() as conn:
             return [r.uniqueid for r in conn.execute(query)]

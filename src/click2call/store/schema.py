@@ -64,6 +64,7 @@ calls = Table(
     Column("connected_at", UtcDateTime, nullable=True),
     Column("ended_at", UtcDateTime, nullable=True),
     Column("last_sequence", Integer, nullable=False, server_default="0"),
+    Column("node", String(128), nullable=True),  # the node that placed it and follows it
     Index("ix_calls_foreignid", "foreignid"),
     Index("ix_calls_tenant_created", "tenant", "created_at"),
     Index("ix_calls_state", "state"),
@@ -71,6 +72,7 @@ calls = Table(
     Index("ix_calls_tenant_agent", "tenant", "agent_number"),
     Index("ix_calls_tenant_destination", "tenant", "destination"),
     Index("ix_calls_tenant_foreignid", "tenant", "foreignid"),
+    Index("ix_calls_node_state", "node", "state"),
 )
 
 call_events = Table(
@@ -119,6 +121,9 @@ webhook_outbox = Table(
     Column("last_status", Integer, nullable=True),
     Column("last_error", String(256), nullable=True),
     Column("done_at", UtcDateTime, nullable=True),
+    # A node sending it now; the others leave it alone until the lease runs out.
+    Column("leased_by", String(128), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
     Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
     Index("ix_webhook_outbox_order", "endpoint_id", "call_id", "state"),
     Index("ix_webhook_outbox_call", "call_id"),
