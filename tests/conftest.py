@@ -14,12 +14,21 @@ from tests.postgres_cluster import PostgresCluster
 DATABASES = ("sqlite", "postgresql")
 
 
+_CLUSTER: list[PostgresCluster] = []  # started by the first test that needs it
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """One throwaway cluster for the whole run, started when a test first needs it."""
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
+def postgres() -> PostgresCluster:
+    """One throwaway cluster for the whole run, started when a test first needs it and
+    stopped when the session ends, after every fixture that may still use it."""
+    if not _CLUSTER:
+        _CLUSTER.append(PostgresCluster().start())
+    return _CLUSTER[0]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    while _CLUSTER:
+        _CLUSTER.pop().stop()
 
 
 def empty_database(kind: str, request: pytest.FixtureRequest, folder: Path) -> str:

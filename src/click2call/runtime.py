@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from click2call import logs
 from click2call.auth import needs_setup
@@ -45,7 +45,10 @@ class Runtime:
         self.node = settings.server.node_id or f"{socket.gethostname()}:{settings.server.port}"
         self.store = Store(database, self.node)
         self.keys = KeyStore(database)
-        self.outbox = Outbox(database)
+        hooks = settings.webhooks
+        # Longer than any one attempt can last: a live node's lease never runs out under it.
+        lease = timedelta(seconds=2 * (hooks.connect_timeout + hooks.read_timeout) + 10)
+        self.outbox = Outbox(database, self.node, lease)
         self.sessions = SessionStore(database)
         self.sip_endpoint = SipEndpoint(settings.sip)
         self.engines: dict[str, Engine] = {
