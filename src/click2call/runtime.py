@@ -13,6 +13,7 @@ from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Clock, Engine
 from click2call.engines.sip import SipEndpoint, SipEngine
+from click2call.hangup_relay import HangupRelay
 from click2call.metrics import Metrics
 from click2call.policy import Limits
 from click2call.service import CallService
@@ -26,6 +27,7 @@ from click2call.store import (
     open_database,
     outage,
 )
+from click2call.store.hangup_requests import HangupRequests
 from click2call.tracking import Tracking
 from click2call.webhooks.delivery import Deliverer
 
@@ -59,7 +61,12 @@ class Runtime:
         }
         self.limits = Limits(time.monotonic)
         self.tracking = Tracking(self.store, self.limits, clock)
-        self.service = CallService(settings, self.store, self.engines, self.tracking, self.limits)
+        self.hangups = HangupRelay(
+            HangupRequests(database, self.node), self.node, self.engines, clock
+        )
+        self.service = CallService(
+            settings, self.store, self.engines, self.tracking, self.limits, self.hangups
+        )
         self.metrics = Metrics(self.service.health, self.outbox.backlog)
         self.tracking.subscribe(self.metrics.on_change)
         self.tracking.subscribe(logs.log_change)
@@ -83,6 +90,7 @@ class Runtime:
         )
         recovered = self.tracking.recover()
         self.tracking.start()
+        self.hangups.start()
         self.deliverer.start()
         if recovered:
             log.warning("marked %d call(s) left in flight by the previous run as ended", recovered)
@@ -108,6 +116,7 @@ class Runtime:
                 )
 
     async def close(self) -> None:
+        await self.hangups.close()
         for engine in self.engines.values():
             await engine.close()
         await asyncio.sleep(0)  # events the engines handed over as they closed reach tracking

@@ -22,6 +22,7 @@ from click2call.calls import (
 )
 from click2call.engines.base import Engine, EngineHealth
 from click2call.errors import CallNotFound, Click2CallError, Rejected, UnknownTenant
+from click2call.hangup_relay import HangupRelay
 from click2call.numbers import PhoneNumber, parse_caller_id, parse_extension, parse_phone
 from click2call.policy import Limits, check_call, check_callback
 from click2call.settings import Settings, TenantSettings
@@ -62,12 +63,15 @@ class CallService:
         engines: Mapping[str, Engine],
         tracking: Tracking,
         limits: Limits,
+        hangups: HangupRelay | None = None,
     ) -> None:
+        """`hangups`: how a hang-up reaches the node that owns the call (several nodes)."""
         self._settings = settings
         self._store = store
         self._engines = engines
         self._tracking = tracking
         self._limits = limits
+        self._hangups = hangups
 
     async def place(self, request: CallRequest) -> StoredCall:
         """Check the call against the tenant's rules and limits, store it, hand it on.
@@ -102,7 +106,11 @@ class CallService:
 
     async def hangup(self, key: str, tenant: str | None = None) -> StoredCall:
         call = self.get(key, tenant)
-        if call.state is not CallState.ENDED:
+        if call.state is CallState.ENDED:
+            return call
+        if self._hangups is not None and self._hangups.owned_elsewhere(call):
+            self._hangups.forward(call)
+        else:
             await self._engines[call.tenant].hangup(call.uniqueid)
         return call
 

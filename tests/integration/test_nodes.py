@@ -37,3 +37,29 @@ def test_a_starting_node_recovers_only_its_own_calls(
         a_process.stop()
         b_process.stop()
         postgres.drop_database(url)
+
+
+def test_a_hang_up_through_another_node_reaches_the_owner(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = postgres.new_database()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a_process, a = launch(tmp_path / "a", url)
+    b_process, b = launch(tmp_path / "b", url)
+    try:
+        peers = [
+            a.peer("agent_answer.xml", a.pbx_port),
+            a.peer("destination_answer.xml", a.trunk_port),
+        ]
+        reply = httpx.get(f"{a.base_url}/web/dial.php?extension=200&destination=0502760206")
+        call_id = int(reply.text.split("unique: ")[1])
+        b.hangup_when_connected(call_id)  # placed by A, hung up through B
+        assert [peer.wait(10) for peer in peers] == [0, 0]  # both legs got their BYE
+        call = b.wait_for(call_id)
+        assert (call["state"], call["result"]) == ("ended", "completed"), call
+        assert "asked by node" in (tmp_path / "a" / "server.log").read_text()
+    finally:
+        a_process.stop()
+        b_process.stop()
+        postgres.drop_database(url)

@@ -144,6 +144,19 @@ webhook_attempts = Table(
     Index("ix_webhook_attempts_outbox", "outbox_id"),
 )
 
+# A hang-up that reached a node other than the call's owner, waiting for the owner to act.
+hangup_requests = Table(
+    "hangup_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", Integer, ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    Column("node", String(128), nullable=False),  # the owner, who is to hang up
+    Column("asked_by", String(128), nullable=True),  # the node the request reached
+    Column("asked_at", UtcDateTime, nullable=False),
+    Column("taken_at", UtcDateTime, nullable=True),
+    Index("ix_hangup_requests_node_taken", "node", "taken_at"),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,

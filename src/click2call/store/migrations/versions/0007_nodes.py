@@ -1,4 +1,5 @@
-"""several nodes on one database: each call's owner node; leases on outbox deliveries
+"""several nodes on one database: each call's owner node; leases on outbox deliveries;
+hang-ups asked of the owner node
 
 Revision ID: 0007
 Revises: 0006
@@ -24,9 +25,22 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook_outbox") as batch:
         batch.add_column(sa.Column("leased_by", sa.String(128), nullable=True))
         batch.add_column(sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "hangup_requests",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column(
+            "call_id", sa.Integer, sa.ForeignKey("calls.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("node", sa.String(128), nullable=False),
+        sa.Column("asked_by", sa.String(128), nullable=True),
+        sa.Column("asked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index("ix_hangup_requests_node_taken", "hangup_requests", ["node", "taken_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("hangup_requests")
     with op.batch_alter_table("webhook_outbox") as batch:
         batch.drop_column("lease_until")
         batch.drop_column("leased_by")
