@@ -91,8 +91,10 @@ class CallService:
             exc.left_call(call.id, call.uniqueid)
             self._tracking.end(call.uniqueid, Result.REJECTED, exc.message)
             raise
+        # This node's limits first (no database work for a refusal), then the cluster's,
+        # counted in the database as the call is stored.
         self._limits.admit_call(tenant.name, plan.agent.number, tenant.limits)
-        call = self._tracking.create(plan.record, callback).call
+        call = self._tracking.create(plan.record, callback, tenant.limits).call
         logs.set_call(call.id, call.uniqueid)  # the engine's lines about it say so
         self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)

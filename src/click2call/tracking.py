@@ -20,6 +20,7 @@ from click2call.errors import IllegalTransition
 from click2call.event_writer import EventWriter
 from click2call.policy import Limits
 from click2call.store import Change, NewCall, Store, Subscription
+from click2call.store.admission import CallLimits
 
 log = logging.getLogger("click2call.tracking")
 
@@ -39,9 +40,15 @@ class Tracking:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def create(self, record: NewCall, callback: Subscription | None = None) -> Change:
-        """Store a new call, queued; announced like every later change."""
-        change = self._store.create_call(record, self._clock(), callback)
+    def create(
+        self,
+        record: NewCall,
+        callback: Subscription | None = None,
+        limits: CallLimits | None = None,
+    ) -> Change:
+        """Store a new call, queued; announced like every later change. With `limits`, only
+        if the cluster admits it (RateLimited otherwise)."""
+        change = self._store.create_call(record, self._clock(), callback, limits)
         self._announce(change)
         return change
 

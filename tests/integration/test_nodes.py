@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -59,6 +61,33 @@ def test_a_hang_up_through_another_node_reaches_the_owner(
         call = b.wait_for(call_id)
         assert (call["state"], call["result"]) == ("ended", "completed"), call
         assert "asked by node" in (tmp_path / "a" / "server.log").read_text()
+    finally:
+        a_process.stop()
+        b_process.stop()
+        postgres.drop_database(url)
+
+
+def test_a_cap_holds_across_nodes(postgres: PostgresCluster, tmp_path: Path) -> None:
+    """Tenant `capped` allows 2 calls up at once: 10 simultaneous requests, alternately to
+    each node, get exactly 2 calls placed and 8 refusals (each node alone would allow 2)."""
+    url = postgres.new_database()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a_process, a = launch(tmp_path / "a", url)
+    b_process, b = launch(tmp_path / "b", url)
+    start = threading.Barrier(10)
+
+    def dial(n: int) -> int:
+        node = (a, b)[n % 2]
+        params = {"tenant": "capped", "extension": str(200 + n), "destination": "0502760206"}
+        with node.client() as client:
+            start.wait()
+            return client.get("/web/dial.php", params=params).status_code
+
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            statuses = sorted(pool.map(dial, range(10)))
+        assert statuses == [200] * 2 + [429] * 8
     finally:
         a_process.stop()
         b_process.stop()

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
-from click2call.store import outbox
+from click2call.store import admission, outbox
 from click2call.store.event_body import event_body
 from click2call.store.schema import call_events, calls
 
@@ -134,12 +134,19 @@ class Store:
         self._engine.dispose()
 
     def create_call(
-        self, new: NewCall, now: datetime, callback: outbox.Subscription | None = None
+        self,
+        new: NewCall,
+        now: datetime,
+        callback: outbox.Subscription | None = None,
+        limits: admission.CallLimits | None = None,
     ) -> Change:
         """Insert a queued call with its first event; the row exists before any signalling.
 
-        `callback` subscribes the call's own URL before its first event is queued."""
+        `callback` subscribes the call's own URL before its first event is queued; with
+        `limits`, the call is first admitted cluster-wide (RateLimited, nothing stored)."""
         with self._engine.begin() as conn:
+            if limits is not None:
+                admission.admit(conn, new.tenant, new.agent_number, limits, now)
             values = {
                 **asdict(new),
                 "state": CallState.QUEUED.value,

@@ -157,6 +157,15 @@ hangup_requests = Table(
     Index("ix_hangup_requests_node_taken", "node", "taken_at"),
 )
 
+# calls_per_second of each tenant, shared by every node (store/admission.py).
+call_rate_buckets = Table(
+    "call_rate_buckets",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,

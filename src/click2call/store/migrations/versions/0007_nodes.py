@@ -1,5 +1,5 @@
 """several nodes on one database: each call's owner node; leases on outbox deliveries;
-hang-ups asked of the owner node
+hang-ups asked of the owner node; cluster-wide call rate buckets
 
 Revision ID: 0007
 Revises: 0006
@@ -37,9 +37,16 @@ def upgrade() -> None:
         sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_hangup_requests_node_taken", "hangup_requests", ["node", "taken_at"])
+    op.create_table(
+        "call_rate_buckets",
+        sa.Column("tenant", sa.String(64), primary_key=True),
+        sa.Column("tokens", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("call_rate_buckets")
     op.drop_table("hangup_requests")
     with op.batch_alter_table("webhook_outbox") as batch:
         batch.drop_column("lease_until")
