@@ -69,6 +69,7 @@ def _with_node_id(settings: Settings, node_id: str) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from click2call import workers
     from click2call.api import create_app
     from click2call.api.connections import guarded_protocol
     from click2call.runtime import Runtime
@@ -76,13 +77,22 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     if args.node_id is not None:
         settings = _with_node_id(settings, args.node_id)
+    if args.workers > 1:
+        if settings.server.database.startswith("sqlite"):
+            raise SystemExit(
+                "click2call: several workers share one database: use PostgreSQL "
+                '([server] database = "postgresql://…"); a SQLite file is for one process'
+            )
+        node_id = workers.default_node_id(settings)
+        return workers.supervise(args.config, node_id, args.workers)
+    if args.worker_index is not None:
+        settings = workers.for_worker(settings, args.worker_index)
     logs.configure(settings.server.log_level, settings.server.log_format)
     log.info(_database(settings))
     with _database_errors():
         runtime = Runtime(settings)
-    app = create_app(runtime)
-    uvicorn.run(
-        app,
+    config = uvicorn.Config(
+        create_app(runtime),
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.server.log_level,
@@ -90,6 +100,10 @@ def serve(args: argparse.Namespace) -> int:
         http=guarded_protocol(settings.server),  # slow and greedy clients
         log_config=None,  # uvicorn's lines go through our handler (text or JSON)
     )
+    sockets = None
+    if args.worker_index is not None:  # the HTTP port is shared by the node's workers
+        sockets = [workers.shared_socket(settings.server.host, settings.server.port)]
+    uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 
@@ -235,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
                 help="this node's name among those sharing the database "
                 "(default: [server] node_id, else host name:HTTP port)",
             )
+            command.add_argument(
+                "--workers",
+                type=int,
+                default=1,
+                help="server processes sharing the HTTP port, each with its own engines "
+                "and SIP port ([sip] port + its index); PostgreSQL only",
+            )
+            command.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     command = commands.add_parser("keys", help="create, list or revoke API keys", parents=[config])
     actions = command.add_subparsers(dest="action", required=True)
     create = actions.add_parser(

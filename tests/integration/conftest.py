@@ -200,9 +200,11 @@ def launch(
     database: str | None = None,
     server_extra: str = "",
     transport: str = "udp",
+    serve_args: tuple[str, ...] = (),
 ) -> tuple[ServerProcess, Server]:
     """A server with its own ports, and its database under `workdir` unless one is given;
-    `server_extra`: more [server] keys; SIP peers reached over `transport` (udp or tcp)."""
+    `server_extra`: more [server] keys; SIP peers reached over `transport` (udp or tcp);
+    `serve_args`: more `serve` options."""
     http, sip = free_port(socket.SOCK_STREAM), free_port()
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     pbx, trunk, mobile_trunk = free_port(kind), free_port(kind), free_port(kind)
@@ -222,7 +224,8 @@ def launch(
     config.write_text(text)
     upgrade_shared_database(config, database)
     base_url = f"http://127.0.0.1:{http}"
-    process = ServerProcess(config, base_url, workdir / "server.log").start()
+    log = workdir / "server.log"
+    process = ServerProcess(config, base_url, log, serve_args=serve_args).start()
     sipp_args = ("-t", "t1") if transport == "tcp" else ()
     return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args, database)
 
