@@ -52,3 +52,9 @@ def test_a_bad_node_id_is_refused(tmp_path: Path) -> None:
     config = _config(tmp_path, f"sqlite:///{tmp_path / 'calls.db'}")
     with pytest.raises(SystemExit, match="bad --node-id"):
         main(["serve", "--config", config, "--node-id", "has space"])
+
+
+def test_the_two_node_example_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parents[2] / "examples" / "two-nodes" / "gw1.toml"
+    assert main(["check-config", "--config", str(example)]) == 0
+    assert "change-me" not in capsys.readouterr().out
