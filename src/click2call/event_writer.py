@@ -41,7 +41,7 @@ class EventWriter(Generic[Stored]):
         self._lanes = lanes
         self._retry_max = retry_max
         self._drain_seconds = drain_seconds
-        self._queues: list[asyncio.Queue[CallEvent]] = []
+        self._queues: list[asyncio.Queue[tuple[CallEvent, asyncio.Future[None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._outage: str | None = None
@@ -56,11 +56,14 @@ class EventWriter(Generic[Stored]):
         self._queues = [asyncio.Queue() for _ in range(self._lanes)]
         self._tasks = [asyncio.create_task(self._lane(q)) for q in self._queues]
 
-    def put(self, event: CallEvent) -> None:
-        """Queue `event` behind its call's earlier events; call on the event loop."""
+    def put(self, event: CallEvent) -> asyncio.Future[None]:
+        """Queue `event` behind its call's earlier events; call on the event loop. The
+        future is done once the event is stored (or refused)."""
         lane = zlib.crc32(event.uniqueid.encode()) % len(self._queues)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting += 1
-        self._queues[lane].put_nowait(event)
+        self._queues[lane].put_nowait((event, done))
+        return done
 
     async def close(self) -> None:
         """Store what is queued (for at most `drain_seconds`), then stop."""
@@ -78,10 +81,10 @@ class EventWriter(Generic[Stored]):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    async def _lane(self, queue: asyncio.Queue[CallEvent]) -> None:
+    async def _lane(self, queue: asyncio.Queue[tuple[CallEvent, asyncio.Future[None]]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            event = await queue.get()
+            event, done = await queue.get()
             delay = 0.05
             while True:
                 try:
@@ -98,6 +101,8 @@ class EventWriter(Generic[Stored]):
                     log.exception("storing event %s of call %s failed", event.state, event.uniqueid)
                 break
             self.waiting -= 1
+            if not done.done():
+                done.set_result(None)
             queue.task_done()
 
     def _down(self, reason: str) -> None:

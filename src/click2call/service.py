@@ -89,7 +89,7 @@ class CallService:
             # A refused call is kept, with the rule that refused it.
             call = self._tracking.create(plan.record, callback).call
             exc.left_call(call.id, call.uniqueid)
-            self._tracking.end(call.uniqueid, Result.REJECTED, exc.message)
+            await self._tracking.end_now(call.uniqueid, Result.REJECTED, exc.message)
             raise
         # This node's limits first (no database work for a refusal), then the cluster's,
         # counted in the database as the call is stored.
@@ -102,7 +102,7 @@ class CallService:
             await self._engines[tenant.name].originate(order, self._tracking.on_event)
         except Click2CallError as exc:
             exc.left_call(call.id, call.uniqueid)
-            self._tracking.end(call.uniqueid, Result.ERROR, exc.message)
+            await self._tracking.end_now(call.uniqueid, Result.ERROR, exc.message)
             raise
         return call
 

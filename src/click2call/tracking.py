@@ -10,6 +10,8 @@ misses a wake-up (or a process that dies) loses nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -69,6 +71,18 @@ class Tracking:
     def end(self, uniqueid: str, result: Result, cause: str) -> None:
         # Behind the call's earlier events, like any engine event.
         self.on_event(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
+
+    async def end_now(self, uniqueid: str, result: Result, cause: str) -> None:
+        """End the call behind its earlier events, returning once that is stored: a reply
+        that says the call failed finds it ended."""
+        event = CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
+        if self._writer.running:
+            stored = self._writer.put(event)
+            # Through a database outage it stays queued; the reply need not wait for it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(stored), 5)
+        else:
+            self.record(event)
 
     def start(self) -> None:
         """Store engine events off the event loop from now on."""
