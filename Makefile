@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the tests and the demo use as real peers.
+# Debian packages the tests and the demo use as real peers (the tests start their own
+# throwaway PostgreSQL cluster with initdb/pg_ctl: tests/postgres_cluster.py).
 system-deps:
 	@command -v sipp >/dev/null 2>&1 || { \
 	  echo "installing sip-tester (SIPp) with apt-get"; \
@@ -25,6 +26,9 @@ system-deps:
 	  echo "installing baresip (an auto-answering agent phone for the SIP tests) with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    baresip-core >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  echo "installing postgresql with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 # The browser the end-to-end tests drive (Playwright uses it; never `playwright install`).
 browser-deps:
@@ -46,7 +50,7 @@ lint: $(STAMP)
 test: $(STAMP) system-deps browser-deps lint
 	$(BIN)/pytest -q
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(BIN)/pytest -q tests/unit
 
 integration: $(STAMP) system-deps

@@ -1,4 +1,4 @@
-"""Command line: `click2call serve | check-config | keys | webhooks | demo`."""
+"""Command line: `click2call serve | check-config | keys | webhooks | db | demo`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
@@ -37,19 +39,60 @@ def _database(settings: Settings) -> str:
     return f"database: {describe(settings.server.database)}"
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that is out of date or out of reach stops a command with a sentence."""
+    from click2call.errors import DatabaseUnavailable
+    from click2call.store.schema_version import SchemaOutOfDate
+
+    try:
+        yield
+    except SchemaOutOfDate as exc:
+        raise SystemExit(f"click2call: {exc}") from None
+    except DatabaseUnavailable as exc:
+        # The driver's own sentence (host, port, cause); never the URL, which may hold a password.
+        raise SystemExit(f"click2call: cannot use the database: {exc.reason}") from None
+
+
+def _with_node_id(settings: Settings, node_id: str) -> Settings:
+    from click2call.settings import ServerSettings
+
+    try:
+        server = ServerSettings.model_validate({**settings.server.model_dump(), "node_id": node_id})
+    except ValidationError:
+        raise SystemExit(
+            "click2call: bad --node-id: 1 to 128 printable ASCII characters, no spaces"
+        ) from None
+    return settings.model_copy(update={"server": server})
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from click2call import workers
     from click2call.api import create_app
     from click2call.api.connections import guarded_protocol
     from click2call.runtime import Runtime
 
     settings = _settings(args.config)
+    if args.node_id is not None:
+        settings = _with_node_id(settings, args.node_id)
+    if args.workers > 1:
+        if settings.server.database.startswith("sqlite"):
+            raise SystemExit(
+                "click2call: several workers share one database: use PostgreSQL "
+                '([server] database = "postgresql://…"); a SQLite file is for one process'
+            )
+        node_id = workers.default_node_id(settings)
+        return workers.supervise(args.config, node_id, args.workers)
+    if args.worker_index is not None:
+        settings = workers.for_worker(settings, args.worker_index)
     logs.configure(settings.server.log_level, settings.server.log_format)
     log.info(_database(settings))
-    app = create_app(Runtime(settings))
-    uvicorn.run(
-        app,
+    with _database_errors():
+        runtime = Runtime(settings)
+    config = uvicorn.Config(
+        create_app(runtime),
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.server.log_level,
@@ -57,6 +100,10 @@ def serve(args: argparse.Namespace) -> int:
         http=guarded_protocol(settings.server),  # slow and greedy clients
         log_config=None,  # uvicorn's lines go through our handler (text or JSON)
     )
+    sockets = None
+    if args.worker_index is not None:  # the HTTP port is shared by the node's workers
+        sockets = [workers.shared_socket(settings.server.host, settings.server.port)]
+    uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 
@@ -96,7 +143,8 @@ def keys(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     # On stderr: stdout carries only what a script may want to keep (the new key).
     print(_database(settings), file=sys.stderr)
-    store = KeyStore(open_database(settings.server.database))
+    with _database_errors():
+        store = KeyStore(open_database(settings.server.database))
     now = datetime.now(UTC)
     if args.action == "create":
         if settings.tenant(args.tenant) is None:
@@ -130,7 +178,8 @@ def webhooks(args: argparse.Namespace) -> int:
         return 0
     settings = _settings(args.config)
     print(_database(settings), file=sys.stderr)
-    outbox = Outbox(open_database(settings.server.database))
+    with _database_errors():
+        outbox = Outbox(open_database(settings.server.database))
     if args.action == "list-failed":
         for d in outbox.failed(args.limit):
             print(
@@ -143,6 +192,30 @@ def webhooks(args: argparse.Namespace) -> int:
     queued = outbox.retry_failed(datetime.now(UTC), None if args.all else args.ids)
     print(f"{queued} failed deliveries queued again; a running server sends them within seconds")
     return 0
+
+
+def db(args: argparse.Namespace) -> int:
+    """Migrations, run once per deploy: a shared database is never migrated by `serve`."""
+    from click2call.store import schema_version
+    from click2call.store.database import connect
+
+    settings = _settings(args.config)
+    print(_database(settings), file=sys.stderr)
+    engine = connect(settings.server.database)
+    try:
+        with _database_errors():
+            if args.action == "upgrade":
+                before, after = schema_version.upgrade(engine)
+                if before == after:
+                    print(f"database schema already at revision {after}")
+                else:
+                    print(f"database schema upgraded from {before or 'empty'} to {after}")
+                return 0
+            found, wanted = schema_version.current(engine), schema_version.head()
+            print(f"database schema at revision {found or 'none'}; this version needs {wanted}")
+            return 0 if found == wanted else 1
+    finally:
+        engine.dispose()
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -170,6 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     ):
         command = commands.add_parser(name, help=text, parents=[config])
         command.set_defaults(func=func)
+        if name == "serve":
+            command.add_argument(
+                "--node-id",
+                help="this node's name among those sharing the database "
+                "(default: [server] node_id, else host name:HTTP port)",
+            )
+            command.add_argument(
+                "--workers",
+                type=int,
+                default=1,
+                help="server processes sharing the HTTP port, each with its own engines "
+                "and SIP port ([sip] port + its index); PostgreSQL only",
+            )
+            command.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     command = commands.add_parser("keys", help="create, list or revoke API keys", parents=[config])
     actions = command.add_subparsers(dest="action", required=True)
     create = actions.add_parser(
@@ -199,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("new-secret", help="print a new webhook secret (whsec_…)")
     command.set_defaults(func=webhooks)
     cli_calls.add_commands(commands, config, _settings)
+    command = commands.add_parser(
+        "db", help="database schema: upgrade once per deploy, status", parents=[config]
+    )
+    command.add_argument("action", choices=("upgrade", "status"))
+    command.set_defaults(func=db)
     command = commands.add_parser(
         "demo", help="place one call between two SIPp phones on loopback (its own settings)"
     )

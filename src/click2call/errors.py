@@ -10,7 +10,8 @@
     ├── BodyTooLarge(max_bytes)         413  the request body is over max_body_bytes
     ├── RateLimited(limit, retry_after) 429  names the setting; retry_after None: a slot
     │                                         frees only when a call ends
-    └── EngineUnavailable(reason)       503  the engine could not accept the order
+    ├── EngineUnavailable(reason)       503  the engine could not accept the order
+    └── DatabaseUnavailable(reason)     503  the call database cannot be reached now
 
 The HTTP layer maps them to statuses in one place (`api/errors.py`).
 """
@@ -104,6 +105,20 @@ class RateLimited(Click2CallError):
 class EngineUnavailable(Click2CallError):
     error_id = "engine_unavailable"
     status = 503
+
+
+class DatabaseUnavailable(Click2CallError):
+    """The database did not answer (stopped, unreachable, refusing connections).
+
+    The reply says only that; `reason` (the driver's words, with host and port) is for the
+    log and the health check, not for callers."""
+
+    error_id = "database_unavailable"
+    status = 503
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the call database is unavailable; try again shortly")
+        self.reason = reason
 
 
 class IllegalTransition(Exception):

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from click2call import logs
 from click2call.auth import needs_setup
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Clock, Engine
 from click2call.engines.sip import SipEndpoint, SipEngine
+from click2call.hangup_relay import HangupRelay
 from click2call.metrics import Metrics
 from click2call.policy import Limits
 from click2call.service import CallService
 from click2call.settings import Settings
-from click2call.store import KeyStore, Outbox, SessionStore, Store, Subscription, open_database
+from click2call.store import (
+    KeyStore,
+    Outbox,
+    SessionStore,
+    Store,
+    Subscription,
+    open_database,
+    outage,
+)
+from click2call.store.hangup_requests import HangupRequests
 from click2call.tracking import Tracking
 from click2call.webhooks.delivery import Deliverer
 
@@ -30,10 +42,15 @@ class Runtime:
     def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
         self.settings = settings
         database = open_database(settings.server.database)
+        self.database = database
         self.clock = clock
-        self.store = Store(database)
+        self.node = settings.server.node_id or f"{socket.gethostname()}:{settings.server.port}"
+        self.store = Store(database, self.node)
         self.keys = KeyStore(database)
-        self.outbox = Outbox(database)
+        hooks = settings.webhooks
+        # Longer than any one attempt can last: a live node's lease never runs out under it.
+        lease = timedelta(seconds=2 * (hooks.connect_timeout + hooks.read_timeout) + 10)
+        self.outbox = Outbox(database, self.node, lease)
         self.sessions = SessionStore(database)
         self.sip_endpoint = SipEndpoint(settings.sip)
         self.engines: dict[str, Engine] = {
@@ -44,12 +61,21 @@ class Runtime:
         }
         self.limits = Limits(time.monotonic)
         self.tracking = Tracking(self.store, self.limits, clock)
-        self.service = CallService(settings, self.store, self.engines, self.tracking, self.limits)
+        self.hangups = HangupRelay(
+            HangupRequests(database, self.node), self.node, self.engines, clock
+        )
+        self.service = CallService(
+            settings, self.store, self.engines, self.tracking, self.limits, self.hangups
+        )
         self.metrics = Metrics(self.service.health, self.outbox.backlog)
         self.tracking.subscribe(self.metrics.on_change)
         self.tracking.subscribe(logs.log_change)
         self.deliverer = Deliverer(settings, self.outbox, clock, observe=self.metrics.delivery)
         self.tracking.subscribe(lambda _change: self.deliverer.wake())
+
+    def database_problem(self) -> str | None:
+        """None when the database answers; else why not (for the health check)."""
+        return outage.check(self.database)
 
     async def start(self) -> None:
         self._warn_about_access()
@@ -63,6 +89,8 @@ class Runtime:
             self.clock(),
         )
         recovered = self.tracking.recover()
+        self.tracking.start()
+        self.hangups.start()
         self.deliverer.start()
         if recovered:
             log.warning("marked %d call(s) left in flight by the previous run as ended", recovered)
@@ -88,8 +116,11 @@ class Runtime:
                 )
 
     async def close(self) -> None:
+        await self.hangups.close()
         for engine in self.engines.values():
             await engine.close()
+        await asyncio.sleep(0)  # events the engines handed over as they closed reach tracking
+        await self.tracking.close()
         await self.deliverer.close()
         self.sip_endpoint.stop()
         self.store.close()

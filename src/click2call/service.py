@@ -22,6 +22,7 @@ from click2call.calls import (
 )
 from click2call.engines.base import Engine, EngineHealth
 from click2call.errors import CallNotFound, Click2CallError, Rejected, UnknownTenant
+from click2call.hangup_relay import HangupRelay
 from click2call.numbers import PhoneNumber, parse_caller_id, parse_extension, parse_phone
 from click2call.policy import Limits, check_call, check_callback
 from click2call.settings import Settings, TenantSettings
@@ -62,12 +63,15 @@ class CallService:
         engines: Mapping[str, Engine],
         tracking: Tracking,
         limits: Limits,
+        hangups: HangupRelay | None = None,
     ) -> None:
+        """`hangups`: how a hang-up reaches the node that owns the call (several nodes)."""
         self._settings = settings
         self._store = store
         self._engines = engines
         self._tracking = tracking
         self._limits = limits
+        self._hangups = hangups
 
     async def place(self, request: CallRequest) -> StoredCall:
         """Check the call against the tenant's rules and limits, store it, hand it on.
@@ -85,10 +89,12 @@ class CallService:
             # A refused call is kept, with the rule that refused it.
             call = self._tracking.create(plan.record, callback).call
             exc.left_call(call.id, call.uniqueid)
-            self._tracking.end(call.uniqueid, Result.REJECTED, exc.message)
+            await self._tracking.end_now(call.uniqueid, Result.REJECTED, exc.message)
             raise
+        # This node's limits first (no database work for a refusal), then the cluster's,
+        # counted in the database as the call is stored.
         self._limits.admit_call(tenant.name, plan.agent.number, tenant.limits)
-        call = self._tracking.create(plan.record, callback).call
+        call = self._tracking.create(plan.record, callback, tenant.limits).call
         logs.set_call(call.id, call.uniqueid)  # the engine's lines about it say so
         self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)
@@ -96,13 +102,17 @@ class CallService:
             await self._engines[tenant.name].originate(order, self._tracking.on_event)
         except Click2CallError as exc:
             exc.left_call(call.id, call.uniqueid)
-            self._tracking.end(call.uniqueid, Result.ERROR, exc.message)
+            await self._tracking.end_now(call.uniqueid, Result.ERROR, exc.message)
             raise
         return call
 
     async def hangup(self, key: str, tenant: str | None = None) -> StoredCall:
         call = self.get(key, tenant)
-        if call.state is not CallState.ENDED:
+        if call.state is CallState.ENDED:
+            return call
+        if self._hangups is not None and self._hangups.owned_elsewhere(call):
+            self._hangups.forward(call)
+        else:
             await self._engines[call.tenant].hangup(call.uniqueid)
         return call
 

@@ -69,6 +69,9 @@ class ServerSettings(_Section):
     # A relative SQLite path is read against the configuration file's folder (the current
     # folder when there is no file), so every command finds the server's database.
     database: str = DEFAULT_DATABASE
+    # This process among those sharing a database (default: host name and HTTP port); a
+    # node recovers, and hangs up, only the calls it placed.
+    node_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Hostile clients: the call endpoints take a few hundred bytes; a request has this long
     # to send its head and body; one address holds at most this many connections.

@@ -10,6 +10,8 @@ misses a wake-up (or a process that dies) loses nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -17,8 +19,10 @@ from click2call import logs
 from click2call.calls import CallEvent, CallState, Result
 from click2call.engines.base import Clock
 from click2call.errors import IllegalTransition
+from click2call.event_writer import EventWriter
 from click2call.policy import Limits
 from click2call.store import Change, NewCall, Store, Subscription
+from click2call.store.admission import CallLimits
 
 log = logging.getLogger("click2call.tracking")
 
@@ -31,40 +35,81 @@ class Tracking:
         self._limits = limits
         self._clock = clock
         self._listeners: list[Listener] = []
+        self._writer = EventWriter(self._store_event, self._stored)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after each stored change, on the event loop; returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def create(self, record: NewCall, callback: Subscription | None = None) -> Change:
-        """Store a new call, queued; announced like every later change."""
-        change = self._store.create_call(record, self._clock(), callback)
+    def create(
+        self,
+        record: NewCall,
+        callback: Subscription | None = None,
+        limits: CallLimits | None = None,
+    ) -> Change:
+        """Store a new call, queued; announced like every later change. With `limits`, only
+        if the cluster admits it (RateLimited otherwise)."""
+        change = self._store.create_call(record, self._clock(), callback, limits)
         self._announce(change)
         return change
 
     def on_event(self, event: CallEvent) -> None:
-        """The engines' event sink: store the step, then announce it."""
-        with logs.about_call(None, event.uniqueid):
+        """The engines' event sink: store the step, then announce it. Once `start`ed, off the
+        event loop, in arrival order per call, and kept through a database outage."""
+        if self._writer.running:
+            self._writer.put(event)
+        else:
             self.record(event)
 
     def record(self, event: CallEvent) -> Change | None:
-        """Store the event; the change, or None when it changed nothing or was refused."""
-        try:
-            change = self._store.record(event)
-        except (IllegalTransition, LookupError) as exc:
-            log.error("engine event %s for call %s refused: %s", event.state, event.uniqueid, exc)
-            return None
-        if change is None:
-            return None
-        call = change.call
-        if call.state is CallState.ENDED:
-            self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
-        self._announce(change)
+        """Store the event now; the change, or None when it changed nothing or was refused."""
+        change = self._store_event(event)
+        self._stored(change)
         return change
 
-    def end(self, uniqueid: str, result: Result, cause: str) -> Change | None:
-        return self.record(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
+    def end(self, uniqueid: str, result: Result, cause: str) -> None:
+        # Behind the call's earlier events, like any engine event.
+        self.on_event(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
+
+    async def end_now(self, uniqueid: str, result: Result, cause: str) -> None:
+        """End the call behind its earlier events, returning once that is stored: a reply
+        that says the call failed finds it ended."""
+        event = CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
+        if self._writer.running:
+            stored = self._writer.put(event)
+            # Through a database outage it stays queued; the reply need not wait for it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(stored), 5)
+        else:
+            self.record(event)
+
+    def start(self) -> None:
+        """Store engine events off the event loop from now on."""
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Store the events still waiting (a few seconds at most), then stop."""
+        await self._writer.close()
+
+    def _store_event(self, event: CallEvent) -> Change | None:
+        with logs.about_call(None, event.uniqueid):
+            try:
+                return self._store.record(event)
+            except (IllegalTransition, LookupError) as exc:
+                log.error(
+                    "engine event %s for call %s refused: %s", event.state, event.uniqueid, exc
+                )
+                return None
+
+    def _stored(self, change: Change | None) -> None:
+        if change is None:
+            return
+        call = change.call
+        with logs.about_call(call.id, call.uniqueid):
+            if call.state is CallState.ENDED:
+                self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
+            self._announce(change)
 
     def recover(self) -> int:
         """End calls a previous run left in flight: their dialogs died with that process."""

@@ -7,6 +7,7 @@ import select
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
 from tests.ami_replay import ReplayPeer
+from tests.conftest import DATABASES, empty_database
 
 TEST_SCENARIOS = Path(__file__).parents[1] / "sipp"
 
@@ -48,6 +50,7 @@ class Server:
     mobile_trunk_port: int
     workdir: Path
     sipp_args: tuple[str, ...] = ()  # every SIPp peer's transport options
+    database: str = ""
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=10)
@@ -82,7 +85,7 @@ CONFIG = """
 [server]
 host = "127.0.0.1"
 port = {http}
-database = "sqlite:///{db}"
+database = "{database}"
 log_level = "info"
 {server_extra}
 
@@ -185,19 +188,32 @@ key_requests_per_minute = 3
 """
 
 
+def upgrade_shared_database(config: Path, database: str) -> None:
+    """What a deploy does once before starting servers on a shared database."""
+    if not database.startswith("sqlite"):
+        command = [sys.executable, "-m", "click2call", "db", "upgrade", "--config", str(config)]
+        subprocess.run(command, check=True, capture_output=True)
+
+
 def launch(
-    workdir: Path, server_extra: str = "", transport: str = "udp"
+    workdir: Path,
+    database: str | None = None,
+    server_extra: str = "",
+    transport: str = "udp",
+    serve_args: tuple[str, ...] = (),
 ) -> tuple[ServerProcess, Server]:
-    """A server with its own ports and database under `workdir`; `server_extra`: more
-    [server] keys; SIP peers reached over `transport` (udp or tcp)."""
+    """A server with its own ports, and its database under `workdir` unless one is given;
+    `server_extra`: more [server] keys; SIP peers reached over `transport` (udp or tcp);
+    `serve_args`: more `serve` options."""
     http, sip = free_port(socket.SOCK_STREAM), free_port()
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     pbx, trunk, mobile_trunk = free_port(kind), free_port(kind), free_port(kind)
+    database = database or f"sqlite:///{workdir / 'calls.db'}"
     config = workdir / "click2call.toml"
     text = CONFIG.format(
         http=http,
         sip=sip,
-        db=workdir / "calls.db",
+        database=database,
         pbx=pbx,
         trunk=trunk,
         mobile_trunk=mobile_trunk,
@@ -206,10 +222,12 @@ def launch(
     if transport == "tcp":
         text = re.sub(r'"127\.0\.0\.1:([0-9]+)"', r'"sip:127.0.0.1:\1;transport=tcp"', text)
     config.write_text(text)
+    upgrade_shared_database(config, database)
     base_url = f"http://127.0.0.1:{http}"
-    process = ServerProcess(config, base_url, workdir / "server.log").start()
+    log = workdir / "server.log"
+    process = ServerProcess(config, base_url, log, serve_args=serve_args).start()
     sipp_args = ("-t", "t1") if transport == "tcp" else ()
-    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args)
+    return process, Server(base_url, pbx, trunk, mobile_trunk, workdir, sipp_args, database)
 
 
 SIP_CONFIG = """
@@ -353,11 +371,39 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskServe
     peer.stop()
 
 
+class SharedServers:
+    """The servers most tests share, one per database, each launched when first needed."""
+
+    def __init__(self, request: pytest.FixtureRequest, folders: pytest.TempPathFactory) -> None:
+        self._request = request
+        self._folders = folders
+        self._running: dict[str, tuple[ServerProcess, Server]] = {}
+
+    def on(self, database: str) -> Server:
+        if database not in self._running:
+            workdir = self._folders.mktemp(f"server-{database}")
+            url = empty_database(database, self._request, workdir)
+            self._running[database] = launch(workdir, url)
+        return self._running[database][1]
+
+    def stop(self) -> None:
+        for process, _ in self._running.values():
+            process.stop()
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    process, server = launch(tmp_path_factory.mktemp("server"))
-    yield server
-    process.stop()
+def shared_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedServers]:
+    servers = SharedServers(request, tmp_path_factory)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def server(request: pytest.FixtureRequest, shared_servers: SharedServers) -> Server:
+    """The shared server, once on SQLite and once on PostgreSQL."""
+    return shared_servers.on(request.param)
 
 
 @pytest.fixture

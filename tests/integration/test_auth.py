@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import text
 
 from click2call.auth import sign
+from click2call.store.database import connect
 from tests.integration.conftest import Server, assert_nothing_received
 
 DIAL = {"extension": "200", "destination": "0502760206", "tech": "sip"}
@@ -34,13 +35,23 @@ def new_key(server: Server, tenant: str = "secure") -> tuple[int, str]:
     return int(out[0].split()[2]), out[1]
 
 
+def query(server: Server, sql: str, **values: object) -> list[tuple[object, ...]]:
+    """Rows straight from the server's database, SQLite or PostgreSQL."""
+    engine = connect(server.database)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), values)]
+    finally:
+        engine.dispose()
+
+
 def audit_rows(server: Server, limit: int = 5) -> list[tuple[object, ...]]:
-    with sqlite3.connect(server.workdir / "calls.db") as conn:
-        return conn.execute(
-            "SELECT tenant, key_id, client_ip, endpoint, allowed, reason FROM audit_log"
-            " ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
+    return query(
+        server,
+        "SELECT tenant, key_id, client_ip, endpoint, allowed, reason FROM audit_log"
+        " ORDER BY id DESC LIMIT :limit",
+        limit=limit,
+    )
 
 
 def placed(reply_text: str) -> int:
@@ -87,8 +98,7 @@ def test_an_api_key_places_calls_for_its_tenant(server: Server, how: str) -> Non
 
 def test_keys_are_stored_hashed_and_revocation_works(server: Server) -> None:
     key_id, key = new_key(server)
-    with sqlite3.connect(server.workdir / "calls.db") as conn:
-        stored = conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    [stored] = query(server, "SELECT * FROM api_keys WHERE id = :id", id=key_id)
     assert key not in " ".join(map(str, stored))
     assert f"{key_id}  secure" in cli(server, "list", "--tenant", "secure")
     cli(server, "revoke", str(key_id))

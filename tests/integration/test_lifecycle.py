@@ -15,8 +15,8 @@ from tests.integration.conftest import Server, launch
 
 
 @pytest.fixture
-def tmp_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, Server]]:
-    process, server = launch(tmp_path)
+def tmp_server(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, Server]]:
+    process, server = launch(tmp_path, database_url)
     yield process, server
     process.stop()
 

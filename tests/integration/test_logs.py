@@ -9,7 +9,7 @@ from tests.integration.conftest import launch
 
 
 def test_json_lines_name_the_call_they_are_about(tmp_path: Path) -> None:
-    process, server = launch(tmp_path, 'log_format = "json"')
+    process, server = launch(tmp_path, server_extra='log_format = "json"')
     try:
         agent = server.peer("agent_busy.xml", server.pbx_port)
         with server.client() as client:

@@ -56,7 +56,7 @@ def test_metrics_need_a_key_and_count_calls(server: Server) -> None:
 
 
 def test_a_listed_scraper_address_needs_no_key(tmp_path: Path) -> None:
-    process, server = launch(tmp_path, 'metrics_allowed_ips = ["127.0.0.0/8"]')
+    process, server = launch(tmp_path, server_extra='metrics_allowed_ips = ["127.0.0.0/8"]')
     try:
         with server.client() as client:
             reply = client.get("/metrics")

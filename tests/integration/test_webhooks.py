@@ -17,7 +17,7 @@ import pytest
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import free_port
 from click2call.webhooks.signing import new_secret
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, upgrade_shared_database
 from tests.webhook_receiver import Receiver
 
 TENANT_SECRET = new_secret(b"t" * 32)
@@ -37,7 +37,7 @@ CONFIG = """
 [server]
 host = "127.0.0.1"
 port = {http}
-database = "sqlite:///{db}"
+database = "{database}"
 
 [sip]
 port = {sip}
@@ -71,14 +71,14 @@ events = ["call.connected", "call.ended"]
 """
 
 
-def _launch(workdir: Path, receiver: Receiver) -> tuple[ServerProcess, Server]:
+def _launch(workdir: Path, receiver: Receiver, database: str) -> tuple[ServerProcess, Server]:
     http, sip, pbx, trunk = free_port(socket.SOCK_STREAM), free_port(), free_port(), free_port()
     config = workdir / "click2call.toml"
     config.write_text(
         CONFIG.format(
             http=http,
             sip=sip,
-            db=workdir / "calls.db",
+            database=database,
             pbx=pbx,
             trunk=trunk,
             hook=receiver.url(),
@@ -86,9 +86,10 @@ def _launch(workdir: Path, receiver: Receiver) -> tuple[ServerProcess, Server]:
             callback_secret=CALLBACK_SECRET,
         )
     )
+    upgrade_shared_database(config, database)
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
-    return process, Server(base_url, pbx, trunk, trunk, workdir)
+    return process, Server(base_url, pbx, trunk, trunk, workdir, database=database)
 
 
 @pytest.fixture
@@ -99,8 +100,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def hooked(tmp_path: Path, receiver: Receiver) -> Iterator[Server]:
-    process, server = _launch(tmp_path, receiver)
+def hooked(tmp_path: Path, receiver: Receiver, database_url: str) -> Iterator[Server]:
+    process, server = _launch(tmp_path, receiver, database_url)
     yield server
     process.stop()
 
@@ -281,9 +282,11 @@ def test_gone_disables_the_subscription(hooked: Server, receiver: Receiver) -> N
     assert after == []  # a disabled subscription is not queued for
 
 
-def test_undelivered_events_survive_sigkill(tmp_path: Path, receiver: Receiver) -> None:
+def test_undelivered_events_survive_sigkill(
+    tmp_path: Path, receiver: Receiver, database_url: str
+) -> None:
     receiver.stop()
-    process, server = _launch(tmp_path, receiver)
+    process, server = _launch(tmp_path, receiver, database_url)
     try:
         server.peer("agent_answer.xml", server.pbx_port)
         server.peer("destination_hangup.xml", server.trunk_port)

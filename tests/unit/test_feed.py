@@ -6,16 +6,16 @@ import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from click2call.api.feed import EventStream, frame, resume_point
 from click2call.calls import CallState
 from click2call.errors import InvalidInput
 from click2call.policy import Limits
-from click2call.store import NewCall, Store, StoredEvent, open_database
+from click2call.store import NewCall, Store, StoredEvent
 from click2call.store.history import History
 from click2call.tracking import Tracking
 
@@ -41,8 +41,8 @@ def test_the_header_wins_and_garbage_is_refused() -> None:
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> tuple[Store, Tracking]:
-    store = Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+def parts(database: Engine) -> tuple[Store, Tracking]:
+    store = Store(database)
     return store, Tracking(store, Limits(time.monotonic), lambda: T0)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from click2call.calls import CallEvent, CallState, Result
-from click2call.store import Store, open_database
+from click2call.store import Store
 from click2call.store.history import CallFilter, History
 from tests.unit import test_store
 from tests.unit.test_store import T0
@@ -18,8 +18,8 @@ NEW = replace(test_store.NEW, foreignid=None)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+def store(database: Engine) -> Store:
+    return Store(database)
 
 
 def place(store: Store, minute: int, **changes: str) -> int:

@@ -1,33 +1,30 @@
-"""Databases made by earlier versions keep their calls and gain the new columns."""
+"""The same migrations on SQLite and PostgreSQL: databases made by earlier versions keep
+their calls and gain the new columns; a shared database is never migrated behind the
+operator's back."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
+import pytest
 from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from click2call.store import Store, open_database
-from click2call.store.database import MIGRATIONS
+from click2call.store.database import connect
+from click2call.store.schema_version import (
+    SchemaOutOfDate,
+    alembic_config,
+    current,
+    head,
+    upgrade,
+)
 
 
-def _upgrade_to(url: str, revision: str) -> None:
-    engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-    engine.dispose()
-
-
-def test_events_stored_before_sequences_are_numbered_in_arrival_order(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    _upgrade_to(url, "0002")
-    at = datetime(2026, 11, 24, 8, 0, tzinfo=UTC).isoformat(" ")
-    old = create_engine(url)
+def test_events_stored_before_sequences_are_numbered_in_arrival_order(database_url: str) -> None:
+    old = connect(database_url)
+    upgrade(old, "0002")
+    at = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
     with old.begin() as conn:
         conn.execute(
             text(
@@ -48,10 +45,54 @@ def test_events_stored_before_sequences_are_numbered_in_arrival_order(tmp_path: 
             )
     old.dispose()
 
-    store = Store(open_database(url))
+    store = Store(open_database(database_url, migrate=True))
     call = store.get(7)
     assert call is not None
     assert call.last_sequence == 2
     events = store.events(call)
     assert [(e.sequence, e.type) for e in events] == [(1, "call.queued"), (2, "call.rejected")]
     assert '"call.rejected"' in events[1].payload  # a body is made for rows stored without one
+    store.close()
+
+
+def test_every_migration_goes_down_and_up_again(database_url: str) -> None:
+    engine = connect(database_url)
+    assert upgrade(engine) == (None, head())
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert current(engine) is None
+    assert upgrade(engine) == (None, head())
+    engine.dispose()
+
+
+def test_a_shared_database_is_migrated_by_the_operator_not_by_the_server(
+    database_url: str,
+) -> None:
+    engine = connect(database_url)
+    if engine.dialect.name == "sqlite":
+        # The embedded file: one server, migrated as it opens, so `make run` needs no step.
+        open_database(database_url).dispose()
+        assert current(engine) == head()
+        engine.dispose()
+        return
+    with pytest.raises(SchemaOutOfDate, match=r"no click2call schema.*click2call db upgrade"):
+        open_database(database_url)
+    upgrade(engine, "0002")
+    with pytest.raises(SchemaOutOfDate, match=f"at revision 0002, this version needs {head()}"):
+        open_database(database_url)
+    assert current(engine) == "0002"  # looked, did not touch
+    upgrade(engine)
+    open_database(database_url).dispose()
+    engine.dispose()
+
+
+def test_a_database_from_a_newer_version_is_refused(database_url: str) -> None:
+    engine = connect(database_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaOutOfDate, match=r"9999, which this version.*newer version"):
+        open_database(database_url, migrate=False)
+    engine.dispose()

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from click2call.calls import CallEvent, CallState, Result
-from click2call.store import Attempt, NewCall, Outbox, Store, Subscription, open_database
+from click2call.store import Attempt, NewCall, Outbox, Store, Subscription
 from click2call.store.outbox import DELIVERED, FAILED, PENDING
 from click2call.store.schema import webhook_outbox
 
@@ -16,8 +16,7 @@ NEW = NewCall("default", "extension", "sip", "200", "0502760206", "036411111", "
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[Store, Outbox]:
-    database = open_database(f"sqlite:///{tmp_path / 'calls.db'}")
+def stores(database: Engine) -> tuple[Store, Outbox]:
     return Store(database), Outbox(database)
 
 
@@ -162,3 +161,50 @@ def test_counts_by_state_stay_within_a_tenant(stores: tuple[Store, Outbox]) -> N
     store.record(step(call.uniqueid, CallState.ENDED))
     assert outbox.tenant_counts("default") == {PENDING: 2, DELIVERED: 0, FAILED: 0}
     assert outbox.tenant_counts("other") == {PENDING: 0, DELIVERED: 0, FAILED: 0}
+
+
+def test_a_claimed_delivery_is_no_other_nodes_until_settled_or_its_lease_ends(
+    database: Engine,
+) -> None:
+    store = Store(database)
+    a = Outbox(database, "a", timedelta(seconds=60))
+    b = Outbox(database, "b", timedelta(seconds=60))
+    a.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    call = store.create_call(NEW, T0).call
+    store.record(step(call.uniqueid, CallState.AGENT_DIALING))
+    [head] = a.claim(T0, 10, set())
+    assert head.payload.count('"call.queued"') == 1
+    assert b.claim(T0, 10, set()) == []  # leased to a; the next event waits behind it
+    assert b.due(T0, 10, set()) == []
+    a.release([head.outbox_id])  # claimed, then not sent after all: free at once
+    assert [d.outbox_id for d in b.claim(T0, 10, set())] == [head.outbox_id]
+    [taken_over] = b.claim(T0 + timedelta(seconds=61), 10, set())  # a died while sending
+    assert taken_over.outbox_id == head.outbox_id
+    b.attempted(taken_over, Attempt(T0, 200, None, "ok", 0.01), state=DELIVERED)
+    [after] = a.claim(T0 + timedelta(seconds=61), 10, set())
+    assert after.payload.count('"call.agent_dialing"') == 1
+
+
+def test_nodes_claiming_at_once_never_take_the_same_delivery(database: Engine) -> None:
+    if database.dialect.name == "sqlite":
+        pytest.skip("a SQLite file serves one process, whose one deliverer claims alone")
+    store = Store(database)
+    Outbox(database).sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    for _ in range(60):
+        store.create_call(NEW, T0)
+    nodes = [Outbox(database, f"n{i}") for i in range(4)]
+    claimed: list[list[int]] = [[] for _ in nodes]
+    start = threading.Barrier(len(nodes))
+
+    def claim(i: int) -> None:
+        start.wait()
+        while batch := nodes[i].claim(T0, 5, set()):
+            claimed[i].extend(d.outbox_id for d in batch)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(nodes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [outbox_id for ids in claimed for outbox_id in ids]
+    assert len(every) == len(set(every)) == 60

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import IllegalTransition
@@ -24,8 +24,8 @@ NEW = NewCall(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+def store(database: Engine) -> Store:
+    return Store(database)
 
 
 def step(
@@ -103,11 +103,23 @@ def test_find_by_foreignid_and_tenant_newest_first(store: Store) -> None:
     assert store.get_by_uniqueid(first.uniqueid) == first
 
 
-def test_the_file_survives_a_restart(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'calls.db'}"
-    store = Store(open_database(url))
+def test_the_data_survives_a_restart(database_url: str) -> None:
+    store = Store(open_database(database_url, migrate=True))
     call = store.create_call(NEW, T0).call
     store.close()
-    reopened = Store(open_database(url))  # migrations run again and keep the data
+    reopened = Store(open_database(database_url, migrate=True))  # migrating again keeps data
     assert reopened.get(call.id) == call
     assert reopened.active_uniqueids() == [call.uniqueid]
+    reopened.close()
+
+
+def test_each_node_follows_its_own_calls_and_the_unnamed_ones(database: Engine) -> None:
+    a, b, unnamed = Store(database, "a:8080"), Store(database, "b:8080"), Store(database)
+    mine = a.create_call(NEW, T0).call
+    theirs = b.create_call(NEW, T0).call
+    old = unnamed.create_call(NEW, T0).call  # stored before nodes had names
+    assert (mine.node, theirs.node, old.node) == ("a:8080", "b:8080", None)
+    assert a.get(mine.id) == mine
+    assert sorted(a.active_uniqueids()) == sorted([mine.uniqueid, old.uniqueid])
+    assert sorted(b.active_uniqueids()) == sorted([theirs.uniqueid, old.uniqueid])
+    assert len(unnamed.active_uniqueids()) == 3

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.policy import Limits
 from click2call.settings import TenantLimits
-from click2call.store import Change, NewCall, Store, open_database
+from click2call.store import Change, NewCall, Store
 from click2call.tracking import Tracking
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -25,8 +25,8 @@ class Clock:
 
 
 @pytest.fixture
-def tracking(tmp_path: Path) -> Tracking:
-    store = Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+def tracking(database: Engine) -> Tracking:
+    store = Store(database)
     return Tracking(store, Limits(lambda: 0.0), Clock())
 
 
@@ -65,8 +65,8 @@ def test_a_failing_listener_neither_undoes_the_change_nor_silences_the_others(
     assert len(heard) == 1
 
 
-def test_an_ended_call_frees_its_agent_slot(tmp_path: Path) -> None:
-    store = Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
+def test_an_ended_call_frees_its_agent_slot(database: Engine) -> None:
+    store = Store(database)
     limits = Limits(lambda: 0.0)
     tracking = Tracking(store, limits, Clock())
     one = TenantLimits(max_calls_per_agent=1)

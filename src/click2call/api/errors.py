@@ -28,7 +28,7 @@ DOCUMENTED_FAILURES = (
     (404, "Unknown tenant (client) or call"),
     (413, "Request body over the server's max_body_bytes"),
     (429, "Over a limit, named in the error; Retry-After when waiting frees it"),
-    (503, "The PBX or SIP engine cannot take the call now"),
+    (503, "The PBX, the SIP engine or the call database cannot take the call now"),
 )
 
 

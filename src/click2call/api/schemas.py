@@ -204,8 +204,14 @@ class EngineOut(BaseModel):
     peers: list[PeerOut] = []  # the SIP engine's OPTIONS probes of the pbx and trunk
 
 
+class DatabaseOut(BaseModel):
+    ok: bool
+    detail: str
+
+
 class HealthOut(BaseModel):
     ok: bool
+    database: DatabaseOut
     tenants: dict[str, EngineOut]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from click2call.api.schemas import (
     AttemptOut,
     CallCreate,
     CallOut,
+    DatabaseOut,
     DeliveryList,
     DeliveryOut,
     EngineOut,
@@ -140,12 +142,16 @@ async def hangup_call(ref: CallRef, request: Request, response: Response) -> Cal
 @router.get(
     "/health",
     response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "An engine is down"}},
+    responses={503: {"model": HealthOut, "description": "The database or an engine is down"}},
 )
 async def health(request: Request) -> JSONResponse:
-    engines = runtime_of(request).service.health()
+    runtime = runtime_of(request)
+    engines = runtime.service.health()
+    # In a thread: an unreachable database may take its connect timeout to say so.
+    problem = await asyncio.to_thread(runtime.database_problem)
     out = HealthOut(
-        ok=all(h.ok for h in engines.values()),
+        ok=problem is None and all(h.ok for h in engines.values()),
+        database=DatabaseOut(ok=problem is None, detail=problem or "ok"),
         tenants={
             name: EngineOut(
                 engine=h.name,

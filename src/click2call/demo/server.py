@@ -20,11 +20,16 @@ class ServerProcess:
     base_url: str
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    serve_args: tuple[str, ...] = ()  # e.g. ("--workers", "2")
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "click2call", "serve", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    *("-m", "click2call", "serve", "--config", str(self.config)),
+                    *self.serve_args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -1,16 +1,16 @@
-"""Opening the database: engine, SQLite pragmas, and migrations to the newest schema."""
+"""Opening the database: engine, SQLite pragmas, PostgreSQL driver, schema check."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+from click2call.store import outage, schema_version
+
+MIGRATIONS = schema_version.MIGRATIONS
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -33,23 +33,42 @@ def describe(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def open_database(url: str) -> Engine:
-    """Connect to `url` and bring its schema to the newest migration."""
-    parsed = make_url(url)
+def _with_driver(parsed: URL) -> URL:
+    """`postgresql://` means psycopg 3 (SQLAlchemy would pick psycopg2 by default)."""
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def connect(url: str) -> Engine:
+    """An engine for `url`, without touching its schema."""
+    parsed = _with_driver(make_url(url))
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(parsed, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    migrate(engine)
+        # A database that stops answering fails a request in seconds, not minutes.
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    outage.watch(engine)
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+def open_database(url: str, *, migrate: bool | None = None) -> Engine:
+    """Connect to `url` with its schema at the newest revision.
+
+    By default the embedded SQLite file is migrated here (one file, one server: `make run`
+    needs no step), while a shared database must already have been migrated by
+    `click2call db upgrade`: SchemaOutOfDate otherwise. `migrate` overrides the default.
+    """
+    engine = connect(url)
+    try:
+        if engine.dialect.name == "sqlite" if migrate is None else migrate:
+            schema_version.upgrade(engine)
+        else:
+            schema_version.require_current(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -128,6 +128,8 @@ _SETTLE = (
         last_error=bindparam("error"),
         done_at=bindparam("done"),
         next_attempt_at=func.coalesce(bindparam("next_at"), webhook_outbox.c.next_attempt_at),
+        leased_by=None,
+        lease_until=None,
     )
 )
 
@@ -187,6 +189,11 @@ _DUE = (
         webhook_outbox.c.state == PENDING,
         webhook_outbox.c.next_attempt_at <= bindparam("now"),
         webhook_outbox.c.endpoint_id.not_in(bindparam("full", expanding=True)),
+        # Being sent by a node right now (its lease still runs): not due anywhere else.
+        or_(
+            webhook_outbox.c.lease_until.is_(None),
+            webhook_outbox.c.lease_until <= bindparam("now"),
+        ),
         ~exists().where(
             _earlier.c.endpoint_id == webhook_outbox.c.endpoint_id,
             _earlier.c.call_id == webhook_outbox.c.call_id,
@@ -196,6 +203,14 @@ _DUE = (
     )
     .order_by(webhook_outbox.c.next_attempt_at, webhook_outbox.c.id)
     .limit(bindparam("limit"))
+)
+# Two nodes claiming at once take disjoint rows: each skips the rows the other has locked
+# (PostgreSQL; SQLite, one process, ignores FOR UPDATE).
+_CLAIMABLE = _DUE.with_for_update(of=webhook_outbox, skip_locked=True)
+_LEASE = (
+    update(webhook_outbox)
+    .where(webhook_outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(leased_by=bindparam("node"), lease_until=bindparam("until"))
 )
 
 
@@ -214,8 +229,14 @@ def _delivery(row: Any) -> Delivery:
 
 
 class Outbox:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, node: str | None = None, lease: timedelta = timedelta(seconds=60)
+    ) -> None:
+        """`node` and `lease`: who claims deliveries here, and for how long at most one
+        attempt may hold one before another node may take it over."""
         self._engine = engine
+        self._node = node
+        self._lease = lease
 
     def sync_config(self, subscriptions: dict[str, list[Subscription]], now: datetime) -> None:
         """Make the tenant endpoints match the configuration: add new ones, update their
@@ -257,6 +278,29 @@ class Outbox:
         with self._engine.connect() as conn:
             rows = conn.execute(_DUE, values).all()
         return [_delivery(r) for r in rows if r.id not in busy][:limit]
+
+    def claim(
+        self, now: datetime, limit: int, busy: set[int], full: set[int] | None = None
+    ) -> list[Delivery]:
+        """Like `due`, and leased to this node: no other node attempts them until they are
+        settled or the lease runs out (a node that died while sending)."""
+        values = {"now": now, "limit": limit + len(busy), "full": list(full or ())}
+        with self._engine.begin() as conn:
+            rows = [r for r in conn.execute(_CLAIMABLE, values).all() if r.id not in busy]
+            rows = rows[:limit]
+            if rows:
+                lease = {
+                    "ids": [r.id for r in rows],
+                    "node": self._node,
+                    "until": now + self._lease,
+                }
+                conn.execute(_LEASE, lease)
+        return [_delivery(r) for r in rows]
+
+    def release(self, outbox_ids: list[int]) -> None:
+        """Give back claimed deliveries this node will not attempt after all."""
+        with self._engine.begin() as conn:
+            conn.execute(_LEASE, {"ids": outbox_ids, "node": None, "until": None})
 
     def next_due_at(self) -> datetime | None:
         query = select(func.min(webhook_outbox.c.next_attempt_at)).where(

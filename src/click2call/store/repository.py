@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
-from click2call.store import outbox
+from click2call.store import admission, outbox
 from click2call.store.event_body import event_body
 from click2call.store.schema import call_events, calls
 
@@ -57,6 +57,7 @@ class StoredCall:
     connected_at: datetime | None
     ended_at: datetime | None
     last_sequence: int = 0
+    node: str | None = None  # the node that placed it (None: stored before nodes had names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,11 @@ _SET_UNIQUEID = (
     update(calls).where(calls.c.id == bindparam("call_id")).values(uniqueid=bindparam("uniqueid"))
 )
 _INSERT_EVENT = insert(call_events)
-_BY_UNIQUEID = select(calls).where(calls.c.uniqueid == bindparam("uniqueid"))
+# Locked until the change commits, so two writers of one call (two nodes on PostgreSQL)
+# take turns and never read the same last_sequence; SQLite locks the whole file anyway.
+_BY_UNIQUEID_FOR_UPDATE = (
+    select(calls).where(calls.c.uniqueid == bindparam("uniqueid")).with_for_update()
+)
 
 
 def uniqueid_for(call_id: int, created_at: datetime) -> str:
@@ -116,8 +121,10 @@ def uniqueid_for(call_id: int, created_at: datetime) -> str:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, node: str | None = None) -> None:
+        """`node` names this process among those sharing the database; its calls carry it."""
         self._engine = engine
+        self._node = node
 
     @property
     def engine(self) -> Engine:
@@ -127,17 +134,25 @@ class Store:
         self._engine.dispose()
 
     def create_call(
-        self, new: NewCall, now: datetime, callback: outbox.Subscription | None = None
+        self,
+        new: NewCall,
+        now: datetime,
+        callback: outbox.Subscription | None = None,
+        limits: admission.CallLimits | None = None,
     ) -> Change:
         """Insert a queued call with its first event; the row exists before any signalling.
 
-        `callback` subscribes the call's own URL before its first event is queued."""
+        `callback` subscribes the call's own URL before its first event is queued; with
+        `limits`, the call is first admitted cluster-wide (RateLimited, nothing stored)."""
         with self._engine.begin() as conn:
+            if limits is not None:
+                admission.admit(conn, new.tenant, new.agent_number, limits, now)
             values = {
                 **asdict(new),
                 "state": CallState.QUEUED.value,
                 "created_at": now,
                 "last_sequence": 1,
+                "node": self._node,
             }
             call_id = int(conn.execute(_INSERT_CALL, values).inserted_primary_key[0])  # type: ignore[index]
             uniqueid = uniqueid_for(call_id, now)
@@ -154,6 +169,7 @@ class Store:
                 connected_at=None,
                 ended_at=None,
                 last_sequence=1,
+                node=self._node,
             )
             if callback is not None:
                 outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
@@ -167,7 +183,7 @@ class Store:
         the state table forbids.
         """
         with self._engine.begin() as conn:
-            row = conn.execute(_BY_UNIQUEID, {"uniqueid": event.uniqueid}).one_or_none()
+            row = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid}).one_or_none()
             if row is None:
                 raise LookupError(event.uniqueid)
             call = _call(row)
@@ -238,6 +254,10 @@ class Store:
         return [_event(r, call) for r in rows]
 
     def active_uniqueids(self) -> list[str]:
+        """Calls not yet ended that this node follows: its own, and those stored before
+        nodes had names; every node's when the store has no node name."""
         query = select(calls.c.uniqueid).where(calls.c.state != CallState.ENDED.value)
+        if self._node is not None:
+            query = query.where(or_(calls.c.node == self._node, calls.c.node.is_(None)))
         with self._engine.connect() as conn:
             return [r.uniqueid for r in conn.execute(query)]

@@ -64,6 +64,7 @@ calls = Table(
     Column("connected_at", UtcDateTime, nullable=True),
     Column("ended_at", UtcDateTime, nullable=True),
     Column("last_sequence", Integer, nullable=False, server_default="0"),
+    Column("node", String(128), nullable=True),  # the node that placed it and follows it
     Index("ix_calls_foreignid", "foreignid"),
     Index("ix_calls_tenant_created", "tenant", "created_at"),
     Index("ix_calls_state", "state"),
@@ -71,6 +72,7 @@ calls = Table(
     Index("ix_calls_tenant_agent", "tenant", "agent_number"),
     Index("ix_calls_tenant_destination", "tenant", "destination"),
     Index("ix_calls_tenant_foreignid", "tenant", "foreignid"),
+    Index("ix_calls_node_state", "node", "state"),
 )
 
 call_events = Table(
@@ -119,6 +121,9 @@ webhook_outbox = Table(
     Column("last_status", Integer, nullable=True),
     Column("last_error", String(256), nullable=True),
     Column("done_at", UtcDateTime, nullable=True),
+    # A node sending it now; the others leave it alone until the lease runs out.
+    Column("leased_by", String(128), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
     Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
     Index("ix_webhook_outbox_order", "endpoint_id", "call_id", "state"),
     Index("ix_webhook_outbox_call", "call_id"),
@@ -137,6 +142,28 @@ webhook_attempts = Table(
     Column("response_excerpt", String(256), nullable=True),
     Column("seconds", Float, nullable=False),
     Index("ix_webhook_attempts_outbox", "outbox_id"),
+)
+
+# A hang-up that reached a node other than the call's owner, waiting for the owner to act.
+hangup_requests = Table(
+    "hangup_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", Integer, ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    Column("node", String(128), nullable=False),  # the owner, who is to hang up
+    Column("asked_by", String(128), nullable=True),  # the node the request reached
+    Column("asked_at", UtcDateTime, nullable=False),
+    Column("taken_at", UtcDateTime, nullable=True),
+    Index("ix_hangup_requests_node_taken", "node", "taken_at"),
+)
+
+# calls_per_second of each tenant, shared by every node (store/admission.py).
+call_rate_buckets = Table(
+    "call_rate_buckets",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 api_keys = Table(

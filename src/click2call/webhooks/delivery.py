@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from click2call.engines.base import Clock
+from click2call.errors import DatabaseUnavailable
 from click2call.settings import Settings
 from click2call.store import Attempt, Delivery, Outbox
 from click2call.store.outbox import DELIVERED, FAILED, PENDING, Settled
@@ -88,6 +89,9 @@ class Deliverer:
             try:
                 self._write_settled()
                 self._dispatch()
+            except DatabaseUnavailable as exc:
+                # Health reports the outage; one line per poll is enough here.
+                log.warning("webhook outbox unreadable, database unavailable: %s", exc.reason)
             except Exception:
                 # A database hiccup must not end delivery for the life of the process.
                 log.exception("webhook outbox could not be read or written; trying again")
@@ -111,14 +115,18 @@ class Deliverer:
             return
         cap = self._delivery.max_in_flight_per_endpoint
         full = {endpoint for endpoint, taken in self._per_endpoint.items() if taken >= cap}
-        for delivery in self._outbox.due(self._clock(), room, set(self._in_flight), full):
+        left_over = []
+        for delivery in self._outbox.claim(self._clock(), room, set(self._in_flight), full):
             taken = self._per_endpoint.get(delivery.endpoint_id, 0)
             if taken >= self._delivery.max_in_flight_per_endpoint:
+                left_over.append(delivery.outbox_id)
                 continue
             self._per_endpoint[delivery.endpoint_id] = taken + 1
             task = asyncio.create_task(self._deliver(delivery))
             self._in_flight[delivery.outbox_id] = task
             task.add_done_callback(self._finished_callback(delivery))
+        if left_over:  # claimed, not sent now: free them at once, not when the lease ends
+            self._outbox.release(left_over)
 
     def _finished_callback(self, delivery: Delivery) -> Callable[[asyncio.Task[None]], None]:
         return lambda _task: self._finished(delivery)

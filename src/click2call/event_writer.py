@@ -1,0 +1,116 @@
+"""Engine events stored off the event loop, each call's in arrival order, kept through an outage.
+
+The engines report on the event loop and must not wait for the database there. Each event
+goes to one of a few lanes, chosen by its call's uniqueid; a lane stores one event at a time
+in a thread of a bounded pool, so calls proceed side by side while one call's events never
+overtake each other (their sequence numbers follow arrival). When the database is
+unavailable the event stays at the head of its lane and is tried again until the database
+answers: nothing is lost, and that call's later events wait behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from click2call.calls import CallEvent
+from click2call.errors import DatabaseUnavailable
+
+log = logging.getLogger("click2call.tracking")
+
+Stored = TypeVar("Stored")
+
+
+class EventWriter(Generic[Stored]):
+    def __init__(
+        self,
+        store: Callable[[CallEvent], Stored],
+        then: Callable[[Stored], None],
+        lanes: int = 4,
+        retry_max: float = 2.0,
+        drain_seconds: float = 5.0,
+    ) -> None:
+        """`store` writes one event (blocking) in a pool thread; `then` gets its result on
+        the event loop."""
+        self._store = store
+        self._then = then
+        self._lanes = lanes
+        self._retry_max = retry_max
+        self._drain_seconds = drain_seconds
+        self._queues: list[asyncio.Queue[tuple[CallEvent, asyncio.Future[None]]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._outage: str | None = None
+        self.waiting = 0  # events not yet stored
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(self._lanes, thread_name_prefix="event-writer")
+        self._queues = [asyncio.Queue() for _ in range(self._lanes)]
+        self._tasks = [asyncio.create_task(self._lane(q)) for q in self._queues]
+
+    def put(self, event: CallEvent) -> asyncio.Future[None]:
+        """Queue `event` behind its call's earlier events; call on the event loop. The
+        future is done once the event is stored (or refused)."""
+        lane = zlib.crc32(event.uniqueid.encode()) % len(self._queues)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting += 1
+        self._queues[lane].put_nowait((event, done))
+        return done
+
+    async def close(self) -> None:
+        """Store what is queued (for at most `drain_seconds`), then stop."""
+        if not self._tasks:
+            return
+        try:
+            async with asyncio.timeout(self._drain_seconds):
+                await asyncio.gather(*(q.join() for q in self._queues))
+        except TimeoutError:
+            log.error("%d call event(s) could not be stored before shutdown", self.waiting)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    async def _lane(self, queue: asyncio.Queue[tuple[CallEvent, asyncio.Future[None]]]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            event, done = await queue.get()
+            delay = 0.05
+            while True:
+                try:
+                    stored = await loop.run_in_executor(self._pool, self._store, event)
+                    self._up()
+                    self._then(stored)
+                except DatabaseUnavailable as exc:
+                    self._down(exc.reason)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._retry_max)
+                    continue
+                except Exception:
+                    # A bug storing one event must not stop the lane for every later call.
+                    log.exception("storing event %s of call %s failed", event.state, event.uniqueid)
+                break
+            self.waiting -= 1
+            if not done.done():
+                done.set_result(None)
+            queue.task_done()
+
+    def _down(self, reason: str) -> None:
+        if self._outage is None:
+            log.error("database unavailable (%s): call events wait and are retried", reason)
+        self._outage = reason
+
+    def _up(self) -> None:
+        if self._outage is not None:
+            log.warning("database available again: waiting call events are being stored")
+        self._outage = None

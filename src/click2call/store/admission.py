@@ -1,0 +1,69 @@
+"""Cluster-wide call limits, decided in the transaction that stores the call.
+
+Every node and worker admits calls here, against the database, so `max_concurrent_calls`,
+`max_calls_per_agent` and `calls_per_second` hold across all of them. On PostgreSQL a
+transaction-scoped advisory lock per tenant makes the count and the insert one step for the
+whole cluster; SQLite, one process per file, is already serialised by that process.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection, func, insert, select, text, update
+
+from click2call.calls import CallState
+from click2call.errors import RateLimited
+from click2call.store.schema import call_rate_buckets, calls
+
+
+class CallLimits(Protocol):
+    @property
+    def max_concurrent_calls(self) -> int: ...
+    @property
+    def max_calls_per_agent(self) -> int: ...
+    @property
+    def calls_per_second(self) -> float: ...
+    @property
+    def burst(self) -> int: ...
+
+
+def admit(conn: Connection, tenant: str, agent: str, limits: CallLimits, now: datetime) -> None:
+    """Raise RateLimited naming the limit a new call would break; else take its token."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"c2c:{tenant}"})
+    live = calls.c.state != CallState.ENDED.value
+    up = conn.execute(select(func.count()).where(calls.c.tenant == tenant, live)).scalar_one()
+    if up >= limits.max_concurrent_calls:
+        cap = limits.max_concurrent_calls
+        raise RateLimited("max_concurrent_calls", f"{cap} calls are already up", None)
+    mine = calls.c.agent_number == agent
+    agent_up = conn.execute(
+        select(func.count()).where(calls.c.tenant == tenant, mine, live)
+    ).scalar_one()
+    if agent_up >= limits.max_calls_per_agent:
+        per_agent = limits.max_calls_per_agent
+        raise RateLimited("max_calls_per_agent", f"{agent} already has {per_agent} calls up", None)
+    _take_token(conn, tenant, limits, now)
+
+
+def _take_token(conn: Connection, tenant: str, limits: CallLimits, now: datetime) -> None:
+    row = conn.execute(
+        select(call_rate_buckets).where(call_rate_buckets.c.tenant == tenant).with_for_update()
+    ).one_or_none()
+    if row is None:
+        tokens = float(limits.burst)
+        conn.execute(insert(call_rate_buckets).values(tenant=tenant, tokens=tokens, updated_at=now))
+    else:
+        elapsed = max(0.0, (now - row.updated_at).total_seconds())
+        tokens = min(float(limits.burst), row.tokens + elapsed * limits.calls_per_second)
+    if tokens < 1:
+        wait = (1 - tokens) / limits.calls_per_second
+        rate = f"more than {limits.calls_per_second:g} calls a second"
+        raise RateLimited("calls_per_second", rate, wait)
+    conn.execute(
+        update(call_rate_buckets)
+        .where(call_rate_buckets.c.tenant == tenant)
+        .values(tokens=tokens - 1, updated_at=now)
+    )

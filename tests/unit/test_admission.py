@@ -1,0 +1,73 @@
+"""Call limits counted in the database, so they hold across nodes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from click2call.calls import CallEvent, CallState, Result
+from click2call.errors import RateLimited
+from click2call.settings import TenantLimits
+from click2call.store import NewCall, Store
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+def new(agent: str = "200") -> NewCall:
+    return NewCall("default", "extension", "sip", agent, "0502760206", "1", "2", None)
+
+
+def test_caps_count_the_calls_not_ended_of_every_node(database: Engine) -> None:
+    limits = TenantLimits(max_concurrent_calls=3, max_calls_per_agent=2, burst=100)
+    a, b = Store(database, "a"), Store(database, "b")
+    first = a.create_call(new("200"), T0, limits=limits).call
+    b.create_call(new("200"), T0, limits=limits)
+    with pytest.raises(RateLimited) as refused:
+        a.create_call(new("200"), T0, limits=limits)
+    assert refused.value.limit == "max_calls_per_agent"
+    b.create_call(new("201"), T0, limits=limits)
+    with pytest.raises(RateLimited) as refused:
+        b.create_call(new("202"), T0, limits=limits)
+    assert refused.value.limit == "max_concurrent_calls"
+    a.record(CallEvent(first.uniqueid, CallState.ENDED, T0, Result.CANCELED, "done"))
+    a.create_call(new("202"), T0, limits=limits)  # an ended call frees its slot
+    assert len(a.find(limit=10)) == 4  # refusals store nothing
+
+
+def test_the_call_rate_is_one_bucket_for_the_cluster(database: Engine) -> None:
+    limits = TenantLimits(calls_per_second=2, burst=3)
+    a, b = Store(database, "a"), Store(database, "b")
+    for store in (a, b, a):
+        store.create_call(new(str(len(store.find(limit=10)) + 300)), T0, limits=limits)
+    with pytest.raises(RateLimited) as refused:
+        b.create_call(new("399"), T0, limits=limits)
+    assert refused.value.limit == "calls_per_second"
+    assert refused.value.retry_after == pytest.approx(0.5)
+    b.create_call(new("399"), T0 + timedelta(seconds=0.5), limits=limits)
+
+
+def test_simultaneous_requests_on_several_nodes_admit_exactly_the_cap(database: Engine) -> None:
+    if database.dialect.name == "sqlite":
+        pytest.skip("a SQLite file serves one process, which admits one call at a time")
+    limits = TenantLimits(max_concurrent_calls=5, max_calls_per_agent=10, burst=100)
+    nodes = [Store(database, f"n{i}") for i in range(10)]
+    outcomes: list[str] = []
+    start = threading.Barrier(len(nodes))
+
+    def place(store: Store) -> None:
+        start.wait()
+        try:
+            store.create_call(new(), T0, limits=limits)
+            outcomes.append("accepted")
+        except RateLimited:
+            outcomes.append("429")
+
+    threads = [threading.Thread(target=place, args=(store,)) for store in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["429"] * 5 + ["accepted"] * 5

@@ -1,0 +1,37 @@
+"""A database that cannot be reached is DatabaseUnavailable (503); a bug stays a bug."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from click2call.demo.sipp import free_port
+from click2call.errors import DatabaseUnavailable
+from click2call.store import Store
+from click2call.store.database import connect
+from click2call.store.outage import check
+
+
+def test_an_unreachable_postgresql_is_unavailable_and_says_why() -> None:
+    port = free_port(socket.SOCK_STREAM)
+    engine = connect(f"postgresql://click2call:hunter2@127.0.0.1:{port}/calls")
+    with pytest.raises(DatabaseUnavailable) as raised:
+        Store(engine).get(1)
+    assert raised.value.status == 503
+    assert raised.value.message == "the call database is unavailable; try again shortly"
+    assert f'"127.0.0.1", port {port} failed' in raised.value.reason
+    assert "hunter2" not in raised.value.reason
+    assert check(engine) == raised.value.reason
+    engine.dispose()
+
+
+def test_a_missing_table_on_sqlite_is_not_an_outage(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert check(engine) is None
+    with pytest.raises(OperationalError, match="no such table"), engine.connect() as conn:
+        conn.execute(text("SELECT * FROM calls"))
+    engine.dispose()
