@@ -76,7 +76,8 @@ class Server:
                 time.sleep(0.05)
 
     def hangup_when_connected(self, call_id: int | str) -> None:
-        assert self.wait_for(call_id, "connected")["state"] == "connected"
+        call = self.wait_for(call_id, "connected")
+        assert call["state"] == "connected", f"{call['result']}: {call['cause']}"
         with self.client() as client:
             assert client.post(f"/api/v1/calls/{call_id}/hangup").status_code == 202
 
