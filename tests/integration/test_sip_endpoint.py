@@ -88,3 +88,12 @@ def test_a_second_server_on_a_taken_sip_port_refuses_to_start(
         port, me = sip_port(server), probe.getsockname()[1]
         answer = ask(probe, port, OPTIONS.format(port=port, me=me, branch="4").encode())
         assert answer.startswith(b"SIP/2.0 200 OK")
+
+
+def test_a_malformed_request_gets_400(server: Server, probe: socket.socket) -> None:
+    port, me = sip_port(server), probe.getsockname()[1]
+    bye = OPTIONS.format(port=port, me=me, branch="5").replace("OPTIONS", "BYE")
+    bye = bye.replace("CSeq: 1 BYE", "CSeq: one BYE")
+    answer = ask(probe, port, bye.encode()).decode()
+    assert answer.startswith("SIP/2.0 400 Bad Request\r\n")
+    assert "Call-ID: probe-5" in answer and "CSeq: one BYE" in answer

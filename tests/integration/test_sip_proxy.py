@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from click2call.demo.sipp import free_port, terminate
+from click2call.demo.sipp import SippPeer, free_port, terminate
 from tests.integration.conftest import Server, launch_sip, make_certificate
 
 KAMAILIO_CFG = Path(__file__).parents[1] / "peers" / "kamailio.cfg"
@@ -132,21 +132,28 @@ def requests(messages: list[str], method: str) -> list[str]:
     return [m for m in messages if m.startswith(f"{method} ")]
 
 
+def routed_call(server: Server, proxy: Proxy) -> tuple[SippPeer, SippPeer]:
+    """One dial.php call through the proxy to SIPp phones that copy Record-Route; the
+    destination hangs up first. The two phones, once they passed their scenarios."""
+    agent = server.peer("agent_answer_routed.xml", proxy.pbx)
+    destination = server.peer("destination_hangup_routed.xml", proxy.trunk)
+    with server.client() as client:
+        reply = client.get("/web/dial.php?extension=200&destination=0502760206")
+        assert reply.status_code == 200, reply.text
+        call_id = int(reply.text.split("unique: ")[1])
+    call = server.wait_for(call_id)
+    for peer in (agent, destination):
+        assert peer.wait(20) == 0, peer.errors()
+    assert (call["result"], call["cause"]) == ("completed", "destination hung up")
+    return agent, destination
+
+
 def vias(message: str) -> list[str]:
     return re.findall(r"^Via:\s*(.*)$", message, re.MULTILINE | re.IGNORECASE)
 
 
 def test_calls_and_in_dialog_requests_follow_the_route_set(proxied: Server, proxy: Proxy) -> None:
-    agent = proxied.peer("agent_answer_routed.xml", proxy.pbx)
-    destination = proxied.peer("destination_hangup_routed.xml", proxy.trunk)
-    with proxied.client() as client:
-        reply = client.get("/web/dial.php?extension=200&destination=0502760206")
-        assert reply.status_code == 200, reply.text
-        call_id = int(reply.text.split("unique: ")[1])
-    call = proxied.wait_for(call_id)
-    for peer in (agent, destination):
-        assert peer.wait(20) == 0, peer.errors()
-    assert (call["result"], call["cause"]) == ("completed", "destination hung up")
+    agent, destination = routed_call(proxied, proxy)
 
     front = f"127.0.0.1:{proxy.pbx_front}"
     invite, reinvite = requests(agent.received(), "INVITE")
@@ -178,18 +185,9 @@ def test_a_call_over_tls_to_the_pbx(tmp_path: Path, tls_proxy: tuple[Proxy, Path
     pbx, trunk = f"sips:127.0.0.1:{proxy.tls_front}", f"127.0.0.1:{proxy.trunk_front}"
     process, server = launch_sip(tmp_path, {"default": (pbx, trunk)}, sip)
     try:
-        agent = server.peer("agent_answer_routed.xml", proxy.pbx)
-        destination = server.peer("destination_hangup_routed.xml", proxy.trunk)
-        with server.client() as client:
-            reply = client.get("/web/dial.php?extension=200&destination=0502760206")
-            assert reply.status_code == 200, reply.text
-            call_id = int(reply.text.split("unique: ")[1])
-        call = server.wait_for(call_id)
-        for peer in (agent, destination):
-            assert peer.wait(20) == 0, peer.errors()
+        agent, _ = routed_call(server, proxy)
     finally:
         process.stop()
-    assert (call["result"], call["cause"]) == ("completed", "destination hung up")
     invite, reinvite = requests(agent.received(), "INVITE")
     assert invite.startswith(f"INVITE sips:200@127.0.0.1:{proxy.tls_front}")
     assert vias(invite)[1].startswith("SIP/2.0/TLS 127.0.0.1:")  # ours, over TLS

@@ -17,6 +17,7 @@ from click2call.engines.sip.message import (
     StreamReader,
     UnsafeValue,
     Via,
+    bad_request,
     parse_datagram,
 )
 
@@ -405,3 +406,36 @@ def test_mutated_messages_raise_only_parse_error(at: int, noise: bytes) -> None:
             message.addresses(name)
     except ParseError:
         pass
+
+
+def test_a_malformed_request_gets_400_with_its_identifying_headers() -> None:
+    broken = INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: many INVITE")
+    with pytest.raises(ParseError):
+        parse_datagram(broken)
+    reply = bad_request(broken)
+    assert reply is not None
+    answer = parse_datagram(reply.replace(b"CSeq: many INVITE", b"CSeq: 1 INVITE"))
+    assert isinstance(answer, Response) and answer.code == 400
+    assert answer.call_id == "a84b4c76e66710@127.0.0.1"
+    assert answer.via()[0].branch == "z9hG4bK776asdhds"
+    assert reply.endswith(b"CSeq: many INVITE\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        INVITE.replace(b"Call-ID: a84b4c76e66710@127.0.0.1\r\n", b""),  # nothing to copy
+        INVITE.replace(b"INVITE sip:", b"ACK sip:", 1),  # an ACK is never answered
+        b"SIP/2.0 200 OK\r\n\r\n",
+        b"\x00\xff" * 40,
+    ],
+)
+def test_what_cannot_be_answered_is_dropped(data: bytes) -> None:
+    assert bad_request(data) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600))
+def test_bad_request_never_raises(data: bytes) -> None:
+    reply = bad_request(data)
+    assert reply is None or reply.startswith(b"SIP/2.0 400 Bad Request\r\n")

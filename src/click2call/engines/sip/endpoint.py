@@ -58,6 +58,7 @@ class _Client:
 class _Server:
     transaction: tx.ServerTransaction
     flow: Flow
+    ack: tuple[str, int] | None = None  # (Call-ID, CSeq) of the 2xx waiting for its ACK
 
 
 class SipEndpoint:
@@ -139,24 +140,36 @@ class SipEndpoint:
             self.run(user, outputs)
 
     def _send_request(self, user: TransactionUser, request: Request, destination: SipUri) -> None:
+        def unreachable(cause: str) -> None:
+            log.warning("SIP %s to %s failed: %s", request.method, destination, cause)
+            self._carry(user, user.on_transport_error(request, cause))
+
+        def start(flow: Flow) -> None:
+            self._start_client(user, request, flow, destination.host)
+
+        self._flow_to(destination, start, unreachable)
+
+    def _flow_to(
+        self, destination: SipUri, then: Callable[[Flow], None], failed: Callable[[str], None]
+    ) -> None:
+        """`then(flow)` towards `destination`: at once when its address is known, else
+        after one lookup (cached); `failed(cause)` when the name does not resolve."""
         transport = destination.transport
         port = destination.port or (5061 if transport == "tls" else 5060)
         peer = self.resolver.cached(destination.host, port)
         if peer is not None:
-            self._start_client(user, request, Flow(transport, peer), destination.host)
+            then(Flow(transport, peer))
             return
 
-        async def resolve_then_send() -> None:
+        async def resolve() -> None:
             try:
                 found = await self.resolver.resolve(destination.host, port)
             except OSError as exc:
-                cause = f"cannot resolve {destination.host}: {exc.strerror or exc}"
-                log.warning("SIP %s to %s failed: %s", request.method, destination, cause)
-                self._carry(user, user.on_transport_error(request, cause))
+                failed(f"cannot resolve {destination.host}: {exc.strerror or exc}")
                 return
-            self._start_client(user, request, Flow(transport, found), destination.host)
+            then(Flow(transport, found))
 
-        asyncio.get_running_loop().create_task(resolve_then_send())
+        asyncio.get_running_loop().create_task(resolve())
 
     def _start_client(self, user: TransactionUser, request: Request, flow: Flow, name: str) -> None:
         transaction = tx.client_transaction(request, reliable=flow.transport != "udp")
@@ -166,11 +179,13 @@ class SipEndpoint:
         self._client_outputs(key, client, transaction.start())
 
     def _send_stateless(self, request: Request, destination: SipUri) -> None:
-        transport = destination.transport
-        port = destination.port or (5061 if transport == "tls" else 5060)
-        peer = self.resolver.cached(destination.host, port)
-        if peer is not None:
-            self._write(request, Flow(transport, peer), destination.host)
+        def unreachable(cause: str) -> None:
+            log.warning("SIP %s to %s not sent: %s", request.method, destination, cause)
+
+        def write(flow: Flow) -> None:
+            self._write(request, flow, destination.host)
+
+        self._flow_to(destination, write, unreachable)
 
     # --- transactions ------------------------------------------------------------------
 
@@ -207,6 +222,8 @@ class SipEndpoint:
                 case tx.Terminated():
                     if self._servers.get(key) is server:
                         del self._servers[key]
+                    if server.ack is not None:
+                        self._awaiting_ack.pop(server.ack, None)
 
     def _server_timer(self, key: tuple[str, str, str], server: _Server, timer: str) -> None:
         self._server_outputs(key, server, server.transaction.on_timer(timer))
@@ -275,7 +292,8 @@ class SipEndpoint:
             response = _out_of_dialog(request)
         if response is not None:
             if request.method == "INVITE" and 200 <= response.code < 300:
-                self._awaiting_ack[(request.call_id, request.cseq()[0])] = key
+                server.ack = (request.call_id, request.cseq()[0])
+                self._awaiting_ack[server.ack] = key
             self._server_outputs(key, server, server.transaction.respond(response))
         if entry is not None:
             self.run(entry[0], outputs)

@@ -36,6 +36,7 @@ __all__ = [
     "StreamReader",
     "UnsafeValue",
     "Via",
+    "bad_request",
     "parse_datagram",
 ]
 
@@ -344,3 +345,41 @@ class StreamReader:
             message.body = bytes(self._buffer[: self._length])
             del self._buffer[: self._length]
             out.append(_check(message))
+
+
+_ECHOED = {
+    b"via": "Via",
+    b"v": "Via",
+    b"from": "From",
+    b"f": "From",
+    b"to": "To",
+    b"t": "To",
+    b"call-id": "Call-ID",
+    b"i": "Call-ID",
+    b"cseq": "CSeq",
+}
+
+
+def bad_request(data: bytes) -> bytes | None:
+    """A 400 answering a request that did not parse, with its Via, From, To, Call-ID and
+    CSeq lines copied (§8.2.6); None when those cannot be found (then it is dropped)."""
+    lines = data[:MAX_MESSAGE].split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    if lines[0].startswith((b"SIP/", b"ACK ")) or b" SIP/2.0" not in lines[0]:
+        return None  # a response, an ACK (never answered), or not SIP at all
+    echoed: list[tuple[str, bytes]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        canonical_name = _ECHOED.get(name.strip().lower()) if colon else None
+        if canonical_name is not None:
+            echoed.append((canonical_name, value.strip()))
+    if {name for name, _ in echoed} != set(_ECHOED.values()):
+        return None
+    try:
+        head = [f"{name}: {value.decode()}" for name, value in echoed]
+    except UnicodeDecodeError:
+        return None
+    if any(_UNSAFE.search(line) for line in head):
+        return None
+    return (
+        "\r\n".join(["SIP/2.0 400 Bad Request", *head, "Content-Length: 0"]) + "\r\n\r\n"
+    ).encode()

@@ -2,7 +2,7 @@
 
 The controller is fed `LegEvent`s (what a SIP leg did, or a timer firing) and answers
 with `Action`s (what to send, which timers to run) and `Report`s (the call's progress).
-It never touches a socket, a clock or sippy, so every flow is tested without a network.
+It never touches a socket or a clock, so every flow is tested without a network.
 
 The flow, per RFC 3725 §4.2 with the agent answered at once (DESIGN.md explains why the
 agent's ACK must not wait for the destination):

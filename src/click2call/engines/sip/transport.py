@@ -25,7 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from click2call.engines.sip.message import ParseError, Request, Response, StreamReader
+from click2call.engines.sip.message import (
+    ParseError,
+    Request,
+    Response,
+    StreamReader,
+    bad_request,
+)
 from click2call.engines.sip.message import parse_datagram as parse
 from click2call.errors import EngineUnavailable
 
@@ -79,7 +85,15 @@ class _Datagrams(asyncio.DatagramProtocol):
         try:
             message = parse(data)
         except ParseError as exc:
-            log.info("dropped a malformed SIP message from %s: %s", flow, exc)
+            answer = bad_request(data)
+            log.info(
+                "%s a malformed SIP message from %s: %s",
+                "answered 400 to" if answer else "dropped",
+                flow,
+                exc,
+            )
+            if answer is not None:
+                self._owner.send(answer, flow)
             return
         self._owner.on_message(message, flow)
 
