@@ -46,7 +46,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
     http = free_port(socket.SOCK_STREAM)
     ports = {name: free_port() for name in ("sip", "pbx", "trunk", "mobile_trunk")}
     config = workdir / "click2call.toml"
-    text = CONFIG.format(http=http, db=workdir / "calls.db", server_extra="", **ports)
+    database = f"sqlite:///{workdir / 'calls.db'}"
+    text = CONFIG.format(http=http, database=database, server_extra="", **ports)
     config.write_text(text.replace('log_level = "info"\n', LIMITS, 1))
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
