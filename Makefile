@@ -66,6 +66,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.ami
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.history
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -33,7 +33,9 @@ def admit(conn: Connection, tenant: str, agent: str, limits: CallLimits, now: da
     """Raise RateLimited naming the limit a new call would break; else take its token."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"c2c:{tenant}"})
-    live = calls.c.state != CallState.ENDED.value
+    # An IN list, not `!= ended`: the state index then finds the few live calls among the
+    # many ended ones.
+    live = calls.c.state.in_([s.value for s in CallState if s is not CallState.ENDED])
     up = conn.execute(select(func.count()).where(calls.c.tenant == tenant, live)).scalar_one()
     if up >= limits.max_concurrent_calls:
         cap = limits.max_concurrent_calls
