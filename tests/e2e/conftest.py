@@ -117,13 +117,19 @@ class Dashboard:
         return name
 
 
-def _create_key(config: Path, *options: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "click2call", "keys", "--config", str(config), "create", *options],
+def cli(config: Path, *args: str) -> str:
+    """`click2call <command> --config <config> <args>`; its output."""
+    command, *rest = args
+    return subprocess.run(
+        [sys.executable, "-m", "click2call", command, "--config", str(config), *rest],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+
+
+def create_key(config: Path, *options: str) -> str:
+    out = cli(config, "keys", "create", *options)
     match = re.search(r"^(c2c_\S+)$", out, re.MULTILINE)
     assert match, out
     return match.group(1)
@@ -134,7 +140,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     workdir = tmp_path_factory.mktemp("dashboard")
     crm_root = workdir / "crm"
@@ -145,9 +151,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     config.write_text(
         CONFIG.format(http=web, sip=sip, db=workdir / "calls.db", pbx=pbx, trunk=trunk, crm=crm)
     )
-    admin = _create_key(config, "--tenant", "default", "--admin", "--label", "e2e admin")
-    user = _create_key(config, "--tenant", "default", "--label", "e2e user")
-    other = _create_key(config, "--tenant", "other")
+    admin = create_key(config, "--tenant", "default", "--admin", "--label", "e2e admin")
+    user = create_key(config, "--tenant", "default", "--label", "e2e user")
+    other = create_key(config, "--tenant", "other")
     handler = functools.partial(_QuietHandler, directory=str(crm_root))
     crm_server = http.server.ThreadingHTTPServer(("127.0.0.1", crm), handler)
     threading.Thread(target=crm_server.serve_forever, daemon=True).start()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from tests.e2e.conftest import Dashboard
+from tests.e2e.conftest import Dashboard, cli, create_key
 
 ALLOWED = "http://localhost:{port}"
 
@@ -99,40 +99,19 @@ def test_a_token_reads_only_its_own_calls_and_dies_with_its_key(dashboard: Dashb
     assert agent.wait(10) == 0 and destination.wait(10) == 0
 
 
-def test_revoking_the_minting_key_revokes_its_tokens(
-    dashboard: Dashboard, tmp_path: object
-) -> None:
-    import re
-    import subprocess
-    import sys
-
+def test_revoking_the_minting_key_revokes_its_tokens(dashboard: Dashboard) -> None:
     config = dashboard.workdir / "click2call.toml"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "click2call",
-            "keys",
-            "--config",
-            str(config),
-            "create",
-            "--tenant",
-            "default",
-            "--label",
-            "short-lived",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    key = re.search(r"^(c2c_\S+)$", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    key_id = re.search(r"created key (\d+)", out).group(1)  # type: ignore[union-attr]
+    key = create_key(config, "--tenant", "default", "--label", "short-lived")
     token = mint(dashboard, key).json()["token"]
-    subprocess.run(
-        [sys.executable, "-m", "click2call", "keys", "--config", str(config), "revoke", key_id],
-        capture_output=True,
-        check=True,
+    with dashboard.client(key) as client:
+        listing = client.get("/api/v1/calls")
+    assert listing.status_code == 200
+    key_id = next(
+        line.split()[0]
+        for line in cli(config, "keys", "list").splitlines()
+        if "short-lived" in line
     )
+    cli(config, "keys", "revoke", key_id)
     reply = widget_post(dashboard, token, origin(dashboard), destination="0502760206")
     assert reply.status_code == 401
     assert "revoked" in reply.json()["error"]["message"]
