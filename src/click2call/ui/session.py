@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import Request, Response
 
@@ -45,8 +46,8 @@ def visitor(request: Request) -> Visitor | None:
 def check_form(request: Request, token: str | None, given: str | None) -> None:
     """Refuse a form post that does not come from our own page."""
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    if origin is not None and origin != own:
+    # Host only, not scheme: behind a TLS proxy the page is https while we may see http.
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
         raise Forbidden("cross-site form posts are refused")
     if not csrf_matches(token, given):
         raise Forbidden("the form's CSRF token is missing or wrong: reload the page and retry")
