@@ -12,6 +12,8 @@
   const TYPES = ["queued", "agent_dialing", "agent_ringing", "agent_answered",
     "destination_dialing", "destination_ringing", "connected", "ended", "rejected"]
     .map((name) => `call.${name}`);
+  const ORDER = ["queued", "agent_dialing", "agent_ringing", "agent_answered",
+    "destination_dialing", "destination_ringing", "connected", "ended"];
 
   function cells(call) {
     const ended = call.state === "ended";
@@ -39,8 +41,9 @@
   function upsert(call) {
     let entry = rows.get(call.id);
     if (entry) {
-      // Events may arrive out of order after a reconnect: keep the furthest state.
-      if (entry.call.state === "ended" && call.state !== "ended") return;
+      // The list and the feed may cross (and events repeat after a reconnect): a call
+      // never goes back, so keep the furthest state.
+      if (ORDER.indexOf(call.state) < ORDER.indexOf(entry.call.state)) return;
       entry.call = call;
     } else {
       entry = { call, tr: el("tr", { "data-call-id": call.id }) };
@@ -101,6 +104,9 @@
     feed.addEventListener("open", () => {
       opened = true;
       C2C.say(status, "Live: updated from the event feed.");
+      // The feed starts at the next event: read the list again so a call stored between
+      // the first read and this moment is not missed.
+      loadActive().catch((e) => C2C.say(status, e.message, true));
     });
     for (const type of TYPES) {
       feed.addEventListener(type, (event) => upsert(JSON.parse(event.data).call));
