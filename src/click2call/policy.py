@@ -22,7 +22,7 @@ from phonenumbers import PhoneNumberType
 from click2call.errors import InvalidInput, RateLimited, Rejected
 from click2call.numbers import PhoneNumber
 from click2call.settings import TenantCallbacks, TenantLimits, TenantPolicy
-from click2call.webhooks.urls import host_allowed
+from click2call.webhooks.urls import host_allowed, is_public, listed, literal_address
 
 _SPECIAL = frozenset(
     {
@@ -112,6 +112,13 @@ def check_callback(url: str, callbacks: TenantCallbacks) -> None:
         )
     if not host_allowed(url, callbacks.allowed_hosts):
         raise InvalidInput("callback_url", "host is not one of the tenant's allowed_hosts")
+    address = literal_address(url)
+    if address is not None and not is_public(address) and not listed(url, callbacks.allowed_hosts):
+        # No requests into the server's own network on a caller's say-so (SSRF);
+        # names are checked again when delivered, after they are resolved.
+        raise InvalidInput(
+            "callback_url", "points at a private or local address; list it in allowed_hosts"
+        )
 
 
 Clock = Callable[[], float]

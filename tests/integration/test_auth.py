@@ -171,6 +171,27 @@ def test_signed_links(server: Server, silent_peers: list[socket.socket]) -> None
     assert "sig=***" in (server.workdir / "server.log").read_text()
 
 
+def test_a_signed_link_opens_nothing_but_its_own_link(
+    server: Server, silent_peers: list[socket.socket]
+) -> None:
+    # The signature covers the query, not the path: replayed elsewhere it must not read the
+    # tenant's history, follow its feed or hang up its calls.
+    query = urlencode(_signed(DIAL, time.time() + 300))
+    with server.client() as client:
+        replies = [
+            client.get(f"/api/v1/calls.csv?{query}"),
+            client.get(f"/api/v1/calls?{query}"),
+            client.get(f"/api/v1/calls/1/events?{query}"),
+            client.post(f"/api/v1/calls/1/hangup?{query}"),
+        ]
+    for reply in replies:
+        assert reply.status_code in (403, 404), reply.text
+        if reply.status_code == 403:
+            assert "use an API key" in reply.text
+    assert replies[0].status_code == 403 and replies[1].status_code == 403
+    assert_nothing_received(silent_peers)
+
+
 def test_allowed_addresses(server: Server) -> None:
     agent = server.peer("agent_busy.xml", server.pbx_port)
     with server.client() as client:

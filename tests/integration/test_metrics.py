@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from tests.integration.conftest import Server, launch
-from tests.integration.test_auth import new_key
+from tests.integration.test_auth import cli, new_key
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -25,7 +25,11 @@ def test_metrics_need_a_key_and_count_calls(server: Server) -> None:
     with server.client() as client:
         refused = client.get("/metrics")
         assert refused.status_code == 401
-        _, key = new_key(server, "default")
+        _, plain = new_key(server, "default")
+        forbidden = client.get("/metrics", headers={"X-API-Key": plain})
+        assert forbidden.status_code == 403  # a tenant's key does not see every tenant
+        assert "admin key" in forbidden.json()["error"]["message"]
+        key = cli(server, "create", "--tenant", "default", "--admin").splitlines()[1]
         headers = {"X-API-Key": key}
         before = client.get("/metrics", headers=headers)
         assert before.status_code == 200

@@ -296,7 +296,7 @@ def test_undelivered_events_survive_sigkill(
         process.process.wait()  # type: ignore[union-attr]
         receiver.start()
         process = ServerProcess(process.config, process.base_url, tmp_path / "again.log").start()
-        got = receiver.wait_for(call_id, "call.ended")
+        got = receiver.wait_for(call_id, "call.ended", timeout=45)  # a restart under load
         once = list({r.message_id: r for r in got}.values())
         assert [r.type for r in once] == ANSWERED
         ids_by_sequence: dict[int, set[str]] = {}

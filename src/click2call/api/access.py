@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from click2call.api import fields
 from click2call.auth import SECRET_PARAMS, Credentials, Identity, authenticate
-from click2call.errors import Click2CallError, Unauthorized
+from click2call.errors import Click2CallError, Forbidden, Unauthorized
 from click2call.runtime import Runtime
 from click2call.store import ApiKey, AuditEntry, StoredCall
 
@@ -49,6 +49,9 @@ def identify(request: Request, claimed_tenant: str | None, form_key: str | None 
     return _identify(request, credentials(request, form_key), claimed_tenant)
 
 
+SIGNED_LINK_PATHS = frozenset({"/web/dial.php", "/voipe/dial_external.php"})
+
+
 def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) -> Identity:
     runtime = runtime_of(request)
 
@@ -58,6 +61,10 @@ def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) 
     identity = authenticate(
         runtime.settings, creds, claimed_tenant, runtime.keys.lookup, time.time(), lookup_session
     )
+    if identity.method == "signed link" and request.url.path not in SIGNED_LINK_PATHS:
+        # The signature covers the query only: the same link must not open the history,
+        # the feed or a hang-up. Reading needs an API key.
+        raise Forbidden("a signed link only places the call it was made for; use an API key")
     tenant = runtime.settings.tenant(identity.tenant)
     # A person's session is not an integration hammering the API: no per-key request limit.
     if identity.method == "key" and identity.key_id is not None and tenant is not None:
@@ -235,7 +242,8 @@ class AccessLog:
                 '%s "%s %s%s" %d %.1fms',
                 client[0] if client else "-",
                 scope["method"],
-                scope["path"],
+                # The raw path, still percent-encoded: a decoded %0d%0a would end the line.
+                scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
                 f"?{query}" if query else "",
                 status,
                 seconds * 1000,

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from click2call.api.access import audited, credentials, identify, observe, runtime_of
 from click2call.api.schemas import ERRORS
-from click2call.errors import Unauthorized
+from click2call.errors import Forbidden, Unauthorized
 from click2call.metrics import CONTENT_TYPE, Metrics
 
 router = APIRouter(tags=["operations"])
@@ -41,12 +41,18 @@ def _allowed_address(request: Request) -> bool:
     },
 )
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics: an API key, or an address in `[server] metrics_allowed_ips`."""
+    """Prometheus metrics: an admin API key, or an address in `[server] metrics_allowed_ips`."""
     if not _allowed_address(request):
         with audited(request, "metrics", refusals_only=True) as decision:
             if credentials(request).key is None:
                 raise Unauthorized("an API key or an address in metrics_allowed_ips is needed")
-            decision.identity = identify(request, None)
+            decision.identity = identity = identify(request, None)
+            if not runtime_of(request).keys.is_admin(identity.key_id):
+                # Metrics name every tenant and its volumes: not for one tenant's CRM key.
+                raise Forbidden(
+                    "/metrics needs an admin key (keys create --admin) "
+                    "or an address in metrics_allowed_ips"
+                )
     body = await run_in_threadpool(runtime_of(request).metrics.exposition)
     return Response(body, media_type=CONTENT_TYPE)
 

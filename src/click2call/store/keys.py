@@ -82,6 +82,16 @@ class KeyStore:
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one_or_none()
         return None if row is None else key_of(row)
 
+    def is_admin(self, key_id: int | None) -> bool:
+        """True for a live key created with --admin."""
+        if key_id is None:
+            return False
+        query = select(api_keys.c.admin).where(
+            api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)
+        )
+        with self._engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
+
     def listing(self, tenant: str | None = None) -> list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.id)
         if tenant is not None:

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,6 +27,7 @@ from click2call.store import Attempt, Delivery, Outbox
 from click2call.store.outbox import DELIVERED, FAILED, PENDING, Settled
 from click2call.webhooks import signing
 from click2call.webhooks.schedule import Outcome, decide, parse_retry_after
+from click2call.webhooks.urls import is_public, listed
 
 log = logging.getLogger("click2call.webhooks")
 EXCERPT_BYTES = 256
@@ -168,19 +170,48 @@ class Deliverer:
         excerpt: str | None = None
         retry_after: float | None = None
         assert self._client is not None
+        deadline = self._delivery.connect_timeout + self._delivery.read_timeout
         try:
-            async with self._client.stream(
-                "POST", delivery.url, content=body, headers=headers
-            ) as reply:
-                status = reply.status_code
-                excerpt = await _excerpt(reply)
-                retry_after = parse_retry_after(reply.headers.get("retry-after"), started_at)
-                if not reply.is_success:
-                    error = f"HTTP {status}"
-        except httpx.HTTPError as exc:
+            # One deadline for the whole attempt: a receiver dribbling a byte now and then
+            # must not hold a slot (per-read timeouts alone would let it).
+            async with asyncio.timeout(deadline):
+                error = await self._refused_address(delivery)
+                if error is None:
+                    async with self._client.stream(
+                        "POST", delivery.url, content=body, headers=headers
+                    ) as reply:
+                        status = reply.status_code
+                        excerpt = await _excerpt(reply)
+                        retry_after = parse_retry_after(
+                            reply.headers.get("retry-after"), started_at
+                        )
+                        if not reply.is_success:
+                            error = f"HTTP {status}"
+        except TimeoutError:
+            error = f"no complete reply within {deadline:g} s"
+        except Exception as exc:
+            # Any failure is an attempt that failed (retried), never a delivery stuck pending.
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         attempt = Attempt(started_at, status, error, excerpt, time.perf_counter() - started)
         self._settle(delivery, attempt, retry_after)
+
+    async def _refused_address(self, delivery: Delivery) -> str | None:
+        """Why a call's own callback_url may not be reached: its host resolves to a private
+        or local address the tenant did not list (SSRF). Tenant webhooks come from the
+        operator's configuration and are trusted."""
+        if not delivery.for_call:
+            return None
+        tenant = self._settings.tenant(delivery.tenant)
+        allowed = tenant.callbacks.allowed_hosts if tenant else []
+        if listed(delivery.url, allowed):
+            return None
+        parts = urlsplit(delivery.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port)
+        private = sorted({str(info[4][0]) for info in infos if not is_public(str(info[4][0]))})
+        if private:
+            return f"callback host resolves to a private or local address ({private[0]})"
+        return None
 
     def _settle(self, delivery: Delivery, attempt: Attempt, retry_after: float | None) -> None:
         decision = decide(

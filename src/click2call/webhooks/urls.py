@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
+
+import idna
 
 MAX_URL_LENGTH = 2048
 
@@ -27,6 +30,12 @@ def check_url(value: str) -> str:
         raise ValueError("must name a host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry credentials")
+    if literal_address(value) is None:
+        try:
+            # The same IDNA rules httpx applies when it connects (stricter than the codec).
+            idna.encode(parts.hostname, uts46=True)
+        except idna.IDNAError:
+            raise ValueError("has a host name that is not valid") from None
     return value
 
 
@@ -40,3 +49,27 @@ def host_allowed(url: str, allowed_hosts: list[str]) -> bool:
         if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
             return True
     return False
+
+
+def listed(url: str, allowed_hosts: list[str]) -> bool:
+    """True when the URL's host is named in a non-empty `allowed_hosts`."""
+    return bool(allowed_hosts) and host_allowed(url, allowed_hosts)
+
+
+def is_public(address: str) -> bool:
+    """True for a globally routable address; False for loopback, private, link-local,
+    reserved and the like, which a caller's callback_url must not reach unless listed."""
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_global
+    except ValueError:
+        return False
+
+
+def literal_address(url: str) -> str | None:
+    """The URL's host if it is an IP address literal."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host
