@@ -67,6 +67,19 @@ def test_an_unknown_in_dialog_request_gets_481(server: Server, probe: socket.soc
     assert ask(probe, port, bye.encode()).startswith(b"SIP/2.0 481 ")
 
 
+def test_an_unsolicited_invite_gets_one_405_and_no_retransmissions(
+    server: Server, probe: socket.socket
+) -> None:
+    # Over UDP a stateful 405 would be resent for 32 s to whatever source address the
+    # datagram claimed: a reflector. One stateless reply is all a stranger gets.
+    port, me = sip_port(server), probe.getsockname()[1]
+    invite = OPTIONS.format(port=port, me=me, branch="7").replace("OPTIONS", "INVITE")
+    assert ask(probe, port, invite.encode()).startswith(b"SIP/2.0 405 ")
+    probe.settimeout(1.2)  # Timer G would resend at 0.5 s and 1.5 s
+    with pytest.raises(TimeoutError):
+        probe.recv(65535)
+
+
 def test_a_second_server_on_a_taken_sip_port_refuses_to_start(
     server: Server, tmp_path: Path
 ) -> None:

@@ -302,14 +302,6 @@ class Outbox:
         with self._engine.begin() as conn:
             conn.execute(_LEASE, {"ids": outbox_ids, "node": None, "until": None})
 
-    def next_due_at(self) -> datetime | None:
-        query = select(func.min(webhook_outbox.c.next_attempt_at)).where(
-            webhook_outbox.c.state == PENDING
-        )
-        with self._engine.connect() as conn:
-            value: datetime | None = conn.execute(query).scalar()
-        return value
-
     def attempted(
         self,
         delivery: Delivery,

@@ -282,21 +282,21 @@ class SipEndpoint:
             if waiting is not None and server is not None:
                 self._server_outputs(waiting, server, server.transaction.on_request(request))
             return
+        if entry is None:
+            # Outside our dialogs: one stateless reply (RFC 3261 §8.2.7). A transaction
+            # would resend a 405 to a spoofable address for 32 s and keep state per branch.
+            self._write(_out_of_dialog(request), flow)
+            return
         reliable = flow.transport != "udp"
         server = _Server(tx.server_transaction(request, reliable), flow)
         self._servers[key] = server
-        outputs: list[lg.Output] = []
-        if entry is not None:
-            response, outputs = entry[0].on_request(request)
-        else:
-            response = _out_of_dialog(request)
+        response, outputs = entry[0].on_request(request)
         if response is not None:
             if request.method == "INVITE" and 200 <= response.code < 300:
                 server.ack = (request.call_id, request.cseq()[0])
                 self._awaiting_ack[server.ack] = key
             self._server_outputs(key, server, server.transaction.respond(response))
-        if entry is not None:
-            self.run(entry[0], outputs)
+        self.run(entry[0], outputs)
 
 
 def _out_of_dialog(request: Request) -> Response:
