@@ -319,6 +319,18 @@ class StreamReader:
         self._buffer = bytearray()
         self._pending: Request | Response | None = None
         self._length = 0
+        self._scanned = 0  # bytes of the buffer already searched for the end of the head
+
+    def _head_end(self) -> tuple[int, int] | None:
+        """Where the head ends and how long its blank line is, searching only what arrived
+        since the last look (a head fed a byte at a time must not cost its length squared)."""
+        start = max(0, self._scanned - 3)
+        self._scanned = len(self._buffer)
+        end = self._buffer.find(b"\r\n\r\n", start)
+        if end >= 0:
+            return end, 4
+        end = self._buffer.find(b"\n\n", start)
+        return None if end < 0 else (end, 2)
 
     def feed(self, data: bytes) -> list[Request | Response]:
         """Complete messages in `data` and what came before. A ParseError ends the stream."""
@@ -328,17 +340,19 @@ class StreamReader:
             if self._pending is None:
                 while self._buffer[:2] == b"\r\n" or self._buffer[:1] == b"\n":
                     del self._buffer[: 2 if self._buffer[:1] == b"\r" else 1]
-                split = _split_head(bytes(self._buffer))
-                if split is None:
+                    self._scanned = 0
+                found = self._head_end()
+                if found is None:
                     if len(self._buffer) > MAX_MESSAGE:
                         raise ParseError(f"headers longer than {MAX_MESSAGE} bytes")
                     return out
-                head, _ = split
-                self._pending = _head(head)
+                end, blank = found
+                self._pending = _head(bytes(self._buffer[:end]))
                 self._length = _content_length(self._pending, required=True) or 0
                 if self._length > MAX_MESSAGE:
                     raise ParseError(f"Content-Length {self._length} over the limit")
-                del self._buffer[: len(self._buffer) - len(split[1])]
+                del self._buffer[: end + blank]
+                self._scanned = 0
             if len(self._buffer) < self._length:
                 return out
             message, self._pending = self._pending, None
