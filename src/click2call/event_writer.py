@@ -15,20 +15,26 @@ import logging
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from click2call.calls import CallEvent
 from click2call.errors import DatabaseUnavailable
 
 log = logging.getLogger("click2call.tracking")
 
+
+class _OfCall(Protocol):
+    @property
+    def uniqueid(self) -> str: ...
+
+
+Event = TypeVar("Event", bound=_OfCall)  # what is stored: an engine's CallEvent, or SIP state
 Stored = TypeVar("Stored")
 
 
-class EventWriter(Generic[Stored]):
+class EventWriter(Generic[Event, Stored]):
     def __init__(
         self,
-        store: Callable[[CallEvent], Stored],
+        store: Callable[[Event], Stored],
         then: Callable[[Stored], None],
         lanes: int = 4,
         retry_max: float = 2.0,
@@ -41,7 +47,7 @@ class EventWriter(Generic[Stored]):
         self._lanes = lanes
         self._retry_max = retry_max
         self._drain_seconds = drain_seconds
-        self._queues: list[asyncio.Queue[tuple[CallEvent, asyncio.Future[None]]]] = []
+        self._queues: list[asyncio.Queue[tuple[Event, asyncio.Future[None]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._outage: str | None = None
@@ -56,7 +62,7 @@ class EventWriter(Generic[Stored]):
         self._queues = [asyncio.Queue() for _ in range(self._lanes)]
         self._tasks = [asyncio.create_task(self._lane(q)) for q in self._queues]
 
-    def put(self, event: CallEvent) -> asyncio.Future[None]:
+    def put(self, event: Event) -> asyncio.Future[None]:
         """Queue `event` behind its call's earlier events; call on the event loop. The
         future is done once the event is stored (or refused)."""
         lane = zlib.crc32(event.uniqueid.encode()) % len(self._queues)
@@ -81,7 +87,7 @@ class EventWriter(Generic[Stored]):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    async def _lane(self, queue: asyncio.Queue[tuple[CallEvent, asyncio.Future[None]]]) -> None:
+    async def _lane(self, queue: asyncio.Queue[tuple[Event, asyncio.Future[None]]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             event, done = await queue.get()
@@ -98,7 +104,7 @@ class EventWriter(Generic[Stored]):
                     continue
                 except Exception:
                     # A bug storing one event must not stop the lane for every later call.
-                    log.exception("storing event %s of call %s failed", event.state, event.uniqueid)
+                    log.exception("storing %r of call %s failed", event, event.uniqueid)
                 break
             self.waiting -= 1
             if not done.done():

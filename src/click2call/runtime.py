@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from click2call import logs
 from click2call.auth import needs_setup
+from click2call.calls import Result
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Clock, Engine
 from click2call.engines.sip import SipEndpoint, SipEngine
+from click2call.errors import EngineUnavailable
 from click2call.hangup_relay import HangupRelay
 from click2call.metrics import Metrics
 from click2call.policy import Limits
@@ -56,7 +58,7 @@ class Runtime:
         self.engines: dict[str, Engine] = {
             tenant.name: AsteriskEngine(tenant, clock)
             if tenant.engine == "asterisk"
-            else SipEngine(tenant, self.sip_endpoint, clock)
+            else SipEngine(tenant, self.sip_endpoint, clock, save=self._save_sip_state)
             for tenant in settings.tenants
         }
         self.limits = Limits(time.monotonic)
@@ -88,7 +90,8 @@ class Runtime:
             },
             self.clock(),
         )
-        recovered = self.tracking.recover()
+        resumable = self.store.sip_states()
+        recovered = self.tracking.recover(resumed=resumable.keys())
         self.tracking.start()
         self.hangups.start()
         self.deliverer.start()
@@ -96,6 +99,29 @@ class Runtime:
             log.warning("marked %d call(s) left in flight by the previous run as ended", recovered)
         for engine in self.engines.values():
             await engine.start()
+        self._resume_sip_calls(resumable)
+
+    def _save_sip_state(self, uniqueid: str, state: str) -> None:
+        self.tracking.save_sip_state(uniqueid, state)
+
+    def _resume_sip_calls(self, stored: dict[str, str]) -> None:
+        """Go on with the SIP calls a previous run of this node left in flight, from their
+        stored dialogs: connected ones continue, the others end cleanly."""
+        for uniqueid, state in stored.items():
+            call = self.store.get_by_uniqueid(uniqueid)
+            engine = self.engines.get(call.tenant) if call is not None else None
+            try:
+                if call is None or not isinstance(engine, SipEngine):
+                    raise ValueError("its tenant no longer uses the SIP engine")
+                since = call.connected_at
+                connected = (self.clock() - since).total_seconds() if since else 0.0
+                engine.resume(uniqueid, state, connected, self.tracking.on_event)
+            except (ValueError, EngineUnavailable) as exc:
+                log.error("call %s left by the previous run cannot go on: %s", uniqueid, exc)
+                cause = "server stopped while the call was in progress"
+                self.tracking.end(uniqueid, Result.ERROR, cause)
+        if stored:
+            log.warning("took back %d SIP call(s) left in flight by the previous run", len(stored))
 
     def _warn_about_access(self) -> None:
         for tenant in self.settings.tenants:

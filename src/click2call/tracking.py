@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from click2call import logs
 from click2call.calls import CallEvent, CallState, Result
@@ -27,6 +28,17 @@ from click2call.store.admission import CallLimits
 log = logging.getLogger("click2call.tracking")
 
 Listener = Callable[[Change], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SipState:
+    """A SIP call's state to keep (engines/sip/snapshot.py), in line with its events."""
+
+    uniqueid: str
+    state: str
+
+    def __repr__(self) -> str:
+        return f"SipState({self.uniqueid})"
 
 
 class Tracking:
@@ -68,6 +80,15 @@ class Tracking:
         self._stored(change)
         return change
 
+    def save_sip_state(self, uniqueid: str, state: str) -> None:
+        """The SIP engine's sink for a call's dialogs: stored in the same lane as the call's
+        events, so never ahead of an event reported before it, nor after its end."""
+        item = SipState(uniqueid, state)
+        if self._writer.running:
+            self._writer.put(item)
+        else:
+            self._store_event(item)
+
     def end(self, uniqueid: str, result: Result, cause: str) -> None:
         # Behind the call's earlier events, like any engine event.
         self.on_event(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
@@ -92,7 +113,10 @@ class Tracking:
         """Store the events still waiting (a few seconds at most), then stop."""
         await self._writer.close()
 
-    def _store_event(self, event: CallEvent) -> Change | None:
+    def _store_event(self, event: CallEvent | SipState) -> Change | None:
+        if isinstance(event, SipState):
+            self._store.save_sip_state(event.uniqueid, event.state, self._clock())
+            return None
         with logs.about_call(None, event.uniqueid):
             try:
                 return self._store.record(event)
@@ -111,9 +135,10 @@ class Tracking:
                 self._limits.ended(call.tenant, call.agent_number, call.uniqueid)
             self._announce(change)
 
-    def recover(self) -> int:
-        """End calls a previous run left in flight: their dialogs died with that process."""
-        stale = self._store.active_uniqueids()
+    def recover(self, resumed: Collection[str] = ()) -> int:
+        """End calls a previous run left in flight, but those in `resumed` (an engine goes on
+        with them): without a stored SIP state, their dialogs died with that process."""
+        stale = [u for u in self._store.active_uniqueids() if u not in resumed]
         for uniqueid in stale:
             self.end(uniqueid, Result.ERROR, "server stopped while the call was in progress")
         return len(stale)

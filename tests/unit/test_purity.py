@@ -18,6 +18,7 @@ PURE = [
     "engines/sip/auth.py",
     "engines/sip/dialog.py",
     "engines/sip/leg.py",
+    "engines/sip/snapshot.py",
     "engines/sip/probe.py",
     "engines/sip/sdp.py",
     "engines/sip/targets.py",

@@ -123,3 +123,20 @@ def test_each_node_follows_its_own_calls_and_the_unnamed_ones(database: Engine) 
     assert sorted(a.active_uniqueids()) == sorted([mine.uniqueid, old.uniqueid])
     assert sorted(b.active_uniqueids()) == sorted([theirs.uniqueid, old.uniqueid])
     assert len(unnamed.active_uniqueids()) == 3
+
+
+def test_a_live_calls_sip_state_is_kept_replaced_and_dropped_with_its_end(
+    database: Engine,
+) -> None:
+    a, b = Store(database, "a:8080"), Store(database, "b:8080")
+    mine, theirs = a.create_call(NEW, T0).call, b.create_call(NEW, T0).call
+    assert a.save_sip_state(mine.uniqueid, '{"v": 1}', T0)
+    assert a.save_sip_state(mine.uniqueid, '{"v": 2}', T0)  # replaced, not a second row
+    assert b.save_sip_state(theirs.uniqueid, '{"v": 9}', T0)
+    assert a.sip_states() == {mine.uniqueid: '{"v": 2}'}  # each node reads its own
+
+    a.record(step(mine.uniqueid, CallState.ENDED, 5, Result.ERROR))
+    assert a.sip_states() == {}
+    assert not a.save_sip_state(mine.uniqueid, '{"v": 3}', T0)  # a late write keeps nothing
+    assert not a.save_sip_state("1.999", "{}", T0)
+    assert a.sip_states() == {}

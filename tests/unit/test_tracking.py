@@ -89,3 +89,28 @@ def test_recover_ends_what_a_previous_run_left_in_flight(tracking: Tracking) -> 
     [change] = heard
     assert (change.call.id, change.call.result) == (left.id, Result.ERROR)
     assert change.call.cause == "server stopped while the call was in progress"
+
+
+def test_recover_leaves_the_calls_an_engine_goes_on_with(tracking: Tracking) -> None:
+    resumed = tracking.create(NEW).call
+    tracking.on_event(CallEvent(resumed.uniqueid, CallState.AGENT_DIALING, T0))
+    lost = tracking.create(NEW).call
+    assert tracking.recover(resumed={resumed.uniqueid}) == 1
+    assert tracking.record(CallEvent(resumed.uniqueid, CallState.AGENT_RINGING, T0)) is not None
+    assert tracking.record(CallEvent(lost.uniqueid, CallState.AGENT_RINGING, T0)) is None
+
+
+async def test_sip_state_is_stored_in_line_with_the_calls_events(database: Engine) -> None:
+    store = Store(database)
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock())
+    call = tracking.create(NEW).call
+    tracking.start()
+    tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))
+    tracking.save_sip_state(call.uniqueid, '{"legs": 1}')
+    assert store.sip_states() == {}  # not written on the event loop
+    tracking.end(call.uniqueid, Result.COMPLETED, "agent hung up")
+    tracking.save_sip_state(call.uniqueid, '{"legs": 2}')  # after the end: kept nowhere
+    await tracking.close()
+    assert store.sip_states() == {}
+    ended = store.get(call.id)
+    assert ended is not None and ended.state is CallState.ENDED

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
-from click2call.store import admission, outbox
+from click2call.store import admission, outbox, sip_dialogs
 from click2call.store.event_body import event_body
 from click2call.store.schema import call_events, calls
 
@@ -199,6 +199,8 @@ class Store:
             if cause is not None:
                 changes["cause"] = cause
             conn.execute(update(calls).where(calls.c.id == call.id).values(**changes))
+            if new_state is CallState.ENDED:
+                sip_dialogs.forget(conn, call.id)
             call = replace(call, **changes)
             stored = self._append(conn, call, cause, event.at)
         return Change(call, stored)
@@ -252,6 +254,21 @@ class Store:
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(call_events.c.sequence)).all()
         return [_event(r, call) for r in rows]
+
+    def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
+        """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
+        unknown, and nothing is kept."""
+        with self._engine.begin() as conn:
+            row = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": uniqueid}).one_or_none()
+            if row is None or row.state == CallState.ENDED.value:
+                return False
+            sip_dialogs.save(conn, row.id, state, now)
+        return True
+
+    def sip_states(self) -> dict[str, str]:
+        """uniqueid → SIP state of the in-flight calls this node follows that have one."""
+        with self._engine.connect() as conn:
+            return sip_dialogs.in_flight(conn, self._node)
 
     def active_uniqueids(self) -> list[str]:
         """Calls not yet ended that this node follows: its own, and those stored before

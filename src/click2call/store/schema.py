@@ -157,6 +157,17 @@ hangup_requests = Table(
     Index("ix_hangup_requests_node_taken", "node", "taken_at"),
 )
 
+# A live call's SIP state (engines/sip/snapshot.py, JSON): one row per call, rewritten as a
+# whole so a restart never reads one leg from before a change and the other from after.
+# Removed with the call's ended event.
+sip_dialogs = Table(
+    "sip_dialogs",
+    metadata,
+    Column("call_id", Integer, ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # calls_per_second of each tenant, shared by every node (store/admission.py).
 call_rate_buckets = Table(
     "call_rate_buckets",

@@ -36,6 +36,7 @@ _SECRET_HEADERS = re.compile(rb"^((?:Proxy-)?Authorization:).*$", re.MULTILINE |
 
 class LegOwner(Protocol):
     def leg_event(self, event: tp.LegEvent) -> None: ...
+    def leg_changed(self) -> None: ...
 
 
 class TransactionUser(Protocol):
@@ -114,7 +115,31 @@ class SipEndpoint:
         self._legs[leg.call_id] = (leg, owner)
         self.run(leg, outputs)
 
+    def adopt(self, leg: lg.UacLeg, owner: LegOwner) -> None:
+        """Follow a leg a previous process placed (rebuilt from its snapshot). An
+        unanswered one gets its INVITE transaction back, to ACK the 487 its CANCEL brings."""
+        self._legs[leg.call_id] = (leg, owner)
+        invite = leg.invite
+        if leg.dialog is not None or invite is None:
+            return
+
+        def start(flow: Flow) -> None:
+            transaction = tx.ClientInvite(invite, reliable=flow.transport != "udp")
+            client = _Client(transaction, leg, flow, destination.host)
+            key = tx.client_key(invite)
+            self._clients[key] = client
+            self._client_outputs(key, client, transaction.resume())
+
+        destination = SipUri.parse(invite.uri)
+        self._flow_to(destination, start, lambda cause: None)
+
     def run(self, leg: lg.UacLeg, outputs: list[lg.Output]) -> None:
+        self._run(leg, outputs)
+        entry = self._legs.get(leg.call_id)
+        if entry is not None:
+            entry[1].leg_changed()
+
+    def _run(self, leg: lg.UacLeg, outputs: list[lg.Output]) -> None:
         for output in outputs:
             match output:
                 case lg.SendRequest(request=request, destination=destination):

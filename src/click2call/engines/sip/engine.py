@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from click2call.calls import CallEvent, CallOrder
 from click2call.engines.base import Clock, EngineHealth, EventSink
+from click2call.engines.sip import snapshot as snap
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip.endpoint import SipEndpoint
 from click2call.engines.sip.leg import Output as LegOutput
@@ -31,6 +32,8 @@ from click2call.errors import EngineUnavailable
 from click2call.settings import TenantSettings, sip_target
 
 log = logging.getLogger("click2call.sip")
+# Where a call's SIP state goes as it changes: (call uniqueid, snapshot JSON).
+DialogSink = Callable[[str, str], None]
 _CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
 
 
@@ -45,6 +48,7 @@ class SipCall:
         correlation_id: str,
         report: Callable[[tp.Report], None],
         ringback: RingbackPlayer | None,
+        save: DialogSink | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._controller = controller
@@ -54,6 +58,9 @@ class SipCall:
         self._ringback = ringback
         self._legs: dict[tp.Leg, UacLeg] = {}
         self._timers: dict[tp.Timer, asyncio.TimerHandle] = {}
+        self._save = save
+        self._saved = ""  # the last snapshot handed over, so unchanged state is not rewritten
+        self._saving = False
 
     @property
     def ended(self) -> bool:
@@ -67,6 +74,31 @@ class SipCall:
 
     def leg_event(self, event: tp.LegEvent) -> None:
         self._run(self._controller.handle(event))
+
+    def resume(self, legs: list[UacLeg], seconds_connected: float) -> None:
+        """Go on with the legs a previous process placed: a connected call keeps running,
+        any other ends at once, hanging up whatever leg is up."""
+        for leg in legs:
+            self._legs[leg.role] = leg
+            self._endpoint.adopt(leg, self)
+        self._saved = snap.to_json(snap.snapshot(self._controller, legs))
+        self._run(self._controller.resumed(seconds_connected))
+
+    def leg_changed(self) -> None:
+        """A leg's dialog may have moved: store the call's state once this loop turn ends,
+        after the reports queued before it, so the store sees changes in their order."""
+        if self._save is not None and not self._saving and not self.ended:
+            self._saving = True
+            asyncio.get_running_loop().call_soon(self._store_state)
+
+    def _store_state(self) -> None:
+        self._saving = False
+        if self._save is None or self.ended:
+            return  # the ended event removes the stored state
+        state = snap.to_json(snap.snapshot(self._controller, list(self._legs.values())))
+        if state != self._saved:
+            self._saved = state
+            self._save(self._correlation_id, state)
 
     def _run(self, outputs: list[tp.Output]) -> None:
         for output in outputs:
@@ -100,6 +132,7 @@ class SipCall:
                     # Recording a step writes to the store: let the SIP work of this
                     # turn (the destination's INVITE above all) leave first.
                     asyncio.get_running_loop().call_soon(self._report, output)
+        self.leg_changed()  # the controller's phase may have moved
 
     def _dial(self, which: tp.Leg, sdp: str | None) -> None:
         target = self._targets[which]
@@ -130,8 +163,11 @@ class SipEngine:
         endpoint: SipEndpoint,
         clock: Clock,
         session_ids: Callable[[], int] = lambda: random.getrandbits(48),
+        save: DialogSink | None = None,
     ) -> None:
+        """`save` receives each call's SIP state as it changes (see snapshot.py)."""
         self._tenant = tenant
+        self._save = save
         self._endpoint = endpoint
         self._clock = clock
         self._session_ids = session_ids
@@ -186,12 +222,7 @@ class SipEngine:
         if not self._endpoint.running:
             raise EngineUnavailable("SIP stack is not running")
         uniqueid = order.uniqueid
-
-        def report(step: tp.Report) -> None:
-            if step.result is not None:
-                self._calls.pop(uniqueid, None)
-            events(CallEvent(uniqueid, step.state, self._clock(), step.result, step.cause))
-
+        report = self._reporter(uniqueid, events)
         address = self._endpoint.settings.host
         player, media = self._ringback(address)
         controller = tp.ThirdPartyCall(
@@ -206,10 +237,41 @@ class SipEngine:
             tp.Leg.AGENT: agent_target(order, self._tenant.sip),
             tp.Leg.DESTINATION: destination_target(order, self._tenant.sip),
         }
-        call = SipCall(self._endpoint, controller, targets, uniqueid, report, player)
+        call = SipCall(self._endpoint, controller, targets, uniqueid, report, player, self._save)
         self._calls[uniqueid] = call
         # Reply to the HTTP request first; the INVITE leaves on the next loop turn.
         asyncio.get_running_loop().call_soon(call.start)
+
+    def resume(
+        self, uniqueid: str, stored: str, seconds_connected: float, events: EventSink
+    ) -> None:
+        """Take back a call a previous process of this node left, from its stored SIP
+        state (`stored`, snapshot JSON): connected, it goes on; else it ends cleanly.
+        ValueError for a snapshot that cannot be read."""
+        if not self._endpoint.running:
+            raise EngineUnavailable("SIP stack is not running")
+        state = snap.from_json(stored)
+        sip = self._tenant.sip
+        credentials = (sip.username or None, sip.password.get_secret_value() or None)
+        legs = [
+            snap.restore_leg(
+                leg, self._endpoint.local(leg.transport), self._endpoint.tokens, credentials
+            )
+            for leg in state.legs
+        ]
+        controller = snap.restore_call(state)
+        report = self._reporter(uniqueid, events)
+        call = SipCall(self._endpoint, controller, {}, uniqueid, report, None, self._save)
+        self._calls[uniqueid] = call
+        call.resume(legs, seconds_connected)
+
+    def _reporter(self, uniqueid: str, events: EventSink) -> Callable[[tp.Report], None]:
+        def report(step: tp.Report) -> None:
+            if step.result is not None:
+                self._calls.pop(uniqueid, None)
+            events(CallEvent(uniqueid, step.state, self._clock(), step.result, step.cause))
+
+        return report
 
     async def hangup(self, call_uniqueid: str) -> None:
         call = self._calls.get(call_uniqueid)

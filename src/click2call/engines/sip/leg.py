@@ -177,6 +177,14 @@ class UacLeg:
             return self._bye()
         return []
 
+    def restored_ack(self) -> None:
+        """A leg rebuilt after a restart had ACKed its 2xx: remember that ACK (rebuilt,
+        without body) so a late 2xx is ACKed again and hanging up sends no second ACK."""
+        if self.dialog is not None and self.invite is not None:
+            number = self.invite.cseq()[0]
+            via = self.local.via(self._branch())
+            self._acks[number] = self.dialog.request("ACK", via, cseq=number)
+
     # --- what the peer does ------------------------------------------------------------
 
     def on_response(self, response: Response) -> list[Output]:

@@ -175,6 +175,12 @@ class Phase(enum.Enum):
     ENDED = "ended"
 
 
+_RESTARTED = {
+    Phase.IDLE: "server restarted before the call was placed",
+    Phase.AGENT_CALLING: "server restarted while the agent's phone was ringing",
+    Phase.DESTINATION_CALLING: "server restarted while the destination was ringing",
+    Phase.BRIDGING: "server restarted while the two legs were being joined",
+}
 _BUSY = frozenset({486, 600, 603})
 _NO_ANSWER = frozenset({408, 480, 487})
 
@@ -217,6 +223,17 @@ class ThirdPartyCall:
     @property
     def ended(self) -> bool:
         return self.phase is Phase.ENDED
+
+    def resumed(self, seconds_connected: float) -> list[Output]:
+        """Rebuilt from its snapshot after a restart: a connected call goes on with what is
+        left of its maximum length; any other ends, since its timers and half-done
+        exchanges died with the old process."""
+        if self.phase is Phase.CONNECTED:
+            left = max(self.max_call_seconds - seconds_connected, 0.0)
+            return [StartTimer(Timer.MAX_DURATION, left)]
+        if self.phase is Phase.ENDED:
+            return []
+        return self._end(Result.ERROR, _RESTARTED.get(self.phase, _RESTARTED[Phase.IDLE]))
 
     # --- steps -----------------------------------------------------------------------
 

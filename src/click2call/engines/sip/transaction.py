@@ -144,6 +144,12 @@ class ClientInvite(_Transaction):
             out.append(self._arm("A", T1))
         return out
 
+    def resume(self) -> list[Output]:
+        """The transaction of an INVITE a previous process sent, rebuilt to ACK its final
+        non-2xx (the 487 after our CANCEL); it gives up after 64*T1 without one."""
+        self.state = State.PROCEEDING
+        return [self._arm("B", 64 * T1)]
+
     def on_response(self, response: Response) -> list[Output]:
         code = response.code
         if self.state in (State.CALLING, State.PROCEEDING):
