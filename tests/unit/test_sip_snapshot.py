@@ -169,3 +169,22 @@ def test_an_ended_leg_is_not_stored() -> None:
 def test_an_unreadable_snapshot_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError, match="unreadable SIP snapshot"):
         snap.from_json(text)
+
+
+def test_the_fingerprint_moves_with_the_dialog_and_not_with_a_provisional_response() -> None:
+    call = controller(tp.Phase.AGENT_CALLING)
+    placed = leg()
+    invite = placed.start(None)[0]
+    assert isinstance(invite, SendRequest)
+    first = snap.fingerprint(call, [placed])
+    placed.on_response(answer(invite.request, 180))
+    assert snap.fingerprint(call, [placed]) == first  # nothing a restart needs changed
+
+    placed.on_response(answer(invite.request, 200, SDP_A))
+    answered = snap.fingerprint(call, [placed])
+    assert answered != first
+    placed.ack(SDP_A)
+    placed.reinvite(SDP_A.replace("o=a 1 1", "o=a 1 2"))
+    assert snap.fingerprint(call, [placed]) != answered  # CSeq and SDP moved
+    call.phase = tp.Phase.CONNECTED
+    assert snap.fingerprint(call, [placed]) != answered

@@ -257,13 +257,10 @@ class Store:
 
     def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
         """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
-        unknown, and nothing is kept."""
+        unknown, and nothing is kept. Written by the node's one writer of that call, in
+        line with its events (tracking.py), so no row lock is needed."""
         with self._engine.begin() as conn:
-            row = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": uniqueid}).one_or_none()
-            if row is None or row.state == CallState.ENDED.value:
-                return False
-            sip_dialogs.save(conn, row.id, state, now)
-        return True
+            return sip_dialogs.save(conn, uniqueid, state, now)
 
     def sip_states(self) -> dict[str, str]:
         """uniqueid → SIP state of the in-flight calls this node follows that have one."""

@@ -9,21 +9,43 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
 from click2call.calls import CallState
 from click2call.store.schema import calls, sip_dialogs
 
+# Built once, like repository.py's statements. Both skip an ended call: its state is gone
+# with its end, and a late write must not bring it back.
+_LIVE_CALL = (
+    select(calls.c.id)
+    .where(calls.c.uniqueid == bindparam("uniqueid"))
+    .where(calls.c.state != CallState.ENDED.value)
+    .scalar_subquery()
+)
+_UPDATE = (
+    update(sip_dialogs)
+    .where(sip_dialogs.c.call_id == _LIVE_CALL)
+    .values(state=bindparam("state"), updated_at=bindparam("now"))
+)
+_INSERT = (
+    insert(sip_dialogs)
+    .from_select(
+        ["call_id", "state", "updated_at"],
+        select(calls.c.id, bindparam("state"), bindparam("now"))
+        .where(calls.c.uniqueid == bindparam("uniqueid"))
+        .where(calls.c.state != CallState.ENDED.value),
+    )
+    .returning(sip_dialogs.c.call_id)  # rowcount of INSERT … SELECT is not portable
+)
 
-def save(conn: Connection, call_id: int, state: str, now: datetime) -> None:
-    """Replace the call's stored state (the caller holds the call's row lock)."""
-    changed = conn.execute(
-        update(sip_dialogs)
-        .where(sip_dialogs.c.call_id == call_id)
-        .values(state=state, updated_at=now)
-    ).rowcount
-    if not changed:
-        conn.execute(insert(sip_dialogs).values(call_id=call_id, state=state, updated_at=now))
+
+def save(conn: Connection, uniqueid: str, state: str, now: datetime) -> bool:
+    """Replace the call's stored state; False when the call is unknown or ended. One
+    statement when the row exists (every write but the first)."""
+    values = {"uniqueid": uniqueid, "state": state, "now": now}
+    if conn.execute(_UPDATE, values).rowcount:
+        return True
+    return conn.execute(_INSERT, values).first() is not None
 
 
 def forget(conn: Connection, call_id: int) -> None:

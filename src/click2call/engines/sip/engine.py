@@ -59,7 +59,7 @@ class SipCall:
         self._legs: dict[tp.Leg, UacLeg] = {}
         self._timers: dict[tp.Timer, asyncio.TimerHandle] = {}
         self._save = save
-        self._saved = ""  # the last snapshot handed over, so unchanged state is not rewritten
+        self._saved: tuple[object, ...] = ()  # what the last stored state was made of
         self._saving = False
 
     @property
@@ -81,7 +81,7 @@ class SipCall:
         for leg in legs:
             self._legs[leg.role] = leg
             self._endpoint.adopt(leg, self)
-        self._saved = snap.to_json(snap.snapshot(self._controller, legs))
+        self._saved = snap.fingerprint(self._controller, legs)
         self._run(self._controller.resumed(seconds_connected))
 
     def leg_changed(self) -> None:
@@ -95,10 +95,11 @@ class SipCall:
         self._saving = False
         if self._save is None or self.ended:
             return  # the ended event removes the stored state
-        state = snap.to_json(snap.snapshot(self._controller, list(self._legs.values())))
-        if state != self._saved:
-            self._saved = state
-            self._save(self._correlation_id, state)
+        legs = list(self._legs.values())
+        key = snap.fingerprint(self._controller, legs)
+        if key != self._saved:
+            self._saved = key
+            self._save(self._correlation_id, snap.to_json(snap.snapshot(self._controller, legs)))
 
     def _run(self, outputs: list[tp.Output]) -> None:
         for output in outputs:

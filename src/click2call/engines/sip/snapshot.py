@@ -92,6 +92,18 @@ def snapshot(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> CallSnapshot:
     )
 
 
+def fingerprint(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> tuple[object, ...]:
+    """Cheap to compute, and different whenever `snapshot` would be (the SIP engine checks
+    it on every message and builds a snapshot only when it moved)."""
+    key: list[object] = [controller.phase]
+    for leg in legs:
+        dialog = leg.dialog
+        moved = None if dialog is None else (dialog.local_cseq, dialog.remote_cseq)
+        target = None if dialog is None else dialog.remote_target
+        key += [leg.phase is Phase.ENDED, id(leg.invite), moved, target, leg.local_sdp]
+    return tuple(key)
+
+
 def to_json(snap: CallSnapshot) -> str:
     return json.dumps({"version": VERSION, **asdict(snap)}, separators=(",", ":"))
 
