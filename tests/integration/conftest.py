@@ -15,9 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
+from click2call.store.database import connect
 from tests.ami_replay import ReplayPeer
 from tests.conftest import DATABASES, empty_database
 
@@ -189,6 +191,26 @@ key_requests_per_minute = 3
 """
 
 
+def stored_sip_state(database: str, call_id: int | str) -> str:
+    """The SIP state the server keeps for a live call (table sip_dialogs); "" when none."""
+    engine = connect(database)
+    query = text("SELECT state FROM sip_dialogs WHERE call_id = :id")
+    try:
+        with engine.connect() as conn:
+            state = conn.execute(query, {"id": int(call_id)}).scalar()
+    finally:
+        engine.dispose()
+    return "" if state is None else str(state)
+
+
+def wait_sip_phase(database: str, call_id: int | str, phase: str, timeout: float = 5) -> None:
+    """Until the stored SIP state of the call is in the controller's `phase`."""
+    deadline = time.monotonic() + timeout
+    while f'"phase":"{phase}"' not in (state := stored_sip_state(database, call_id)):
+        assert time.monotonic() < deadline, f"stored SIP state: {state or 'none'}"
+        time.sleep(0.05)
+
+
 def upgrade_shared_database(config: Path, database: str) -> None:
     """What a deploy does once before starting servers on a shared database."""
     if not database.startswith("sqlite"):
@@ -288,7 +310,7 @@ def launch_sip(
     config.write_text(text + blocks)
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
-    return process, Server(base_url, 0, 0, 0, workdir)
+    return process, Server(base_url, 0, 0, 0, workdir, database=f"sqlite:///{workdir / 'calls.db'}")
 
 
 ASTERISK_CONFIG = """

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer
-from tests.integration.conftest import Server, launch
+from click2call.store.database import connect
+from tests.integration.conftest import Server, launch, stored_sip_state, wait_sip_phase
 
 
 @pytest.fixture
@@ -46,7 +48,27 @@ def test_a_stopping_server_hangs_up_its_calls_and_records_why(
     assert (call["result"], call["cause"]) == ("completed", "hung up by server shutdown")
 
 
-def test_calls_left_in_flight_by_a_crash_are_ended_at_the_next_start(
+def test_a_connected_call_left_by_a_crash_is_taken_back_at_the_next_start(
+    tmp_server: tuple[ServerProcess, Server],
+) -> None:
+    process, server, peers, call_id = _connected_call(*tmp_server)
+    wait_sip_phase(server.database, call_id, "connected")
+    assert process.process is not None
+    process.process.send_signal(signal.SIGKILL)
+    process.process.wait()
+    process.start()
+    assert server.wait_for(call_id, "ended", timeout=1)["state"] == "connected"
+    with server.client() as client:
+        assert client.post(f"/api/v1/calls/{call_id}/hangup").status_code == 202
+    assert [peer.wait(10) for peer in peers] == [0, 0]  # both legs got BYE
+    call = server.wait_for(call_id)
+    process.stop()
+    assert (call["result"], call["cause"]) == ("completed", "hung up by the API")
+    assert call["connected_at"] is not None  # the talk time counts from before the kill
+    assert stored_sip_state(server.database, call_id) == ""
+
+
+def test_calls_left_in_flight_without_their_sip_state_are_ended_at_the_next_start(
     tmp_server: tuple[ServerProcess, Server],
 ) -> None:
     process, server, peers, call_id = _connected_call(*tmp_server)
@@ -55,6 +77,10 @@ def test_calls_left_in_flight_by_a_crash_are_ended_at_the_next_start(
     process.process.wait()
     for peer in peers:
         peer.stop()
+    engine = connect(server.database)
+    with engine.begin() as conn:  # as a call stored by a version that kept none
+        conn.execute(text("DELETE FROM sip_dialogs"))
+    engine.dispose()
     process.start()
     call = server.wait_for(call_id)
     process.stop()

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer, free_port
-from tests.integration.conftest import Server, launch_sip
+from tests.integration.conftest import Server, launch_sip, stored_sip_state, wait_sip_phase
 
 DIAL = "/web/dial.php?extension=200&destination=0502760206&tech=sip"
 TALK_PAUSE_MS = 5000  # the destination stays on this long after answering, then hangs up
@@ -40,22 +39,6 @@ def kill_and_restart(process: ServerProcess, workdir: Path) -> ServerProcess:
     return again.start()
 
 
-def stored_phase(workdir: Path, call_id: str) -> str:
-    database = create_engine(f"sqlite:///{workdir / 'calls.db'}")
-    query = text("SELECT state FROM sip_dialogs WHERE call_id = :id")
-    with database.connect() as conn:
-        state = conn.execute(query, {"id": int(call_id)}).scalar()
-    database.dispose()
-    return "" if state is None else str(state)
-
-
-def wait_stored(workdir: Path, call_id: str, phase: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while f'"phase":"{phase}"' not in stored_phase(workdir, call_id):
-        assert time.monotonic() < deadline, stored_phase(workdir, call_id)
-        time.sleep(0.05)
-
-
 def requests(peer: SippPeer, method: str) -> list[str]:
     return [m for m in peer.received() if m.startswith(f"{method} ")]
 
@@ -75,7 +58,7 @@ def test_a_connected_call_survives_a_kill_and_ends_completed_with_its_talk_time(
         call = server.wait_for(call_id, "connected")
         assert call["state"] == "connected", call
         up_since = time.monotonic()
-        wait_stored(tmp_path, call_id, "connected")  # the re-INVITE joined both legs
+        wait_sip_phase(server.database, call_id, "connected")  # the re-INVITE joined both legs
 
         again = kill_and_restart(process, tmp_path)
         up_for = time.monotonic() - up_since
@@ -88,7 +71,7 @@ def test_a_connected_call_survives_a_kill_and_ends_completed_with_its_talk_time(
         assert call["talk_seconds"] >= up_for  # type: ignore[operator]
         (bye,) = requests(agent, "BYE")
         assert "CSeq: 3 BYE" in bye  # INVITE 1, re-INVITE 2: the dialog went on where it was
-        assert stored_phase(tmp_path, call_id) == ""  # nothing kept once ended
+        assert stored_sip_state(server.database, call_id) == ""  # nothing kept once ended
         log = (tmp_path / "server-again.log").read_text()
         assert "took back 1 SIP call(s)" in log
     finally:
