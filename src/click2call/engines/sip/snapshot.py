@@ -151,6 +151,11 @@ def restore_call(snap: CallSnapshot) -> tp.ThirdPartyCall:
     )
 
 
+def _invite(state: LegState) -> Request:
+    """The leg's INVITE as it was sent (no body, no credentials): enough for CANCEL."""
+    return Request(method="INVITE", uri=state.invite_uri, headers=list(state.invite_headers))
+
+
 def restore_leg(
     state: LegState,
     local: Local,
@@ -168,7 +173,7 @@ def restore_leg(
         password=password,
         transport=state.target_transport,
     )
-    invite = Request(method="INVITE", uri=state.invite_uri, headers=list(state.invite_headers))
+    invite = _invite(state)
     dialog = None if state.dialog is None else Dialog(**asdict(state.dialog))
     leg = UacLeg(
         tp.Leg(state.role),
@@ -199,9 +204,7 @@ def hangup_requests(
     for state in snap.legs:
         local = local_for(state.transport)
         if state.dialog is None:
-            invite = Request(
-                method="INVITE", uri=state.invite_uri, headers=list(state.invite_headers)
-            )
+            invite = _invite(state)
             out.append((cancel_for(invite), SipUri.parse(invite.uri)))
             continue
         dialog = Dialog(**asdict(state.dialog))
