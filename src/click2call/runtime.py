@@ -90,6 +90,7 @@ class Runtime:
             },
             self.clock(),
         )
+        self.outbox.release_own()
         resumable = self.store.sip_states()
         recovered = self.tracking.recover(resumed=resumable.keys())
         self.tracking.start()

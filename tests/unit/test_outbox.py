@@ -185,6 +185,20 @@ def test_a_claimed_delivery_is_no_other_nodes_until_settled_or_its_lease_ends(
     assert after.payload.count('"call.agent_dialing"') == 1
 
 
+def test_a_restarted_node_takes_back_at_once_what_its_previous_run_had_leased(
+    database: Engine,
+) -> None:
+    store = Store(database)
+    before = Outbox(database, "a", timedelta(seconds=60))
+    before.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    store.create_call(NEW, T0)
+    [head] = before.claim(T0, 10, set())  # then SIGKILL, mid-attempt
+    assert Outbox(database, "b").release_own() == 0  # another node's lease stays
+    again = Outbox(database, "a", timedelta(seconds=60))
+    assert again.release_own() == 1
+    assert [d.outbox_id for d in again.claim(T0, 10, set())] == [head.outbox_id]
+
+
 def test_nodes_claiming_at_once_never_take_the_same_delivery(database: Engine) -> None:
     if database.dialect.name == "sqlite":
         pytest.skip("a SQLite file serves one process, whose one deliverer claims alone")

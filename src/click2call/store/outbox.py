@@ -302,6 +302,20 @@ class Outbox:
         with self._engine.begin() as conn:
             conn.execute(_LEASE, {"ids": outbox_ids, "node": None, "until": None})
 
+    def release_own(self) -> int:
+        """At start: give back the deliveries a previous run of this node leased and never
+        settled (it died while sending). No other process carries this node's name, so
+        they are due again at once instead of when the lease runs out."""
+        if self._node is None:
+            return 0
+        query = (
+            update(webhook_outbox)
+            .where(webhook_outbox.c.leased_by == self._node)
+            .values(leased_by=None, lease_until=None)
+        )
+        with self._engine.begin() as conn:
+            return int(conn.execute(query).rowcount)
+
     def attempted(
         self,
         delivery: Delivery,
