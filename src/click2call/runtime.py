@@ -30,6 +30,8 @@ from click2call.store import (
     outage,
 )
 from click2call.store.hangup_requests import HangupRequests
+from click2call.store.nodes import NodeRegistry
+from click2call.takeover import NodeWatch
 from click2call.tracking import Tracking
 from click2call.webhooks.delivery import Deliverer
 
@@ -66,6 +68,16 @@ class Runtime:
         self.hangups = HangupRelay(
             HangupRequests(database, self.node), self.node, self.engines, clock
         )
+        server = settings.server
+        self.watch = NodeWatch(
+            NodeRegistry(database, self.node),
+            self.node,
+            self.engines,
+            self.tracking.end,
+            clock,
+            server.heartbeat_interval,
+            server.node_lease,
+        )
         self.service = CallService(
             settings, self.store, self.engines, self.tracking, self.limits, self.hangups
         )
@@ -91,6 +103,7 @@ class Runtime:
             self.clock(),
         )
         self.outbox.release_own()
+        self.watch.join()  # before looking at our calls: nobody takes them over from here
         resumable = self.store.sip_states()
         recovered = self.tracking.recover(resumed=resumable.keys())
         self.tracking.start()
@@ -101,6 +114,7 @@ class Runtime:
         for engine in self.engines.values():
             await engine.start()
         self._resume_sip_calls(resumable)
+        self.watch.start()  # engines up first: a takeover ends calls through them
 
     def _save_sip_state(self, uniqueid: str, state: str) -> None:
         self.tracking.save_sip_state(uniqueid, state)
@@ -143,6 +157,7 @@ class Runtime:
                 )
 
     async def close(self) -> None:
+        await self.watch.close()
         await self.hangups.close()
         for engine in self.engines.values():
             await engine.close()

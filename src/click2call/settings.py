@@ -72,6 +72,11 @@ class ServerSettings(_Section):
     # This process among those sharing a database (default: host name and HTTP port); a
     # node recovers, and hangs up, only the calls it placed.
     node_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    # Each node writes a heartbeat to the database this often; a node silent for longer
+    # than node_lease is lost, and a surviving node ends its live calls. Keep the lease
+    # above a restart's length (a node back within it keeps its calls) and clock skew.
+    heartbeat_interval: float = Field(2, gt=0)
+    node_lease: float = Field(15, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Hostile clients: the call endpoints take a few hundred bytes; a request has this long
     # to send its head and body; one address holds at most this many connections.
@@ -87,6 +92,12 @@ class ServerSettings(_Section):
     @classmethod
     def _metrics_networks(cls, value: list[str]) -> list[str]:
         return _networks(value)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_beats(self) -> ServerSettings:
+        if self.node_lease < 2 * self.heartbeat_interval:
+            raise ValueError("node_lease must be at least twice heartbeat_interval")
+        return self
 
 
 class SipStackSettings(_Section):

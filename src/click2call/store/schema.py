@@ -168,6 +168,15 @@ sip_dialogs = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Each node's last sign of life (store/nodes.py): a node silent past the lease is lost, and
+# the first survivor to lock its row takes over its calls and removes the row.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+)
+
 # calls_per_second of each tenant, shared by every node (store/admission.py).
 call_rate_buckets = Table(
     "call_rate_buckets",

@@ -99,6 +99,14 @@ class AsteriskEngine:
         call.tracker.hangup_requested()
         await self._send_hangup(call_uniqueid, call)
 
+    async def end_orphan(self, uniqueid: str) -> None:
+        """Hang up a call a lost node placed on this PBX, over this node's link: its agent
+        channel's id is the call's uniqueid, which Hangup accepts in place of a name.
+        AmiUnavailable when the link is down."""
+        reply = await self.client.send(actions.hangup(uniqueid, self.client.next_action_id()))
+        if reply.response != "Success":  # "No such channel": the call is gone already
+            log.info("hangup of %s: Asterisk said %s", uniqueid, reply.get("Message"))
+
     async def _send_hangup(self, uniqueid: str, call: _Call) -> None:
         """Hang up the agent channel: Asterisk then ends the whole call (its Hangup events
         end it here). Sent once the channel has a name and the link is up."""

@@ -27,6 +27,7 @@ from click2call.engines.sip.probe import Outcome, PeerStatus, Probe, options_req
 from click2call.engines.sip.ringback import cadence_for
 from click2call.engines.sip.ringback_player import RingbackPlayer
 from click2call.engines.sip.sdp import Origin
+from click2call.engines.sip.takeover import end_stored_call
 from click2call.engines.sip.targets import LegTarget, agent_target, destination_target
 from click2call.errors import EngineUnavailable
 from click2call.settings import TenantSettings, sip_target
@@ -265,6 +266,13 @@ class SipEngine:
         call = SipCall(self._endpoint, controller, {}, uniqueid, report, None, self._save)
         self._calls[uniqueid] = call
         call.resume(legs, seconds_connected)
+
+    def end_orphan(self, uniqueid: str, stored: str) -> list[str]:
+        """End a call a lost node placed, from its stored SIP state (snapshot JSON):
+        CANCEL or BYE to each leg; the methods sent. ValueError for an unreadable one."""
+        if not self._endpoint.running:
+            raise EngineUnavailable("SIP stack is not running")
+        return end_stored_call(self._endpoint, uniqueid, stored)
 
     def _reporter(self, uniqueid: str, events: EventSink) -> Callable[[tp.Report], None]:
         def report(step: tp.Report) -> None:

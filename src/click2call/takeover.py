@@ -1,0 +1,143 @@
+"""Nodes watch each other through the database, and take over a lost node's calls.
+
+Every node writes a heartbeat each `[server] heartbeat_interval` and, at the same pace,
+claims the nodes silent for longer than `[server] node_lease` (store/nodes.py: each lost
+node is claimed by one survivor). The survivor ends each claimed call the way its
+engine can without the lost process: SIP calls with the CANCEL/BYE their stored
+dialogs give, Asterisk calls with a Hangup over the survivor's own AMI link, and calls
+with nothing to end on the wire only in the store; every one is stored ended (`error`)
+with a cause naming both nodes. A node restarted within the lease beats again before
+anyone claims it, and keeps its calls (runtime.py resumes them).
+
+`ending_for` and `takeover_cause` are the decisions, pure; `NodeWatch` is the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+
+from click2call.calls import CallState, Result
+from click2call.engines.asterisk.engine import AsteriskEngine
+from click2call.engines.base import Clock, Engine
+from click2call.engines.sip import SipEngine
+from click2call.errors import DatabaseUnavailable
+from click2call.store.nodes import Claim, NodeRegistry, OrphanCall
+
+log = logging.getLogger("click2call.nodes")
+Ender = Callable[[str, Result, str], None]  # tracking.end: uniqueid, result, cause
+
+
+class Ending(enum.Enum):
+    SIP_DIALOGS = "sip"  # CANCEL/BYE from the stored dialogs
+    AMI_HANGUP = "ami"  # Hangup over this node's AMI link
+    STORE_ONLY = "store"  # nothing to reach on the wire: only the row ends
+
+
+def ending_for(call: OrphanCall, engine: Engine | None) -> Ending:
+    """How a survivor ends a lost node's call: a queued call never reached the wire; a
+    SIP call needs its stored dialogs (none: its INVITE had not left, or it predates
+    them); an Asterisk call runs on the PBX, which any node's link reaches."""
+    if call.state is CallState.QUEUED:
+        return Ending.STORE_ONLY
+    if isinstance(engine, SipEngine) and call.sip_state is not None:
+        return Ending.SIP_DIALOGS
+    if isinstance(engine, AsteriskEngine):
+        return Ending.AMI_HANGUP
+    return Ending.STORE_ONLY
+
+
+def takeover_cause(lost: str, survivor: str) -> str:
+    return f"node {lost} stopped heartbeating; ended by node {survivor}"
+
+
+class NodeWatch:
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        node: str,
+        engines: Mapping[str, Engine],
+        end: Ender,
+        clock: Clock,
+        interval: float,
+        lease: float,
+    ) -> None:
+        self._registry = registry
+        self._node = node
+        self._engines = engines
+        self._end = end
+        self._clock = clock
+        self._interval = interval
+        self._lease = timedelta(seconds=lease)
+        self._runner: asyncio.Task[None] | None = None
+
+    def join(self) -> None:
+        """The first heartbeat, before this node looks at its own calls: from now on no
+        survivor claims them (a restart within the lease keeps them)."""
+        self._registry.beat(self._clock())
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop beating; the row goes, so nobody takes over calls this node ends itself."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        with contextlib.suppress(DatabaseUnavailable):
+            await asyncio.to_thread(self._registry.leave)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._beat_and_sweep()
+            except DatabaseUnavailable as exc:
+                log.warning("node heartbeat not written, database unavailable: %s", exc.reason)
+            except Exception:
+                log.exception("node heartbeat or takeover failed; trying again")
+
+    async def _beat_and_sweep(self) -> None:
+        if not await asyncio.to_thread(self._registry.beat, self._clock()):
+            log.error(
+                "node %s had stopped heartbeating for longer than the lease: another node "
+                "may have taken over its calls",
+                self._node,
+            )
+        claims = await asyncio.to_thread(self._registry.claim_lost, self._clock(), self._lease)
+        for claim in claims:
+            await self._take_over(claim)
+
+    async def _take_over(self, claim: Claim) -> None:
+        log.warning(
+            "node %s silent since %s: taking over its %d live call(s)",
+            claim.node,
+            claim.silent_since.isoformat(),
+            len(claim.calls),
+        )
+        cause = takeover_cause(claim.node, self._node)
+        for call in claim.calls:
+            try:
+                await self._hang_up(call)
+            except Exception as exc:  # the row ends all the same: nothing stays in flight
+                log.error("call %s of lost node %s not hung up: %s", call.uniqueid, claim.node, exc)
+            self._end(call.uniqueid, Result.ERROR, cause)
+
+    async def _hang_up(self, call: OrphanCall) -> None:
+        engine = self._engines.get(call.tenant)
+        match ending_for(call, engine):
+            case Ending.SIP_DIALOGS:
+                assert isinstance(engine, SipEngine)
+                assert call.sip_state is not None
+                sent = engine.end_orphan(call.uniqueid, call.sip_state)
+                log.info("call %s taken over: sent %s", call.uniqueid, ", ".join(sent))
+            case Ending.AMI_HANGUP:
+                assert isinstance(engine, AsteriskEngine)
+                await engine.end_orphan(call.uniqueid)
+            case Ending.STORE_ONLY:
+                pass
