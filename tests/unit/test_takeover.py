@@ -1,0 +1,59 @@
+"""What a surviving node does with each call of a lost node (takeover.py's decisions)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from click2call.calls import CallState
+from click2call.engines.asterisk.engine import AsteriskEngine
+from click2call.engines.base import Engine
+from click2call.engines.sip import SipEndpoint, SipEngine
+from click2call.settings import ServerSettings, SipStackSettings, TenantSettings
+from click2call.store.nodes import OrphanCall
+from click2call.takeover import Ending, ending_for, takeover_cause
+
+
+def now() -> datetime:
+    return datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+SIP = SipEngine(TenantSettings(name="s"), SipEndpoint(SipStackSettings()), now)
+ASTERISK = AsteriskEngine(TenantSettings(name="a", engine="asterisk"), now)
+
+
+def orphan(state: CallState, sip_state: str | None = None) -> OrphanCall:
+    return OrphanCall("1764057600.1", "t", state, sip_state)
+
+
+@pytest.mark.parametrize(
+    ("call", "engine", "ending"),
+    [
+        (orphan(CallState.CONNECTED, "{}"), SIP, Ending.SIP_DIALOGS),
+        (orphan(CallState.AGENT_RINGING, "{}"), SIP, Ending.SIP_DIALOGS),
+        (orphan(CallState.CONNECTED), SIP, Ending.STORE_ONLY),  # no dialogs kept
+        (orphan(CallState.QUEUED, "{}"), SIP, Ending.STORE_ONLY),  # nothing sent yet
+        (orphan(CallState.CONNECTED), ASTERISK, Ending.AMI_HANGUP),
+        (orphan(CallState.DESTINATION_RINGING), ASTERISK, Ending.AMI_HANGUP),
+        (orphan(CallState.QUEUED), ASTERISK, Ending.STORE_ONLY),
+        (orphan(CallState.CONNECTED, "{}"), None, Ending.STORE_ONLY),  # tenant gone
+    ],
+)
+def test_each_call_is_ended_the_way_its_engine_can(
+    call: OrphanCall, engine: Engine | None, ending: Ending
+) -> None:
+    assert ending_for(call, engine) is ending
+
+
+def test_the_cause_names_the_lost_node_and_the_survivor() -> None:
+    assert takeover_cause("a:8080", "b:8080") == (
+        "node a:8080 stopped heartbeating; ended by node b:8080"
+    )
+
+
+def test_the_lease_must_outlast_two_heartbeats() -> None:
+    assert ServerSettings(heartbeat_interval=1, node_lease=2).node_lease == 2
+    with pytest.raises(ValidationError, match="node_lease must be at least twice"):
+        ServerSettings(heartbeat_interval=2, node_lease=3)
