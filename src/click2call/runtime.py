@@ -157,12 +157,13 @@ class Runtime:
                 )
 
     async def close(self) -> None:
-        await self.watch.close()
+        await self.watch.stop()
         await self.hangups.close()
         for engine in self.engines.values():
             await engine.close()
         await asyncio.sleep(0)  # events the engines handed over as they closed reach tracking
         await self.tracking.close()
+        await self.watch.leave()  # its calls' endings are stored: nothing to take over
         await self.deliverer.close()
         self.sip_endpoint.stop()
         self.store.close()

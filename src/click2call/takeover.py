@@ -83,12 +83,16 @@ class NodeWatch:
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run())
 
-    async def close(self) -> None:
-        """Stop beating; the row goes, so nobody takes over calls this node ends itself."""
+    async def stop(self) -> None:
+        """Stop beating and taking over, as a stop begins: a node ending its own calls
+        takes on no more. Its row stays (a stop cut short is still taken over)."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+
+    async def leave(self) -> None:
+        """The node ended its calls itself: its row goes, nobody is to take over."""
         with contextlib.suppress(DatabaseUnavailable):
             await asyncio.to_thread(self._registry.leave)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy
 from pydantic import ValidationError
 
-from click2call.calls import CallState
+from click2call.calls import CallEvent, CallState, Result
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Engine
 from click2call.engines.sip import SipEndpoint, SipEngine
 from click2call.settings import ServerSettings, SipStackSettings, TenantSettings
-from click2call.store.nodes import OrphanCall
-from click2call.takeover import Ending, ending_for, takeover_cause
+from click2call.store import NewCall, Store
+from click2call.store.nodes import NodeRegistry, OrphanCall
+from click2call.takeover import Ending, NodeWatch, ending_for, takeover_cause
 
 
 def now() -> datetime:
@@ -57,3 +60,30 @@ def test_the_lease_must_outlast_two_heartbeats() -> None:
     assert ServerSettings(heartbeat_interval=1, node_lease=2).node_lease == 2
     with pytest.raises(ValidationError, match="node_lease must be at least twice"):
         ServerSettings(heartbeat_interval=2, node_lease=3)
+
+
+async def test_a_watching_node_ends_a_silent_nodes_calls_once_and_keeps_beating(
+    database: sqlalchemy.Engine,
+) -> None:
+    """Node a beat a minute ago and left a call ringing; node b, watching, ends it (no
+    engine for its tenant here: only the row) with the cause, and claims a only once."""
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
+    new = NewCall("t", "extension", "sip", "200", "0502760206", "036411111", "0502760206", None)
+    uniqueid = Store(database, "a").create_call(new, clock()).call.uniqueid
+    assert uniqueid is not None
+    Store(database, "a").record(CallEvent(uniqueid, CallState.AGENT_DIALING, clock()))
+    ended: list[tuple[str, Result, str]] = []
+    registry = NodeRegistry(database, "b")
+    watch = NodeWatch(registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 10)
+    watch.join()
+    watch.start()
+    await asyncio.sleep(0.3)
+    await watch.stop()
+    assert ended == [(uniqueid, Result.ERROR, takeover_cause("a", "b"))]
+    assert registry.beat(clock())  # b's row is there, fresh
+    await watch.leave()
+    assert not registry.beat(clock())  # gone after leaving
