@@ -19,7 +19,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from click2call.calls import CallState, Result
 from click2call.engines.asterisk.engine import AsteriskEngine
@@ -51,6 +51,13 @@ def ending_for(call: OrphanCall, engine: Engine | None) -> Ending:
     return Ending.STORE_ONLY
 
 
+def may_take_over(beating_since: datetime | None, now: datetime, lease: timedelta) -> bool:
+    """Only a node that has itself beaten without a break for a whole lease judges others:
+    after a database outage every node's heartbeat is old, and the others need that long
+    to be seen beating again before any of them looks lost."""
+    return beating_since is not None and now - beating_since >= lease
+
+
 def takeover_cause(lost: str, survivor: str) -> str:
     return f"node {lost} stopped heartbeating; ended by node {survivor}"
 
@@ -74,11 +81,14 @@ class NodeWatch:
         self._interval = interval
         self._lease = timedelta(seconds=lease)
         self._runner: asyncio.Task[None] | None = None
+        self._beating_since: datetime | None = None  # None: the last beat failed
 
     def join(self) -> None:
         """The first heartbeat, before this node looks at its own calls: from now on no
         survivor claims them (a restart within the lease keeps them)."""
-        self._registry.beat(self._clock())
+        now = self._clock()
+        self._registry.beat(now)
+        self._beating_since = now
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run())
@@ -102,17 +112,23 @@ class NodeWatch:
             try:
                 await self._beat_and_sweep()
             except DatabaseUnavailable as exc:
+                self._beating_since = None
                 log.warning("node heartbeat not written, database unavailable: %s", exc.reason)
             except Exception:
+                self._beating_since = None
                 log.exception("node heartbeat or takeover failed; trying again")
 
     async def _beat_and_sweep(self) -> None:
-        if not await asyncio.to_thread(self._registry.beat, self._clock()):
+        now = self._clock()
+        if not await asyncio.to_thread(self._registry.beat, now):
             log.error(
                 "node %s had stopped heartbeating for longer than the lease: another node "
                 "may have taken over its calls",
                 self._node,
             )
+        self._beating_since = self._beating_since or now
+        if not may_take_over(self._beating_since, now, self._lease):
+            return
         claims = await asyncio.to_thread(self._registry.claim_lost, self._clock(), self._lease)
         for claim in claims:
             await self._take_over(claim)

@@ -16,7 +16,7 @@ from click2call.engines.sip import SipEndpoint, SipEngine
 from click2call.settings import ServerSettings, SipStackSettings, TenantSettings
 from click2call.store import NewCall, Store
 from click2call.store.nodes import NodeRegistry, OrphanCall
-from click2call.takeover import Ending, NodeWatch, ending_for, takeover_cause
+from click2call.takeover import Ending, NodeWatch, ending_for, may_take_over, takeover_cause
 
 
 def now() -> datetime:
@@ -56,6 +56,13 @@ def test_the_cause_names_the_lost_node_and_the_survivor() -> None:
     )
 
 
+def test_only_a_node_beating_for_a_whole_lease_judges_the_others() -> None:
+    lease = timedelta(seconds=15)
+    assert may_take_over(now() - lease, now(), lease)
+    assert not may_take_over(now() - timedelta(seconds=14), now(), lease)  # just back
+    assert not may_take_over(None, now(), lease)  # its last beat failed (an outage)
+
+
 def test_the_lease_must_outlast_two_heartbeats() -> None:
     assert ServerSettings(heartbeat_interval=1, node_lease=2).node_lease == 2
     with pytest.raises(ValidationError, match="node_lease must be at least twice"):
@@ -78,7 +85,7 @@ async def test_a_watching_node_ends_a_silent_nodes_calls_once_and_keeps_beating(
     Store(database, "a").record(CallEvent(uniqueid, CallState.AGENT_DIALING, clock()))
     ended: list[tuple[str, Result, str]] = []
     registry = NodeRegistry(database, "b")
-    watch = NodeWatch(registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 10)
+    watch = NodeWatch(registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1)
     watch.join()
     watch.start()
     await asyncio.sleep(0.3)
