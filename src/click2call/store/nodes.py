@@ -80,13 +80,19 @@ class NodeRegistry:
     def _take_calls(self, conn: Connection, lost: str) -> list[OrphanCall]:
         theirs = (calls.c.node == lost) & calls.c.state.in_(_LIVE)
         query = (
-            select(calls.c.id, calls.c.uniqueid, calls.c.tenant, calls.c.state, sip_dialogs.c.state)
+            select(
+                calls.c.id,
+                calls.c.uniqueid,
+                calls.c.tenant,
+                calls.c.state,
+                sip_dialogs.c.state.label("sip_state"),
+            )
             .outerjoin(sip_dialogs, sip_dialogs.c.call_id == calls.c.id)
             .where(theirs)
             .order_by(calls.c.id)
         )
         rows = conn.execute(query).all()
         if rows:
-            ids = [row[0] for row in rows]
+            ids = [row.id for row in rows]
             conn.execute(update(calls).where(calls.c.id.in_(ids)).values(node=self._node))
-        return [OrphanCall(row[1], row[2], CallState(row[3]), row[4]) for row in rows]
+        return [OrphanCall(r.uniqueid, r.tenant, CallState(r.state), r.sip_state) for r in rows]
