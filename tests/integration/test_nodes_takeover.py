@@ -12,7 +12,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from sqlalchemy import create_engine, text
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer
 from tests.integration.conftest import Server, launch
+from tests.integration.test_nodes import Nodes
 from tests.postgres_cluster import PostgresCluster
 
 LEASE = 6.0  # seconds; heartbeats every half second
@@ -29,23 +29,15 @@ CALLS = 2
 TALK_PAUSE_MS = 4000  # after A restarts, the destination stays on this long, then hangs up
 
 
-@dataclass
-class Cluster:
-    a: Server
-    b: Server
-    a_process: ServerProcess
-    b_process: ServerProcess
-    database: str
-
-
 @pytest.fixture
-def cluster(postgres: PostgresCluster, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(postgres: PostgresCluster, tmp_path: Path) -> Iterator[Nodes]:
+    """Two nodes on one new database, heartbeating every half second."""
     url = postgres.new_database()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a_process, a = launch(tmp_path / "a", url, server_extra=TIMING)
     b_process, b = launch(tmp_path / "b", url, server_extra=TIMING)
-    nodes = Cluster(a, b, a_process, b_process, url)
+    nodes = Nodes(a, b, a_process, b_process)
     yield nodes
     nodes.a_process.stop()
     nodes.b_process.stop()
@@ -108,7 +100,7 @@ def dialogs_hung_up(peer: SippPeer) -> set[str]:
 
 
 def test_a_lost_nodes_connected_calls_are_ended_by_a_survivor_with_the_cause(
-    cluster: Cluster,
+    cluster: Nodes,
 ) -> None:
     call_ids, agent, destination = connected_calls(cluster.a, "destination_answer.xml")
     sigkill(cluster.a_process)
@@ -129,7 +121,7 @@ def test_a_lost_nodes_connected_calls_are_ended_by_a_survivor_with_the_cause(
     print(f"calls ended {ended_after:.1f} s after the kill (lease {LEASE} s)")
 
 
-def test_a_node_restarted_within_the_lease_keeps_its_calls(cluster: Cluster) -> None:
+def test_a_node_restarted_within_the_lease_keeps_its_calls(cluster: Nodes) -> None:
     call_ids, agent, destination = connected_calls(
         cluster.a, "destination_hangup_late.xml", "-d", str(TALK_PAUSE_MS)
     )

@@ -11,21 +11,12 @@ import pytest
 from sqlalchemy import Engine
 
 from click2call.calls import CallEvent, CallState, Result
-from click2call.store import NewCall, Store
+from click2call.store import Store
 from click2call.store.nodes import Claim, NodeRegistry, OrphanCall
+from tests.unit.test_store import NEW
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=10)
-NEW = NewCall(
-    tenant="default",
-    agent_kind="extension",
-    agent_tech="sip",
-    agent_number="200",
-    destination="0502760206",
-    destination_caller_id="036411111",
-    agent_caller_id="0502760206",
-    foreignid=None,
-)
 
 
 def at(seconds: float) -> datetime:

@@ -14,9 +14,10 @@ from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Engine
 from click2call.engines.sip import SipEndpoint, SipEngine
 from click2call.settings import ServerSettings, SipStackSettings, TenantSettings
-from click2call.store import NewCall, Store
+from click2call.store import Store
 from click2call.store.nodes import NodeRegistry, OrphanCall
 from click2call.takeover import Ending, NodeWatch, ending_for, may_take_over, takeover_cause
+from tests.unit.test_store import NEW
 
 
 def now() -> datetime:
@@ -79,8 +80,7 @@ async def test_a_watching_node_ends_a_silent_nodes_calls_once_and_keeps_beating(
         return datetime.now(UTC)
 
     NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
-    new = NewCall("t", "extension", "sip", "200", "0502760206", "036411111", "0502760206", None)
-    uniqueid = Store(database, "a").create_call(new, clock()).call.uniqueid
+    uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
     assert uniqueid is not None
     Store(database, "a").record(CallEvent(uniqueid, CallState.AGENT_DIALING, clock()))
     ended: list[tuple[str, Result, str]] = []
