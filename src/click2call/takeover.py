@@ -9,7 +9,8 @@ with nothing to end on the wire only in the store; every one is stored ended (`e
 with a cause naming both nodes. A node restarted within the lease beats again before
 anyone claims it, and keeps its calls (runtime.py resumes them).
 
-`ending_for` and `takeover_cause` are the decisions, pure; `NodeWatch` is the loop.
+`ending_for`, `may_take_over` and `takeover_cause` are the decisions, pure; `NodeWatch`
+is the loop.
 """
 
 from __future__ import annotations
