@@ -211,3 +211,15 @@ def test_refused_reads_are_audited_and_allowed_reads_are_not(server: Server) -> 
         after = len(audit_rows(server, limit=100000))
     assert refused[3:5] == ("v1.list", 0)
     assert after == before + 1  # the refusal only
+
+
+def test_health_tells_each_tenant_s_details_only_to_who_may_read_it(server: Server) -> None:
+    _, key = new_key(server, "secure")
+    with server.client() as client:
+        anonymous = client.get("/api/v1/health").json()["tenants"]
+        with_key = client.get("/api/v1/health", headers={"X-API-Key": key}).json()["tenants"]
+    # An open tenant shows itself to anyone; a closed one only its up/down state.
+    assert anonymous["default"]["peers"] and "127.0.0.1" in str(anonymous["default"])
+    assert anonymous["secure"]["peers"] == [] and anonymous["secure"]["detail"] in ("ok", "down")
+    assert with_key["secure"]["peers"]
+    assert with_key["default"]["peers"] == []  # a key reads its own tenant only

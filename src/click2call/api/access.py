@@ -72,6 +72,38 @@ def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) 
     return identity
 
 
+def readable_tenants(request: Request) -> set[str]:
+    """The tenants whose rules let this request read them (key, session, allowed address,
+    open tenant). Nothing is counted against a key's request limit, nothing audited: this
+    only decides how much the health reply says. Signed links read nothing."""
+    runtime = runtime_of(request)
+    try:
+        creds = credentials(request)
+    except Click2CallError:
+        return set()
+    found: dict[str, ApiKey | None] = {}
+
+    def lookup_key(key: str) -> ApiKey | None:
+        if key not in found:
+            found[key] = runtime.keys.lookup(key)
+        return found[key]
+
+    def lookup_session(token: str) -> ApiKey | None:
+        return runtime.sessions.lookup(token, runtime.clock())
+
+    readable = set()
+    for tenant in runtime.settings.tenants:
+        try:
+            identity = authenticate(
+                runtime.settings, creds, tenant.name, lookup_key, time.time(), lookup_session
+            )
+        except Click2CallError:
+            continue
+        if identity.method != "signed link":
+            readable.add(identity.tenant)
+    return readable
+
+
 def identify_before_body(request: Request) -> Identity | None:
     """What the headers and query prove, checked before a body is read. A key: its identity
     (the body may only name the key's tenant, see `auth.claim`). Otherwise some tenant must

@@ -15,6 +15,7 @@ from click2call.api.access import (
     identify,
     identify_before_body,
     identify_for_call,
+    readable_tenants,
     runtime_of,
 )
 from click2call.api.schemas import (
@@ -149,16 +150,24 @@ async def health(request: Request) -> JSONResponse:
     engines = runtime.service.health()
     # In a thread: an unreachable database may take its connect timeout to say so.
     problem = await asyncio.to_thread(runtime.database_problem)
+    # Anyone may ask whether the server is up; only who may read a tenant learns where its
+    # PBX and trunk are and why something failed (the database's words name its host).
+    readable = await asyncio.to_thread(readable_tenants, request)
     out = HealthOut(
         ok=problem is None and all(h.ok for h in engines.values()),
-        database=DatabaseOut(ok=problem is None, detail=problem or "ok"),
+        database=DatabaseOut(
+            ok=problem is None,
+            detail="ok" if problem is None else problem if readable else "unavailable",
+        ),
         tenants={
             name: EngineOut(
                 engine=h.name,
                 ok=h.ok,
-                detail=h.detail,
-                active_calls=h.active_calls,
-                peers=[PeerOut(**dataclasses.asdict(peer)) for peer in h.peers],
+                detail=h.detail if name in readable else ("ok" if h.ok else "down"),
+                active_calls=h.active_calls if name in readable else 0,
+                peers=[PeerOut(**dataclasses.asdict(peer)) for peer in h.peers]
+                if name in readable
+                else [],
             )
             for name, h in engines.items()
         },
