@@ -22,11 +22,12 @@ from pathlib import Path
 
 from tests.postgres_cluster import PostgresCluster
 
-from bench.spine import wrk
+from bench.spine import DIAL, UNLIMITED, wrk
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import free_port
 
-CONFIG = """
+CONFIG = (
+    """
 [server]
 port = {http}
 database = "{database}"
@@ -41,13 +42,9 @@ default_outbound_cid = "036411111"
 pbx = "127.0.0.1:{pbx}"
 [tenants.auth]
 allow_unauthenticated = true
-[tenants.limits]                   # the benchmark measures the server, not the limits
-calls_per_second = 1000000
-burst = 1000000
-max_concurrent_calls = 1000000
-max_calls_per_agent = 1000000
 """
-DIAL = "/web/dial.php?extension=200&destination=0502760206&tech=sip"
+    + UNLIMITED
+)
 
 
 def free_sip_pair() -> int:
