@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -52,14 +53,20 @@ def identify(request: Request, claimed_tenant: str | None, form_key: str | None 
 SIGNED_LINK_PATHS = frozenset({"/web/dial.php", "/voipe/dial_external.php"})
 
 
+def _session_lookup(runtime: Runtime) -> Callable[[str], ApiKey | None]:
+    """The key behind a live dashboard session, as `authenticate` asks for it."""
+    return lambda token: runtime.sessions.lookup(token, runtime.clock())
+
+
 def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) -> Identity:
     runtime = runtime_of(request)
-
-    def lookup_session(token: str) -> ApiKey | None:
-        return runtime.sessions.lookup(token, runtime.clock())
-
     identity = authenticate(
-        runtime.settings, creds, claimed_tenant, runtime.keys.lookup, time.time(), lookup_session
+        runtime.settings,
+        creds,
+        claimed_tenant,
+        runtime.keys.lookup,
+        time.time(),
+        _session_lookup(runtime),
     )
     if identity.method == "signed link" and request.url.path not in SIGNED_LINK_PATHS:
         # The signature covers the query only: the same link must not open the history,
@@ -81,16 +88,9 @@ def readable_tenants(request: Request) -> set[str]:
         creds = credentials(request)
     except Click2CallError:
         return set()
-    found: dict[str, ApiKey | None] = {}
-
-    def lookup_key(key: str) -> ApiKey | None:
-        if key not in found:
-            found[key] = runtime.keys.lookup(key)
-        return found[key]
-
-    def lookup_session(token: str) -> ApiKey | None:
-        return runtime.sessions.lookup(token, runtime.clock())
-
+    # One database lookup of the key or session, whatever the number of tenants asked.
+    lookup_key = functools.cache(runtime.keys.lookup)
+    lookup_session = functools.cache(_session_lookup(runtime))
     readable = set()
     for tenant in runtime.settings.tenants:
         try:
