@@ -89,14 +89,17 @@ class Tracking:
         else:
             self._store_event(item)
 
+    def _ending(self, uniqueid: str, result: Result, cause: str) -> CallEvent:
+        return CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
+
     def end(self, uniqueid: str, result: Result, cause: str) -> None:
         # Behind the call's earlier events, like any engine event.
-        self.on_event(CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause))
+        self.on_event(self._ending(uniqueid, result, cause))
 
     async def end_now(self, uniqueid: str, result: Result, cause: str) -> None:
         """End the call behind its earlier events, returning once that is stored: a reply
         that says the call failed finds it ended."""
-        event = CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
+        event = self._ending(uniqueid, result, cause)
         if self._writer.running:
             stored = self._writer.put(event)
             # Through a database outage it stays queued; the reply need not wait for it.
