@@ -120,7 +120,7 @@ class Deliverer:
         left_over = []
         for delivery in self._outbox.claim(self._clock(), room, set(self._in_flight), full):
             taken = self._per_endpoint.get(delivery.endpoint_id, 0)
-            if taken >= self._delivery.max_in_flight_per_endpoint:
+            if taken >= cap:
                 left_over.append(delivery.outbox_id)
                 continue
             self._per_endpoint[delivery.endpoint_id] = taken + 1
