@@ -24,7 +24,7 @@ from tests.postgres_cluster import PostgresCluster
 
 from bench.spine import DIAL, UNLIMITED, wrk
 from click2call.demo.server import ServerProcess
-from click2call.demo.sipp import free_port
+from click2call.demo.sipp import free_port, free_ports_in_a_row
 
 CONFIG = (
     """
@@ -47,24 +47,12 @@ allow_unauthenticated = true
 )
 
 
-def free_sip_pair() -> int:
-    """A UDP port whose next one is free too (worker 1 takes [sip] port + 1)."""
-    while True:
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
 def measure(folder: Path, database: str, workers: int, seconds: int) -> tuple[float, int, int]:
     """dial.php accepted/s with `workers` processes: (rate, requests, refused)."""
     folder.mkdir()
     http = free_port(socket.SOCK_STREAM)
     config = folder / "click2call.toml"
-    text = CONFIG.format(http=http, database=database, sip=free_sip_pair(), pbx=free_port())
+    text = CONFIG.format(http=http, database=database, sip=free_ports_in_a_row(2), pbx=free_port())
     config.write_text(text)
     if database.startswith("postgresql"):
         upgrade = [sys.executable, "-m", "click2call", "db", "upgrade", "--config", str(config)]

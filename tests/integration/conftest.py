@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from click2call.demo.server import ServerProcess
-from click2call.demo.sipp import SCENARIOS, SippPeer, free_port
+from click2call.demo.sipp import SCENARIOS, SippPeer, free_port, free_ports_in_a_row
 from click2call.store.database import connect
 from tests.ami_replay import ReplayPeer
 from tests.conftest import DATABASES, empty_database
@@ -228,7 +228,9 @@ def launch(
     """A server with its own ports, and its database under `workdir` unless one is given;
     `server_extra`: more [server] keys; SIP peers reached over `transport` (udp or tcp);
     `serve_args`: more `serve` options."""
-    http, sip = free_port(socket.SOCK_STREAM), free_port()
+    # Worker i of `serve --workers N` takes the SIP port + i: all N must be free.
+    workers = int(serve_args[serve_args.index("--workers") + 1]) if "--workers" in serve_args else 1
+    http, sip = free_port(socket.SOCK_STREAM), free_ports_in_a_row(workers)
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     pbx, trunk, mobile_trunk = free_port(kind), free_port(kind), free_port(kind)
     database = database or f"sqlite:///{workdir / 'calls.db'}"

@@ -55,6 +55,27 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
             return port
 
 
+def _free_on_both(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """The first of `count` consecutive ports free on UDP and TCP: `serve --workers N`
+    gives worker i the SIP port `[sip] port` + i."""
+    while True:
+        first = free_port()
+        rest = range(first + 1, first + count)
+        if all(p not in _HANDED_OUT and _free_on_both(p) for p in rest):
+            _HANDED_OUT.update(rest)
+            return first
+
+
 @dataclass
 class SippPeer:
     """One SIPp process answering calls from its scenario on 127.0.0.1:port."""
