@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import socket
@@ -34,23 +35,25 @@ def terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 _HANDED_OUT: set[int] = set()
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port the kernel just had free on 127.0.0.1 for both UDP and TCP.
+def _below_ephemeral() -> range:
+    """Ports the kernel never hands to a socket bound to port 0 (its ephemeral range starts
+    above them): a port chosen here cannot be taken meanwhile by some process's RTP socket
+    or outgoing connection, between our probe and the server binding it."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    return range(10000, max(first, 12000))
 
-    Never the same number twice in one process: the kernel may offer a port again
-    once its probe closed, and a SIP server listens on UDP and TCP alike.
-    """
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP (a SIP server listens on both), below
+    the kernel's ephemeral range, and never the same number twice in one process."""
+    del kind  # both kinds are checked
+    ports = _below_ephemeral()
     while True:
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-            other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-            with socket.socket(socket.AF_INET, other) as twin:
-                try:
-                    twin.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        if port not in _HANDED_OUT:
+        port = random.choice(ports)
+        if port not in _HANDED_OUT and _free_on_both(port):
             _HANDED_OUT.add(port)
             return port
 
