@@ -22,7 +22,7 @@ from click2call.engines.base import Clock
 from click2call.errors import IllegalTransition
 from click2call.event_writer import EventWriter
 from click2call.policy import Limits
-from click2call.store import Change, NewCall, Store, Subscription
+from click2call.store import Change, NewCall, Store, Subscription, Writes
 from click2call.store.admission import CallLimits
 
 log = logging.getLogger("click2call.tracking")
@@ -47,7 +47,7 @@ class Tracking:
         self._limits = limits
         self._clock = clock
         self._listeners: list[Listener] = []
-        self._writer = EventWriter(self._store_event, self._stored)
+        self._writer = EventWriter(self._store_batch, self._stored)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after each stored change, on the event loop; returns an unsubscribe."""
@@ -76,7 +76,7 @@ class Tracking:
 
     def record(self, event: CallEvent) -> Change | None:
         """Store the event now; the change, or None when it changed nothing or was refused."""
-        change = self._store_event(event)
+        [change] = self._store_batch([event])
         self._stored(change)
         return change
 
@@ -87,7 +87,7 @@ class Tracking:
         if self._writer.running:
             self._writer.put(item)
         else:
-            self._store_event(item)
+            self._store_batch([item])
 
     def _ending(self, uniqueid: str, result: Result, cause: str) -> CallEvent:
         return CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
@@ -116,13 +116,28 @@ class Tracking:
         """Store the events still waiting (a few seconds at most), then stop."""
         await self._writer.close()
 
-    def _store_event(self, event: CallEvent | SipState) -> Change | None:
-        if isinstance(event, SipState):
-            self._store.save_sip_state(event.uniqueid, event.state, self._clock())
-            return None
+    def _store_batch(self, batch: list[CallEvent | SipState]) -> list[Change | None]:
+        """Store the batch in one transaction: each event's change, or None when it changed
+        nothing or was refused. A SIP state that a later one of its call replaces is skipped:
+        each is the call's whole state."""
+        last_state = {
+            item.uniqueid: i for i, item in enumerate(batch) if isinstance(item, SipState)
+        }
+        now = self._clock()
+        changes: list[Change | None] = []
+        with self._store.writing() as writes:
+            for i, item in enumerate(batch):
+                if not isinstance(item, SipState):
+                    changes.append(self._record(writes, item))
+                elif last_state[item.uniqueid] == i:
+                    writes.save_sip_state(item.uniqueid, item.state, now)
+        return changes
+
+    @staticmethod
+    def _record(writes: Writes, event: CallEvent) -> Change | None:
         with logs.about_call(None, event.uniqueid):
             try:
-                return self._store.record(event)
+                return writes.record(event)
             except (IllegalTransition, LookupError) as exc:
                 log.error(
                     "engine event %s for call %s refused: %s", event.state, event.uniqueid, exc

@@ -26,9 +26,9 @@ async def test_each_call_keeps_its_order_while_calls_go_side_by_side() -> None:
     stored: list[CallEvent] = []
     announced: list[CallEvent] = []
 
-    def store(event: CallEvent) -> CallEvent:
-        stored.append(event)
-        return event
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        stored.extend(batch)
+        return batch
 
     writer = EventWriter(store, announced.append, lanes=4)
     writer.start()
@@ -47,11 +47,11 @@ async def test_an_outage_holds_events_and_loses_none() -> None:
     down = {"left": 5}
     announced: list[CallEvent] = []
 
-    def store(event: CallEvent) -> CallEvent:
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
         if down["left"]:
             down["left"] -= 1
             raise DatabaseUnavailable("connection refused")
-        return event
+        return batch
 
     writer = EventWriter(store, announced.append, lanes=2, retry_max=0.01)
     writer.start()
@@ -64,13 +64,15 @@ async def test_an_outage_holds_events_and_loses_none() -> None:
     assert len(announced) == 3 * len(STEPS)  # each once, none lost, none twice
 
 
-async def test_a_failing_event_does_not_stop_its_lane() -> None:
+async def test_a_failing_event_costs_only_itself_not_its_batch_nor_the_lane() -> None:
     announced: list[CallEvent] = []
+    batches: list[int] = []
 
-    def store(event: CallEvent) -> CallEvent:
-        if event.state is CallState.QUEUED:
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        batches.append(len(batch))
+        if any(e.state is CallState.QUEUED for e in batch):
             raise RuntimeError("bug")
-        return event
+        return batch
 
     writer = EventWriter(store, announced.append, lanes=1)
     writer.start()
@@ -78,3 +80,39 @@ async def test_a_failing_event_does_not_stop_its_lane() -> None:
         writer.put(event)
     await writer.close()
     assert [e.state for e in announced] == STEPS[1:]
+    assert batches[0] == len(STEPS)  # all queued at once: one batch, then one at a time
+    assert batches[1:] == [1] * len(STEPS)
+
+
+async def test_events_queued_together_are_stored_in_few_batches() -> None:
+    batches: list[list[CallEvent]] = []
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        batches.append(batch)
+        return batch
+
+    writer = EventWriter(store, lambda _e: None, lanes=2, batch_max=50)
+    writer.start()
+    sent = events(40)
+    for event in sent:
+        writer.put(event)
+    await writer.close()
+    assert sum(map(len, batches)) == len(sent)
+    assert max(map(len, batches)) == 50
+    assert len(batches) <= len(sent) // 50 + 2 * 2
+
+
+async def test_a_failing_listener_does_not_stop_the_lane() -> None:
+    seen: list[CallEvent] = []
+
+    def then(event: CallEvent) -> None:
+        seen.append(event)
+        raise RuntimeError("listener bug")
+
+    writer = EventWriter(lambda batch: batch, then, lanes=1)
+    writer.start()
+    for event in events(2):
+        writer.put(event)
+    await writer.close()
+    assert len(seen) == 2 * len(STEPS)
+    assert writer.waiting == 0

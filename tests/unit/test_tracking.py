@@ -114,3 +114,24 @@ async def test_sip_state_is_stored_in_line_with_the_calls_events(database: Engin
     assert store.sip_states() == {}
     ended = store.get(call.id)
     assert ended is not None and ended.state is CallState.ENDED
+
+
+async def test_a_batch_keeps_each_calls_newest_sip_state_and_every_event(database: Engine) -> None:
+    store = Store(database)
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock())
+    heard: list[Change] = []
+    tracking.subscribe(heard.append)
+    first, second = tracking.create(NEW).call, tracking.create(NEW).call
+    tracking.start()
+    for call in (first, second):
+        tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))
+        tracking.save_sip_state(call.uniqueid, '{"legs": 1}')
+        tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_RINGING, T0))
+        tracking.save_sip_state(call.uniqueid, '{"legs": 2}')
+    tracking.on_event(CallEvent(first.uniqueid, CallState.CONNECTED, T0))  # illegal: refused
+    await tracking.close()
+    assert store.sip_states() == {first.uniqueid: '{"legs": 2}', second.uniqueid: '{"legs": 2}'}
+    stored = [(c.call.id, c.event.type) for c in heard[2:]]
+    for call in (first, second):
+        mine = [type_ for call_id, type_ in stored if call_id == call.id]
+        assert mine == ["call.agent_dialing", "call.agent_ringing"]

@@ -3,7 +3,7 @@
 from click2call.store.database import open_database
 from click2call.store.keys import ApiKey, AuditEntry, KeyStore
 from click2call.store.outbox import Attempt, Delivery, DeliveryState, Outbox, Subscription
-from click2call.store.repository import Change, NewCall, Store, StoredCall, StoredEvent
+from click2call.store.repository import Change, NewCall, Store, StoredCall, StoredEvent, Writes
 from click2call.store.sessions import SessionStore
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "StoredCall",
     "StoredEvent",
     "Subscription",
+    "Writes",
     "open_database",
 ]

@@ -11,7 +11,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 
 from click2call.calls import CallState
 from click2call.errors import RateLimited
@@ -29,21 +40,37 @@ class CallLimits(Protocol):
     def burst(self) -> int: ...
 
 
+# Built once (a statement built per call cost more than running it). The live states as a
+# literal IN list, not `!= ended`: the state index then finds the few live calls among the
+# many ended ones; both counts in one pass over them.
+_LIVE: list[ColumnElement[str]] = [
+    literal_column(f"'{state.value}'") for state in CallState if state is not CallState.ENDED
+]
+_COUNT_UP = select(
+    func.count(), func.count(case((calls.c.agent_number == bindparam("agent"), 1)))
+).where(calls.c.tenant == bindparam("tenant"), calls.c.state.in_(_LIVE))
+_TENANT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+_BUCKET = (
+    select(call_rate_buckets)
+    .where(call_rate_buckets.c.tenant == bindparam("tenant"))
+    .with_for_update()
+)
+_NEW_BUCKET = insert(call_rate_buckets)
+_TAKE = (
+    update(call_rate_buckets)
+    .where(call_rate_buckets.c.tenant == bindparam("of_tenant"))
+    .values(tokens=bindparam("left"), updated_at=bindparam("now"))
+)
+
+
 def admit(conn: Connection, tenant: str, agent: str, limits: CallLimits, now: datetime) -> None:
     """Raise RateLimited naming the limit a new call would break; else take its token."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"c2c:{tenant}"})
-    # An IN list, not `!= ended`: the state index then finds the few live calls among the
-    # many ended ones.
-    live = calls.c.state.in_([s.value for s in CallState if s is not CallState.ENDED])
-    up = conn.execute(select(func.count()).where(calls.c.tenant == tenant, live)).scalar_one()
+        conn.execute(_TENANT_LOCK, {"key": f"c2c:{tenant}"})
+    up, agent_up = conn.execute(_COUNT_UP, {"tenant": tenant, "agent": agent}).one()
     if up >= limits.max_concurrent_calls:
         cap = limits.max_concurrent_calls
         raise RateLimited("max_concurrent_calls", f"{cap} calls are already up", None)
-    mine = calls.c.agent_number == agent
-    agent_up = conn.execute(
-        select(func.count()).where(calls.c.tenant == tenant, mine, live)
-    ).scalar_one()
     if agent_up >= limits.max_calls_per_agent:
         per_agent = limits.max_calls_per_agent
         raise RateLimited("max_calls_per_agent", f"{agent} already has {per_agent} calls up", None)
@@ -51,12 +78,10 @@ def admit(conn: Connection, tenant: str, agent: str, limits: CallLimits, now: da
 
 
 def _take_token(conn: Connection, tenant: str, limits: CallLimits, now: datetime) -> None:
-    row = conn.execute(
-        select(call_rate_buckets).where(call_rate_buckets.c.tenant == tenant).with_for_update()
-    ).one_or_none()
+    row = conn.execute(_BUCKET, {"tenant": tenant}).one_or_none()
     if row is None:
         tokens = float(limits.burst)
-        conn.execute(insert(call_rate_buckets).values(tenant=tenant, tokens=tokens, updated_at=now))
+        conn.execute(_NEW_BUCKET, {"tenant": tenant, "tokens": tokens, "updated_at": now})
     else:
         elapsed = max(0.0, (now - row.updated_at).total_seconds())
         tokens = min(float(limits.burst), row.tokens + elapsed * limits.calls_per_second)
@@ -64,8 +89,4 @@ def _take_token(conn: Connection, tenant: str, limits: CallLimits, now: datetime
         wait = (1 - tokens) / limits.calls_per_second
         rate = f"more than {limits.calls_per_second:g} calls a second"
         raise RateLimited("calls_per_second", rate, wait)
-    conn.execute(
-        update(call_rate_buckets)
-        .where(call_rate_buckets.c.tenant == tenant)
-        .values(tokens=tokens - 1, updated_at=now)
-    )
+    conn.execute(_TAKE, {"of_tenant": tenant, "left": tokens - 1, "now": now})

@@ -7,6 +7,8 @@ endpoint that wants the event (store/outbox.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -113,11 +115,84 @@ _INSERT_EVENT = insert(call_events)
 _BY_UNIQUEID_FOR_UPDATE = (
     select(calls).where(calls.c.uniqueid == bindparam("uniqueid")).with_for_update()
 )
+# Every column an event may move, all bound: one compiled statement for every event
+# (a statement built per event cost more CPU than running it).
+_MOVED = ("state", "last_sequence", "result", "cause", *_TIMESTAMP_OF_STATE.values())
+_ADVANCE = (
+    update(calls)
+    .where(calls.c.id == bindparam("call_id"))
+    .values({column: bindparam(f"new_{column}") for column in _MOVED})
+)
 
 
 def uniqueid_for(call_id: int, created_at: datetime) -> str:
     """The PBX-style `epoch.sequence` id; the sequence is the row id, so it never repeats."""
     return f"{int(created_at.timestamp())}.{call_id}"
+
+
+def _append(conn: Connection, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
+    """The event row for the call's newest state, and its deliveries."""
+    sequence, type_ = call.last_sequence, event_type(call.state, call.result)
+    payload = event_body(call, sequence, type_, at)
+    values = {
+        "call_id": call.id,
+        "state": call.state.value,
+        "result": call.result.value if call.result and call.state is CallState.ENDED else None,
+        "cause": cause,
+        "at": at,
+        "sequence": sequence,
+        "type": type_,
+        "payload": payload,
+    }
+    event_id = int(conn.execute(_INSERT_EVENT, values).inserted_primary_key[0])  # type: ignore[index]
+    outbox.queue(conn, call.tenant, call.id, event_id, type_, at)
+    return StoredEvent(
+        event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
+    )
+
+
+class Writes:
+    """Changes made in one transaction (Store.writing)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def record(self, event: CallEvent) -> Change | None:
+        """Apply an engine event to its call. None when the event changes nothing.
+
+        Raises LookupError for an unknown call and IllegalTransition for a move the state
+        table forbids, before writing anything: the transaction's other changes stand.
+        """
+        conn = self._conn
+        row = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid}).one_or_none()
+        if row is None:
+            raise LookupError(event.uniqueid)
+        call = _call(row)
+        new_state = advance(call.state, event)
+        if new_state is None:
+            return None
+        cause = event.cause[:256] if event.cause is not None else None
+        changes: dict[str, Any] = {"state": new_state, "last_sequence": call.last_sequence + 1}
+        if stamp := _TIMESTAMP_OF_STATE.get(new_state):
+            changes[stamp] = event.at
+        if event.result is not None:
+            changes["result"] = event.result
+        if cause is not None:
+            changes["cause"] = cause
+        call = replace(call, **changes)
+        conn.execute(
+            _ADVANCE,
+            {"call_id": call.id, **{f"new_{column}": getattr(call, column) for column in _MOVED}},
+        )
+        if new_state is CallState.ENDED:
+            sip_dialogs.forget(conn, call.id)
+        return Change(call, _append(conn, call, cause, event.at))
+
+    def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
+        """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
+        unknown, and nothing is kept. Written by the node's one writer of that call, in
+        line with its events (tracking.py), so no row lock is needed."""
+        return sip_dialogs.save(self._conn, uniqueid, state, now)
 
 
 class Store:
@@ -173,7 +248,7 @@ class Store:
             )
             if callback is not None:
                 outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
-            event = self._append(conn, call, None, now)
+            event = _append(conn, call, None, now)
         return Change(call, event)
 
     def record(self, event: CallEvent) -> Change | None:
@@ -182,49 +257,14 @@ class Store:
         Raises LookupError for an unknown call and IllegalTransition for a move
         the state table forbids.
         """
-        with self._engine.begin() as conn:
-            row = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid}).one_or_none()
-            if row is None:
-                raise LookupError(event.uniqueid)
-            call = _call(row)
-            new_state = advance(call.state, event)
-            if new_state is None:
-                return None
-            cause = event.cause[:256] if event.cause is not None else None
-            changes: dict[str, Any] = {"state": new_state, "last_sequence": call.last_sequence + 1}
-            if stamp := _TIMESTAMP_OF_STATE.get(new_state):
-                changes[stamp] = event.at
-            if event.result is not None:
-                changes["result"] = event.result
-            if cause is not None:
-                changes["cause"] = cause
-            conn.execute(update(calls).where(calls.c.id == call.id).values(**changes))
-            if new_state is CallState.ENDED:
-                sip_dialogs.forget(conn, call.id)
-            call = replace(call, **changes)
-            stored = self._append(conn, call, cause, event.at)
-        return Change(call, stored)
+        with self.writing() as writes:
+            return writes.record(event)
 
-    @staticmethod
-    def _append(conn: Connection, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
-        """The event row for the call's newest state, and its deliveries."""
-        sequence, type_ = call.last_sequence, event_type(call.state, call.result)
-        payload = event_body(call, sequence, type_, at)
-        values = {
-            "call_id": call.id,
-            "state": call.state.value,
-            "result": call.result.value if call.result and call.state is CallState.ENDED else None,
-            "cause": cause,
-            "at": at,
-            "sequence": sequence,
-            "type": type_,
-            "payload": payload,
-        }
-        event_id = int(conn.execute(_INSERT_EVENT, values).inserted_primary_key[0])  # type: ignore[index]
-        outbox.queue(conn, call.tenant, call.id, event_id, type_, at)
-        return StoredEvent(
-            event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
-        )
+    @contextmanager
+    def writing(self) -> Iterator[Writes]:
+        """Several changes in one transaction, committed when the block ends."""
+        with self._engine.begin() as conn:
+            yield Writes(conn)
 
     def get(self, call_id: int) -> StoredCall | None:
         with self._engine.connect() as conn:
@@ -256,11 +296,9 @@ class Store:
         return [_event(r, call) for r in rows]
 
     def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
-        """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
-        unknown, and nothing is kept. Written by the node's one writer of that call, in
-        line with its events (tracking.py), so no row lock is needed."""
-        with self._engine.begin() as conn:
-            return sip_dialogs.save(conn, uniqueid, state, now)
+        """Keep a live call's SIP state; see Writes.save_sip_state."""
+        with self.writing() as writes:
+            return writes.save_sip_state(uniqueid, state, now)
 
     def sip_states(self) -> dict[str, str]:
         """uniqueid → SIP state of the in-flight calls this node follows that have one."""

@@ -48,8 +48,11 @@ def save(conn: Connection, uniqueid: str, state: str, now: datetime) -> bool:
     return conn.execute(_INSERT, values).first() is not None
 
 
+_DELETE = delete(sip_dialogs).where(sip_dialogs.c.call_id == bindparam("call_id"))
+
+
 def forget(conn: Connection, call_id: int) -> None:
-    conn.execute(delete(sip_dialogs).where(sip_dialogs.c.call_id == call_id))
+    conn.execute(_DELETE, {"call_id": call_id})
 
 
 def in_flight(conn: Connection, node: str | None) -> dict[str, str]:
