@@ -35,6 +35,7 @@ CONFIG = """
 port = {http}
 database = "sqlite:///{db}"
 log_level = "warning"
+max_connections_per_address = 100000
 [sip]
 port = {sip}
 options_interval = 0

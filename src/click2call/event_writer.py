@@ -15,11 +15,12 @@ lane's later events wait behind it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, ParamSpec, Protocol, TypeVar
 
 from click2call.errors import DatabaseUnavailable
 
@@ -33,6 +34,8 @@ class _OfCall(Protocol):
 
 Event = TypeVar("Event", bound=_OfCall)  # what is stored: an engine's CallEvent, or SIP state
 Stored = TypeVar("Stored")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class EventWriter(Generic[Event, Stored]):
@@ -68,6 +71,14 @@ class EventWriter(Generic[Event, Stored]):
         self._pool = ThreadPoolExecutor(self._lanes, thread_name_prefix="event-writer")
         self._queues = [asyncio.Queue() for _ in range(self._lanes)]
         self._tasks = [asyncio.create_task(self._lane(q)) for q in self._queues]
+
+    async def call(self, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`work(*args)` in the writers' pool once started (at once before): for a write
+        that is not an event of a known call, such as storing a new call."""
+        if self._pool is None:
+            return work(*args, **kwargs)
+        bound = functools.partial(work, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, bound)
 
     def put(self, event: Event) -> asyncio.Future[None]:
         """Queue `event` behind its call's earlier events; call on the event loop. The

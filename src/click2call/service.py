@@ -87,14 +87,14 @@ class CallService:
             check_call(request.outboundcid, plan.dialled, plan.agent_phone, policy, region)
         except Rejected as exc:
             # A refused call is kept, with the rule that refused it.
-            call = self._tracking.create(plan.record, callback).call
+            call = (await self._tracking.create(plan.record, callback)).call
             exc.left_call(call.id, call.uniqueid)
             await self._tracking.end_now(call.uniqueid, Result.REJECTED, exc.message)
             raise
         # This node's limits first (no database work for a refusal), then the cluster's,
         # counted in the database as the call is stored.
         self._limits.admit_call(tenant.name, plan.agent.number, tenant.limits)
-        call = self._tracking.create(plan.record, callback, tenant.limits).call
+        call = (await self._tracking.create(plan.record, callback, tenant.limits)).call
         logs.set_call(call.id, call.uniqueid)  # the engine's lines about it say so
         self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)

@@ -47,22 +47,25 @@ class Tracking:
         self._limits = limits
         self._clock = clock
         self._listeners: list[Listener] = []
-        self._writer = EventWriter(self._store_batch, self._stored)
+        self._writer = EventWriter(self._store_batch, self._stored, lanes=store.writers)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after each stored change, on the event loop; returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def create(
+    async def create(
         self,
         record: NewCall,
         callback: Subscription | None = None,
         limits: CallLimits | None = None,
     ) -> Change:
         """Store a new call, queued; announced like every later change. With `limits`, only
-        if the cluster admits it (RateLimited otherwise)."""
-        change = self._store.create_call(record, self._clock(), callback, limits)
+        if the cluster admits it (RateLimited otherwise). Once `start`ed, off the event
+        loop: a request waiting for the database must not hold up signalling."""
+        change = await self._writer.call(
+            self._store.create_call, record, self._clock(), callback, limits
+        )
         self._announce(change)
         return change
 

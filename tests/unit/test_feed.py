@@ -81,15 +81,15 @@ async def test_a_stored_change_wakes_the_feed(parts: tuple[Store, Tracking]) -> 
     stream = EventStream(History(store.engine), tracking, "default", 0, keepalive=60)
     task = asyncio.create_task(stream({"type": "http"}, receive, send))  # type: ignore[arg-type]
     await asyncio.sleep(0.1)
-    tracking.create(replace(NEW, tenant="other"))  # another tenant's: not sent
-    tracking.create(NEW)
+    await tracking.create(replace(NEW, tenant="other"))  # another tenant's: not sent
+    await tracking.create(NEW)
     await asyncio.wait_for(task, 5)
     assert sum(b"event: " in body for body in sent) == 1
 
 
 async def test_a_client_that_stops_reading_is_disconnected(parts: tuple[Store, Tracking]) -> None:
     store, tracking = parts
-    tracking.create(NEW)
+    await tracking.create(NEW)
     started = asyncio.Event()
 
     async def send(message: dict[str, Any]) -> None:

@@ -28,14 +28,14 @@ def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
     }
 
 
-def test_a_call_s_changes_move_its_counters_and_histograms(tmp_path: Path) -> None:
+async def test_a_call_s_changes_move_its_counters_and_histograms(tmp_path: Path) -> None:
     store = Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
     tracking = Tracking(store, Limits(time.monotonic), lambda: T0)
     health = {"default": EngineHealth("sip", True, "bound", 3)}
     metrics = Metrics(lambda: health, lambda: 4)
     other = Metrics(lambda: {}, lambda: 0)
     tracking.subscribe(metrics.on_change)
-    call = tracking.create(NEW).call
+    call = (await tracking.create(NEW)).call
     for seconds, state in enumerate(list(CallState)[1:-1], start=1):
         tracking.record(CallEvent(call.uniqueid, state, T0 + timedelta(seconds=seconds)))
     tracking.end(call.uniqueid, Result.COMPLETED, "done")

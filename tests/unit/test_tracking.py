@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
 
 from click2call.calls import CallEvent, CallState, Result
+from click2call.errors import RateLimited
 from click2call.policy import Limits
 from click2call.settings import TenantLimits
 from click2call.store import Change, NewCall, Store
@@ -30,10 +32,10 @@ def tracking(database: Engine) -> Tracking:
     return Tracking(store, Limits(lambda: 0.0), Clock())
 
 
-def test_every_stored_change_is_announced_queued_included(tracking: Tracking) -> None:
+async def test_every_stored_change_is_announced_queued_included(tracking: Tracking) -> None:
     heard: list[Change] = []
     tracking.subscribe(heard.append)
-    call = tracking.create(NEW).call
+    call = (await tracking.create(NEW)).call
     tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))
     tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))  # illegal: refused
     tracking.end(call.uniqueid, Result.AGENT_BUSY, "SIP 486 Busy Here")
@@ -49,7 +51,7 @@ def test_events_for_unknown_calls_are_refused_not_raised(tracking: Tracking) -> 
     assert tracking.record(CallEvent("1.999", CallState.AGENT_DIALING, T0)) is None
 
 
-def test_a_failing_listener_neither_undoes_the_change_nor_silences_the_others(
+async def test_a_failing_listener_neither_undoes_the_change_nor_silences_the_others(
     tracking: Tracking,
 ) -> None:
     def broken(_change: Change) -> None:
@@ -58,19 +60,19 @@ def test_a_failing_listener_neither_undoes_the_change_nor_silences_the_others(
     heard: list[Change] = []
     tracking.subscribe(broken)
     unsubscribe = tracking.subscribe(heard.append)
-    change = tracking.create(NEW)
+    change = await tracking.create(NEW)
     assert [c.event.id for c in heard] == [change.event.id]
     unsubscribe()
     tracking.end(change.call.uniqueid, Result.CANCELED, "by test")
     assert len(heard) == 1
 
 
-def test_an_ended_call_frees_its_agent_slot(database: Engine) -> None:
+async def test_an_ended_call_frees_its_agent_slot(database: Engine) -> None:
     store = Store(database)
     limits = Limits(lambda: 0.0)
     tracking = Tracking(store, limits, Clock())
     one = TenantLimits(max_calls_per_agent=1)
-    call = tracking.create(NEW).call
+    call = (await tracking.create(NEW)).call
     limits.started("default", "200", call.uniqueid)
     with pytest.raises(Exception, match="200"):
         limits.admit_call("default", "200", one)
@@ -78,10 +80,10 @@ def test_an_ended_call_frees_its_agent_slot(database: Engine) -> None:
     limits.admit_call("default", "200", one)
 
 
-def test_recover_ends_what_a_previous_run_left_in_flight(tracking: Tracking) -> None:
-    left = tracking.create(NEW).call
+async def test_recover_ends_what_a_previous_run_left_in_flight(tracking: Tracking) -> None:
+    left = (await tracking.create(NEW)).call
     tracking.on_event(CallEvent(left.uniqueid, CallState.AGENT_DIALING, T0))
-    done = tracking.create(NEW).call
+    done = (await tracking.create(NEW)).call
     tracking.end(done.uniqueid, Result.COMPLETED, "done")
     heard: list[Change] = []
     tracking.subscribe(heard.append)
@@ -91,10 +93,10 @@ def test_recover_ends_what_a_previous_run_left_in_flight(tracking: Tracking) -> 
     assert change.call.cause == "server stopped while the call was in progress"
 
 
-def test_recover_leaves_the_calls_an_engine_goes_on_with(tracking: Tracking) -> None:
-    resumed = tracking.create(NEW).call
+async def test_recover_leaves_the_calls_an_engine_goes_on_with(tracking: Tracking) -> None:
+    resumed = (await tracking.create(NEW)).call
     tracking.on_event(CallEvent(resumed.uniqueid, CallState.AGENT_DIALING, T0))
-    lost = tracking.create(NEW).call
+    lost = (await tracking.create(NEW)).call
     assert tracking.recover(resumed={resumed.uniqueid}) == 1
     assert tracking.record(CallEvent(resumed.uniqueid, CallState.AGENT_RINGING, T0)) is not None
     assert tracking.record(CallEvent(lost.uniqueid, CallState.AGENT_RINGING, T0)) is None
@@ -103,7 +105,7 @@ def test_recover_leaves_the_calls_an_engine_goes_on_with(tracking: Tracking) -> 
 async def test_sip_state_is_stored_in_line_with_the_calls_events(database: Engine) -> None:
     store = Store(database)
     tracking = Tracking(store, Limits(lambda: 0.0), Clock())
-    call = tracking.create(NEW).call
+    call = (await tracking.create(NEW)).call
     tracking.start()
     tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))
     tracking.save_sip_state(call.uniqueid, '{"legs": 1}')
@@ -121,7 +123,7 @@ async def test_a_batch_keeps_each_calls_newest_sip_state_and_every_event(databas
     tracking = Tracking(store, Limits(lambda: 0.0), Clock())
     heard: list[Change] = []
     tracking.subscribe(heard.append)
-    first, second = tracking.create(NEW).call, tracking.create(NEW).call
+    first, second = (await tracking.create(NEW)).call, (await tracking.create(NEW)).call
     tracking.start()
     for call in (first, second):
         tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))
@@ -135,3 +137,16 @@ async def test_a_batch_keeps_each_calls_newest_sip_state_and_every_event(databas
     for call in (first, second):
         mine = [type_ for call_id, type_ in stored if call_id == call.id]
         assert mine == ["call.agent_dialing", "call.agent_ringing"]
+
+
+async def test_new_calls_stored_side_by_side_hold_the_limits_exactly(database: Engine) -> None:
+    tracking = Tracking(Store(database), Limits(lambda: 0.0), Clock())
+    tracking.start()
+    limits = TenantLimits(max_concurrent_calls=5, max_calls_per_agent=10, burst=100)
+    results = await asyncio.gather(
+        *(tracking.create(NEW, None, limits) for _ in range(10)), return_exceptions=True
+    )
+    await tracking.close()
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert len(refused) == 5, results  # no other error: the first token bucket made once
+    assert all(r.limit == "max_concurrent_calls" for r in refused)

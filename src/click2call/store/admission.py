@@ -3,7 +3,8 @@
 Every node and worker admits calls here, against the database, so `max_concurrent_calls`,
 `max_calls_per_agent` and `calls_per_second` hold across all of them. On PostgreSQL a
 transaction-scoped advisory lock per tenant makes the count and the insert one step for the
-whole cluster; SQLite, one process per file, is already serialised by that process.
+whole cluster; SQLite, one process per file, stores new calls in that process's one writer
+thread (Store.writers), one at a time.
 """
 
 from __future__ import annotations

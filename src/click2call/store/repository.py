@@ -205,6 +205,12 @@ class Store:
     def engine(self) -> Engine:
         return self._engine
 
+    @property
+    def writers(self) -> int:
+        """How many threads should write at once: one for SQLite, which lets one writer
+        at a time into a file (more would wait on its lock and race in admission)."""
+        return 1 if self._engine.dialect.name == "sqlite" else 4
+
     def close(self) -> None:
         self._engine.dispose()
 
