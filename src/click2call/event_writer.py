@@ -1,26 +1,30 @@
-"""Engine events stored off the event loop, each call's in arrival order, kept through an outage.
+"""Call writes stored off the event loop, each call's in arrival order, kept through an outage.
 
-The engines report on the event loop and must not wait for the database there. Each event
-goes to one of a few lanes, chosen by its call's uniqueid; a lane stores what has queued up
-in it as one batch (one transaction) in a thread of a bounded pool, so calls proceed side by
-side while one call's events never overtake each other (their sequence numbers follow
-arrival). Under load a batch holds many events, and the commits per call fall: the profile
-of a loaded server showed begin/commit and the thread hop per event as a large share of its
-CPU. A batch that fails for any reason but an outage is stored again one event at a time,
-so one bad event costs only itself. When the database is unavailable the batch stays at the
-head of its lane and is tried again until the database answers: nothing is lost, and that
-lane's later events wait behind it.
+The engines report on the event loop and must not wait for the database there, nor must a
+request storing a new call hold up signalling. Each write goes to one of a few lanes, chosen
+by its call's uniqueid; a lane stores what has queued up in it as one batch (one
+transaction) in a thread of a bounded pool, so calls proceed side by side while one call's
+writes never overtake each other (their sequence numbers follow arrival). A lane waits a few
+milliseconds after a write for the ones that follow it (a SIP answer moves two legs, a burst
+of requests brings many new calls), so a batch holds several and the commits per call fall:
+the profile of a loaded server showed begin/commit and the thread hop per write as a large
+share of its CPU.
+
+A write refused on its own merits (a limit, an illegal move) comes back as its own result,
+the batch goes on. A batch that fails otherwise is stored again one write at a time, so one
+bad write costs only itself. When the database is unavailable the batch stays at the head
+of its lane and is tried again until the database answers: nothing is lost, and that lane's
+later writes wait behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, ParamSpec, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from click2call.errors import DatabaseUnavailable
 
@@ -29,39 +33,43 @@ log = logging.getLogger("click2call.tracking")
 
 class _OfCall(Protocol):
     @property
-    def uniqueid(self) -> str: ...
+    def uniqueid(self) -> str: ...  # "" for a call not stored yet
 
 
-Event = TypeVar("Event", bound=_OfCall)  # what is stored: an engine's CallEvent, or SIP state
-Stored = TypeVar("Stored")
-P = ParamSpec("P")
-R = TypeVar("R")
+Write = TypeVar("Write", bound=_OfCall)  # what is stored: an engine's event, a new call…
+Stored = TypeVar("Stored")  # what storing it gave
 
 
-class EventWriter(Generic[Event, Stored]):
+class EventWriter(Generic[Write, Stored]):
     def __init__(
         self,
-        store: Callable[[list[Event]], list[Stored]],
+        store: Callable[[list[Write]], list[Stored | Exception]],
         then: Callable[[Stored], None],
-        lanes: int = 4,
+        lanes: int = 4,  # and as many threads
         retry_max: float = 2.0,
         drain_seconds: float = 5.0,
         batch_max: int = 256,
+        gather_seconds: float = 0.005,
+        waits_out_outage: Callable[[Write], bool] = lambda _write: True,
     ) -> None:
-        """`store` writes a batch of events in one transaction (blocking, in a pool thread)
-        and returns one result per event, in order; `then` gets each result on the event
-        loop, once the batch is committed."""
+        """`store` writes a batch in one transaction (blocking, in a pool thread) and
+        returns one result per write, in order: what it stored, or the exception that
+        refused it; `then` gets each stored result on the event loop, once committed.
+        A write for which `waits_out_outage` is false fails at once with the database
+        outage instead of waiting for the database (a request someone is waiting on)."""
         self._store = store
         self._then = then
+        self._waits_out_outage = waits_out_outage
         self._lanes = lanes
         self._batch_max = batch_max
+        self._gather_seconds = gather_seconds
         self._retry_max = retry_max
         self._drain_seconds = drain_seconds
-        self._queues: list[asyncio.Queue[tuple[Event, asyncio.Future[None]]]] = []
+        self._queues: list[asyncio.Queue[tuple[Write, asyncio.Future[Stored]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._outage: str | None = None
-        self.waiting = 0  # events not yet stored
+        self.waiting = 0  # writes not yet stored
 
     @property
     def running(self) -> bool:
@@ -69,24 +77,21 @@ class EventWriter(Generic[Event, Stored]):
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(self._lanes, thread_name_prefix="event-writer")
-        self._queues = [asyncio.Queue() for _ in range(self._lanes)]
+        # One more lane for the writes that must not wait out an outage: they never queue
+        # behind a batch that waits for the database, and fail at once instead.
+        self._queues = [asyncio.Queue() for _ in range(self._lanes + 1)]
         self._tasks = [asyncio.create_task(self._lane(q)) for q in self._queues]
 
-    async def call(self, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """`work(*args)` in the writers' pool once started (at once before): for a write
-        that is not an event of a known call, such as storing a new call."""
-        if self._pool is None:
-            return work(*args, **kwargs)
-        bound = functools.partial(work, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, bound)
-
-    def put(self, event: Event) -> asyncio.Future[None]:
-        """Queue `event` behind its call's earlier events; call on the event loop. The
-        future is done once the event is stored (or refused)."""
-        lane = zlib.crc32(event.uniqueid.encode()) % len(self._queues)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def put(self, write: Write) -> asyncio.Future[Stored]:
+        """Queue `write` behind its call's earlier writes; call on the event loop. The
+        future gives what was stored, or raises what refused it."""
+        if self._waits_out_outage(write):
+            lane = zlib.crc32(write.uniqueid.encode()) % self._lanes
+        else:
+            lane = self._lanes
+        done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self.waiting += 1
-        self._queues[lane].put_nowait((event, done))
+        self._queues[lane].put_nowait((write, done))
         return done
 
     async def close(self) -> None:
@@ -97,53 +102,75 @@ class EventWriter(Generic[Event, Stored]):
             async with asyncio.timeout(self._drain_seconds):
                 await asyncio.gather(*(q.join() for q in self._queues))
         except TimeoutError:
-            log.error("%d call event(s) could not be stored before shutdown", self.waiting)
+            log.error("%d call write(s) could not be stored before shutdown", self.waiting)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+            self._pool = None
 
-    async def _lane(self, queue: asyncio.Queue[tuple[Event, asyncio.Future[None]]]) -> None:
+    async def _lane(self, queue: asyncio.Queue[tuple[Write, asyncio.Future[Stored]]]) -> None:
         while True:
             batch = [await queue.get()]
+            if queue.empty() and self._gather_seconds:
+                await asyncio.sleep(self._gather_seconds)
             while len(batch) < self._batch_max and not queue.empty():
                 batch.append(queue.get_nowait())
-            for stored in await self._stored_batch([event for event, _ in batch]):
-                try:
-                    self._then(stored)
-                except Exception:
-                    log.exception("after storing %r", stored)
-            for _, done in batch:
-                self.waiting -= 1
-                if not done.done():
-                    done.set_result(None)
+            await self._store_batch(batch)
+            for _ in batch:
                 queue.task_done()
 
-    async def _stored_batch(self, events: list[Event]) -> list[Stored]:
-        """The batch's results, once stored: retried through an outage; on any other
-        failure stored one event at a time, skipping (and logging) those that fail."""
+    async def _store_batch(self, batch: list[tuple[Write, asyncio.Future[Stored]]]) -> None:
+        """Store the batch and settle each write's future: retried through an outage (but
+        the writes that must not wait); on any other failure stored one write at a time,
+        each failure the result of its own write."""
         loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
             try:
-                results = await loop.run_in_executor(self._pool, self._store, events)
+                results = await loop.run_in_executor(
+                    self._pool, self._store, [write for write, _ in batch]
+                )
                 self._up()
-                return results
+                break
             except DatabaseUnavailable as exc:
                 self._down(exc.reason)
+                for write, done in batch:
+                    if not self._waits_out_outage(write):
+                        self._settle(done, exc)
+                batch = [(w, done) for w, done in batch if self._waits_out_outage(w)]
+                if not batch:
+                    return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
-            except Exception:
-                if len(events) == 1:
-                    # A bug storing one event must not stop the lane for every later call.
-                    log.exception("storing %r of call %s failed", events[0], events[0].uniqueid)
-                    return []
-                results = []
-                for event in events:
-                    results += await self._stored_batch([event])
-                return results
+            except Exception as exc:
+                if len(batch) > 1:
+                    for one in batch:
+                        await self._store_batch([one])
+                    return
+                # A bug storing one write must not stop the lane for every later call.
+                write = batch[0][0]
+                log.exception("storing %r of call %s failed", write, write.uniqueid)
+                results = [exc]
+                break
+        for (_, done), result in zip(batch, results, strict=True):
+            self._settle(done, result)
+
+    def _settle(self, done: asyncio.Future[Stored], result: Stored | Exception) -> None:
+        self.waiting -= 1
+        if isinstance(result, Exception):
+            if not done.done():
+                done.set_exception(result)
+                done.exception()  # a refusal nobody awaits is not an error
+            return
+        try:
+            self._then(result)
+        except Exception:
+            log.exception("after storing %r", result)
+        if not done.done():
+            done.set_result(result)
 
     def _down(self, reason: str) -> None:
         if self._outage is None:

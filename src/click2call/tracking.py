@@ -15,11 +15,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from click2call import logs
 from click2call.calls import CallEvent, CallState, Result
 from click2call.engines.base import Clock
-from click2call.errors import IllegalTransition
+from click2call.errors import IllegalTransition, RateLimited
 from click2call.event_writer import EventWriter
 from click2call.policy import Limits
 from click2call.store import Change, NewCall, Store, Subscription, Writes
@@ -28,6 +29,17 @@ from click2call.store.admission import CallLimits
 log = logging.getLogger("click2call.tracking")
 
 Listener = Callable[[Change], None]
+
+
+@dataclass(frozen=True, slots=True)
+class NewCallWrite:
+    """A call to store (Tracking.create): its request waits for the answer."""
+
+    record: NewCall
+    at: datetime
+    callback: Subscription | None
+    limits: CallLimits | None
+    uniqueid: str = ""  # not known before it is stored: every new call goes to one lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +59,12 @@ class Tracking:
         self._limits = limits
         self._clock = clock
         self._listeners: list[Listener] = []
-        self._writer = EventWriter(self._store_batch, self._stored, lanes=store.writers)
+        self._writer = EventWriter(
+            self._store_batch,
+            self._stored,
+            lanes=store.writers,
+            waits_out_outage=lambda write: not isinstance(write, NewCallWrite),
+        )
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` after each stored change, on the event loop; returns an unsubscribe."""
@@ -62,12 +79,11 @@ class Tracking:
     ) -> Change:
         """Store a new call, queued; announced like every later change. With `limits`, only
         if the cluster admits it (RateLimited otherwise). Once `start`ed, off the event
-        loop: a request waiting for the database must not hold up signalling."""
-        change = await self._writer.call(
-            self._store.create_call, record, self._clock(), callback, limits
-        )
-        self._announce(change)
-        return change
+        loop, with other writes in one transaction; DatabaseUnavailable during an outage."""
+        write = NewCallWrite(record, self._clock(), callback, limits)
+        stored = await self._writer.put(write) if self._writer.running else self._store_now(write)
+        assert stored is not None  # a new call is always a change
+        return stored
 
     def on_event(self, event: CallEvent) -> None:
         """The engines' event sink: store the step, then announce it. Once `start`ed, off the
@@ -79,9 +95,7 @@ class Tracking:
 
     def record(self, event: CallEvent) -> Change | None:
         """Store the event now; the change, or None when it changed nothing or was refused."""
-        [change] = self._store_batch([event])
-        self._stored(change)
-        return change
+        return self._store_now(event)
 
     def save_sip_state(self, uniqueid: str, state: str) -> None:
         """The SIP engine's sink for a call's dialogs: stored in the same lane as the call's
@@ -90,7 +104,7 @@ class Tracking:
         if self._writer.running:
             self._writer.put(item)
         else:
-            self._store_batch([item])
+            self._store_now(item)
 
     def _ending(self, uniqueid: str, result: Result, cause: str) -> CallEvent:
         return CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
@@ -119,22 +133,39 @@ class Tracking:
         """Store the events still waiting (a few seconds at most), then stop."""
         await self._writer.close()
 
-    def _store_batch(self, batch: list[CallEvent | SipState]) -> list[Change | None]:
-        """Store the batch in one transaction: each event's change, or None when it changed
-        nothing or was refused. A SIP state that a later one of its call replaces is skipped:
-        each is the call's whole state."""
-        last_state = {
-            item.uniqueid: i for i, item in enumerate(batch) if isinstance(item, SipState)
-        }
+    def _store_now(self, write: NewCallWrite | CallEvent | SipState) -> Change | None:
+        [result] = self._store_batch([write])
+        if isinstance(result, Exception):
+            raise result
+        self._stored(result)
+        return result
+
+    def _store_batch(
+        self, batch: list[NewCallWrite | CallEvent | SipState]
+    ) -> list[Change | Exception | None]:
+        """Store the batch in one transaction, in order: each write's change; None when it
+        changed nothing or was refused; the RateLimited that refused a new call. New calls
+        first, by tenant, so two nodes' batches take the tenants' locks in one order. A SIP
+        state that a later one of its call replaces is skipped: each is the whole state."""
+        last_state = {w.uniqueid: i for i, w in enumerate(batch) if isinstance(w, SipState)}
+        new_calls = sorted(
+            ((i, w) for i, w in enumerate(batch) if isinstance(w, NewCallWrite)),
+            key=lambda new: new[1].record.tenant,
+        )
+        results: list[Change | Exception | None] = [None] * len(batch)
         now = self._clock()
-        changes: list[Change | None] = []
         with self._store.writing() as writes:
-            for i, item in enumerate(batch):
-                if not isinstance(item, SipState):
-                    changes.append(self._record(writes, item))
-                elif last_state[item.uniqueid] == i:
-                    writes.save_sip_state(item.uniqueid, item.state, now)
-        return changes
+            for i, new in new_calls:
+                try:
+                    results[i] = writes.create_call(new.record, new.at, new.callback, new.limits)
+                except RateLimited as exc:
+                    results[i] = exc
+            for i, write in enumerate(batch):
+                if isinstance(write, CallEvent):
+                    results[i] = self._record(writes, write)
+                elif isinstance(write, SipState) and last_state[write.uniqueid] == i:
+                    writes.save_sip_state(write.uniqueid, write.state, now)
+        return results
 
     @staticmethod
     def _record(writes: Writes, event: CallEvent) -> Change | None:

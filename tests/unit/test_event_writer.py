@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import DatabaseUnavailable
 from click2call.event_writer import EventWriter
@@ -116,3 +118,44 @@ async def test_a_failing_listener_does_not_stop_the_lane() -> None:
     await writer.close()
     assert len(seen) == 2 * len(STEPS)
     assert writer.waiting == 0
+
+
+async def test_a_refused_write_fails_its_own_future_and_the_batch_goes_on() -> None:
+    announced: list[CallEvent] = []
+
+    def store(batch: list[CallEvent]) -> list[CallEvent | Exception]:
+        return [ValueError("refused") if e.uniqueid == "1.1" else e for e in batch]
+
+    writer = EventWriter(store, announced.append, lanes=1)
+    writer.start()
+    futures = [writer.put(event) for event in events(3)]
+    await writer.close()
+    for event, future in zip(events(3), futures, strict=True):
+        if event.uniqueid == "1.1":
+            assert isinstance(future.exception(), ValueError)
+        else:
+            assert future.result().uniqueid == event.uniqueid
+    assert {e.uniqueid for e in announced} == {"1.0", "1.2"}
+
+
+async def test_an_outage_fails_at_once_the_writes_that_must_not_wait_and_keeps_the_rest() -> None:
+    down = {"left": 3}
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        if down["left"]:
+            down["left"] -= 1
+            raise DatabaseUnavailable("connection refused")
+        return batch
+
+    urgent = CallEvent("1.9", CallState.QUEUED, T0)
+    writer = EventWriter(
+        store, lambda _e: None, lanes=1, retry_max=0.01, waits_out_outage=lambda e: e is not urgent
+    )
+    writer.start()
+    kept = [writer.put(event) for event in events(2)]
+    refused = writer.put(urgent)
+    with pytest.raises(DatabaseUnavailable):
+        await refused
+    assert not any(f.done() for f in kept)  # still waiting for the database
+    await writer.close()
+    assert all(f.result() is not None for f in kept)

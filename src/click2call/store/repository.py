@@ -154,8 +154,53 @@ def _append(conn: Connection, call: StoredCall, cause: str | None, at: datetime)
 class Writes:
     """Changes made in one transaction (Store.writing)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, node: str | None) -> None:
         self._conn = conn
+        self._node = node
+
+    def create_call(
+        self,
+        new: NewCall,
+        now: datetime,
+        callback: outbox.Subscription | None = None,
+        limits: admission.CallLimits | None = None,
+    ) -> Change:
+        """Insert a queued call with its first event; the row exists before any signalling.
+
+        `callback` subscribes the call's own URL before its first event is queued; with
+        `limits`, the call is first admitted cluster-wide (RateLimited before anything is
+        written: the transaction's other changes stand)."""
+        conn = self._conn
+        if limits is not None:
+            admission.admit(conn, new.tenant, new.agent_number, limits, now)
+        values = {
+            **asdict(new),
+            "state": CallState.QUEUED.value,
+            "created_at": now,
+            "last_sequence": 1,
+            "node": self._node,
+        }
+        call_id = int(conn.execute(_INSERT_CALL, values).inserted_primary_key[0])  # type: ignore[index]
+        uniqueid = uniqueid_for(call_id, now)
+        conn.execute(_SET_UNIQUEID, {"call_id": call_id, "uniqueid": uniqueid})
+        call = StoredCall(
+            id=call_id,
+            uniqueid=uniqueid,
+            **asdict(new),
+            state=CallState.QUEUED,
+            result=None,
+            cause=None,
+            created_at=now,
+            agent_answered_at=None,
+            connected_at=None,
+            ended_at=None,
+            last_sequence=1,
+            node=self._node,
+        )
+        if callback is not None:
+            outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
+        event = _append(conn, call, None, now)
+        return Change(call, event)
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -221,41 +266,9 @@ class Store:
         callback: outbox.Subscription | None = None,
         limits: admission.CallLimits | None = None,
     ) -> Change:
-        """Insert a queued call with its first event; the row exists before any signalling.
-
-        `callback` subscribes the call's own URL before its first event is queued; with
-        `limits`, the call is first admitted cluster-wide (RateLimited, nothing stored)."""
-        with self._engine.begin() as conn:
-            if limits is not None:
-                admission.admit(conn, new.tenant, new.agent_number, limits, now)
-            values = {
-                **asdict(new),
-                "state": CallState.QUEUED.value,
-                "created_at": now,
-                "last_sequence": 1,
-                "node": self._node,
-            }
-            call_id = int(conn.execute(_INSERT_CALL, values).inserted_primary_key[0])  # type: ignore[index]
-            uniqueid = uniqueid_for(call_id, now)
-            conn.execute(_SET_UNIQUEID, {"call_id": call_id, "uniqueid": uniqueid})
-            call = StoredCall(
-                id=call_id,
-                uniqueid=uniqueid,
-                **asdict(new),
-                state=CallState.QUEUED,
-                result=None,
-                cause=None,
-                created_at=now,
-                agent_answered_at=None,
-                connected_at=None,
-                ended_at=None,
-                last_sequence=1,
-                node=self._node,
-            )
-            if callback is not None:
-                outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
-            event = _append(conn, call, None, now)
-        return Change(call, event)
+        """Insert a queued call with its first event; see Writes.create_call."""
+        with self.writing() as writes:
+            return writes.create_call(new, now, callback, limits)
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -270,7 +283,7 @@ class Store:
     def writing(self) -> Iterator[Writes]:
         """Several changes in one transaction, committed when the block ends."""
         with self._engine.begin() as conn:
-            yield Writes(conn)
+            yield Writes(conn, self._node)
 
     def get(self, call_id: int) -> StoredCall | None:
         with self._engine.connect() as conn:
