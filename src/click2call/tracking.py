@@ -23,7 +23,7 @@ from click2call.engines.base import Clock
 from click2call.errors import IllegalTransition, RateLimited
 from click2call.event_writer import EventWriter
 from click2call.policy import Limits
-from click2call.store import Change, NewCall, Store, Subscription, Writes
+from click2call.store import AuditEntry, Change, NewCall, Store, Subscription, Writes
 from click2call.store.admission import CallLimits
 
 log = logging.getLogger("click2call.tracking")
@@ -43,6 +43,16 @@ class NewCallWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditWrite:
+    """A row of the audit trail (api/access.py): off the loop like the calls' writes, in
+    the same writer (SQLite lets one in at a time: a second writer on the loop waited
+    for the file's lock there, stalling every request and SIP message behind it)."""
+
+    entry: AuditEntry
+    uniqueid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SipState:
     """A SIP call's state to keep (engines/sip/snapshot.py), in line with its events."""
 
@@ -51,6 +61,9 @@ class SipState:
 
     def __repr__(self) -> str:
         return f"SipState({self.uniqueid})"
+
+
+Write = NewCallWrite | CallEvent | SipState | AuditWrite
 
 
 class Tracking:
@@ -106,6 +119,14 @@ class Tracking:
         else:
             self._store_now(item)
 
+    def audit(self, entry: AuditEntry) -> None:
+        """Keep a request's audit row; kept through a database outage like call events."""
+        write = AuditWrite(entry)
+        if self._writer.running:
+            self._writer.put(write)
+        else:
+            self._store_now(write)
+
     def _ending(self, uniqueid: str, result: Result, cause: str) -> CallEvent:
         return CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
 
@@ -133,16 +154,14 @@ class Tracking:
         """Store the events still waiting (a few seconds at most), then stop."""
         await self._writer.close()
 
-    def _store_now(self, write: NewCallWrite | CallEvent | SipState) -> Change | None:
+    def _store_now(self, write: Write) -> Change | None:
         [result] = self._store_batch([write])
         if isinstance(result, Exception):
             raise result
         self._stored(result)
         return result
 
-    def _store_batch(
-        self, batch: list[NewCallWrite | CallEvent | SipState]
-    ) -> list[Change | Exception | None]:
+    def _store_batch(self, batch: list[Write]) -> list[Change | Exception | None]:
         """Store the batch in one transaction, in order: each write's change; None when it
         changed nothing or was refused; the RateLimited that refused a new call. New calls
         first, by tenant, so two nodes' batches take the tenants' locks in one order. A SIP
@@ -165,6 +184,8 @@ class Tracking:
                     results[i] = self._record(writes, write)
                 elif isinstance(write, SipState) and last_state[write.uniqueid] == i:
                     writes.save_sip_state(write.uniqueid, write.state, now)
+                elif isinstance(write, AuditWrite):
+                    writes.audit(write.entry)
         return results
 
     @staticmethod

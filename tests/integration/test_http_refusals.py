@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Server, assert_nothing_received
-from tests.integration.test_auth import audit_rows
+from tests.integration.test_auth import audit_count, audit_rows
 
 FORM = "application/x-www-form-urlencoded"
 DIAL = "extension=200&destination=0502760206"
@@ -71,13 +71,14 @@ def test_dial_php_refuses_in_its_own_shape(
     server: Server, silent_peers: list[socket.socket], name: str
 ) -> None:
     case = CASES[name]("/web/dial.php")
+    before = audit_count(server)
     reply = _send(server, case, DIAL)
     assert reply.status_code == case.status
     assert reply.headers["content-type"].startswith("text/plain")
     lines = reply.text.split("\n")
     assert lines[:2] == ["response: false", "unique: "]
     assert lines[2].startswith(f"error: {case.reason}")
-    _assert_audited_refusal(server, "dial.php", case.reason)
+    _assert_audited_refusal(server, before, "dial.php", case.reason)
     assert_nothing_received(silent_peers)
 
 
@@ -86,13 +87,14 @@ def test_dial_external_php_refuses_in_its_own_shape(
     server: Server, silent_peers: list[socket.socket], name: str
 ) -> None:
     case = CASES[name]("/voipe/dial_external.php")
+    before = audit_count(server)
     reply = _send(server, case, EXTERNAL)
     assert reply.status_code == case.status
     assert reply.headers["content-type"] == "application/json"
     body = json.loads(reply.text)
     assert body["status"] == "error"
     assert body["error"].startswith(case.reason)
-    _assert_audited_refusal(server, "dial_external.php", case.reason)
+    _assert_audited_refusal(server, before, "dial_external.php", case.reason)
     assert_nothing_received(silent_peers)
 
 
@@ -108,13 +110,14 @@ def test_dial_external_php_refuses_in_its_own_shape(
 def test_v1_refuses_in_its_own_shape(
     server: Server, method: str, content: bytes, status: int, reason: str
 ) -> None:
+    before = audit_count(server)
     with server.client() as client:
         reply = client.request(
             method, "/api/v1/calls", content=content, headers={"Content-Type": "application/json"}
         )
     assert reply.status_code == status
     assert reply.json()["error"]["message"].startswith(reason)
-    _assert_audited_refusal(server, "v1.calls", reason)
+    _assert_audited_refusal(server, before, "v1.calls", reason)
 
 
 def test_a_few_unknown_parameters_are_ignored(server: Server) -> None:
@@ -124,7 +127,8 @@ def test_a_few_unknown_parameters_are_ignored(server: Server) -> None:
     assert reply.status_code == 401  # went on to authentication: the 20 were ignored
 
 
-def _assert_audited_refusal(server: Server, endpoint: str, reason: str) -> None:
+def _assert_audited_refusal(server: Server, before: int, endpoint: str, reason: str) -> None:
+    assert audit_count(server, at_least=before + 1) == before + 1
     _tenant, _key, ip, audited_endpoint, allowed, audited_reason = audit_rows(server, 1)[0]
     assert (ip, audited_endpoint, allowed) == ("127.0.0.1", endpoint, 0)
     assert reason in str(audited_reason)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import RateLimited
 from click2call.settings import TenantLimits
-from click2call.store import NewCall, Store
+from click2call.store import NewCall, Store, admission
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -71,3 +71,25 @@ def test_simultaneous_requests_on_several_nodes_admit_exactly_the_cap(database: 
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["429"] * 5 + ["accepted"] * 5
+
+
+def test_the_live_call_count_reads_the_live_index_not_the_tenants_history(
+    database: Engine,
+) -> None:
+    """Admission runs for every new call: its count must not grow with the call history."""
+    store = Store(database)
+    limits = TenantLimits(calls_per_second=1e6, burst=10**6, max_calls_per_agent=10**6)
+    for _ in range(300):
+        call = store.create_call(new(), T0, limits=limits).call
+        store.record(CallEvent(call.uniqueid, CallState.ENDED, T0, Result.CANCELED, "done"))
+    with database.begin() as conn:
+        if database.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE calls")
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # the planner's choice
+            explain = "EXPLAIN"  # among indexes, not a whole table this small
+        else:
+            explain = "EXPLAIN QUERY PLAN"
+        count = admission._COUNT_UP.params(tenant="default", agent="200")
+        sql = count.compile(database, compile_kwargs={"literal_binds": True})
+        plan = conn.exec_driver_sql(f"{explain} {sql}").all()
+    assert "ix_calls_live" in " ".join(str(row) for row in plan)

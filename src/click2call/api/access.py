@@ -213,7 +213,7 @@ def _record(
     refusal: str | None,
 ) -> None:
     ok = f"ok ({identity.method})" if identity else None
-    runtime_of(request).keys.audit(
+    runtime_of(request).tracking.audit(
         AuditEntry(
             at=datetime.now(UTC),
             tenant=identity.tenant if identity else None,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from click2call.store.schema import api_keys, audit_log
 
@@ -42,6 +42,21 @@ class AuditEntry:
     allowed: bool
     reason: str | None
     call_id: int | None = None
+
+
+def write_audit(conn: Connection, entry: AuditEntry) -> None:
+    """One audit row, in the caller's transaction."""
+    values = {
+        "at": entry.at,
+        "tenant": entry.tenant,
+        "key_id": entry.key_id,
+        "client_ip": entry.client_ip,
+        "endpoint": entry.endpoint,
+        "allowed": entry.allowed,
+        "reason": entry.reason[:256] if entry.reason else None,
+        "call_id": entry.call_id,
+    }
+    conn.execute(_INSERT_AUDIT, values)
 
 
 class KeyStore:
@@ -109,18 +124,8 @@ class KeyStore:
         return bool(done.rowcount)
 
     def audit(self, entry: AuditEntry) -> None:
-        values = {
-            "at": entry.at,
-            "tenant": entry.tenant,
-            "key_id": entry.key_id,
-            "client_ip": entry.client_ip,
-            "endpoint": entry.endpoint,
-            "allowed": entry.allowed,
-            "reason": entry.reason[:256] if entry.reason else None,
-            "call_id": entry.call_id,
-        }
         with self._engine.begin() as conn:
-            conn.execute(_INSERT_AUDIT, values)
+            write_audit(conn, entry)
 
     def audit_entries(
         self, limit: int = 100, tenant: str | None = None, refusals_only: bool = False

@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
-from click2call.store import admission, outbox, sip_dialogs
+from click2call.store import admission, keys, outbox, sip_dialogs
 from click2call.store.event_body import event_body
+from click2call.store.keys import AuditEntry
 from click2call.store.schema import call_events, calls
 
 _TIMESTAMP_OF_STATE = {
@@ -238,6 +239,9 @@ class Writes:
         unknown, and nothing is kept. Written by the node's one writer of that call, in
         line with its events (tracking.py), so no row lock is needed."""
         return sip_dialogs.save(self._conn, uniqueid, state, now)
+
+    def audit(self, entry: AuditEntry) -> None:
+        keys.write_audit(self._conn, entry)
 
 
 class Store:

@@ -67,7 +67,7 @@ calls = Table(
     Column("node", String(128), nullable=True),  # the node that placed it and follows it
     Index("ix_calls_foreignid", "foreignid"),
     Index("ix_calls_tenant_created", "tenant", "created_at"),
-    Index("ix_calls_state", "state"),
+    Index("ix_calls_live", "state", "tenant", "agent_number"),  # admission counts
     Index("ix_calls_tenant_id", "tenant", "id"),  # history pages, newest first
     Index("ix_calls_tenant_agent", "tenant", "agent_number"),
     Index("ix_calls_tenant_destination", "tenant", "destination"),
