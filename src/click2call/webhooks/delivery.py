@@ -89,8 +89,8 @@ class Deliverer:
         while True:
             self._wake.clear()
             try:
-                self._write_settled()
-                self._dispatch()
+                await self._write_settled_off_loop()
+                await self._dispatch()
             except DatabaseUnavailable as exc:
                 # Health reports the outage; one line per poll is enough here.
                 log.warning("webhook outbox unreadable, database unavailable: %s", exc.reason)
@@ -111,14 +111,35 @@ class Deliverer:
             self._outbox.disable_endpoint(endpoint_id, "the receiver answered 410 Gone", at)
         self._gone = []
 
-    def _dispatch(self) -> None:
+    async def _write_settled_off_loop(self) -> None:
+        """_write_settled in a thread (the database must not hold up the event loop), while
+        the attempts finishing meanwhile gather for the next round."""
+        settled, gone = self._settled, self._gone
+        self._settled, self._gone = [], []
+        try:
+            await asyncio.to_thread(self._outbox.settle, settled)
+        except BaseException:
+            self._settled[:0], self._gone[:0] = settled, gone
+            raise
+        for i, (endpoint_id, at) in enumerate(gone):
+            why = "the receiver answered 410 Gone"
+            try:
+                await asyncio.to_thread(self._outbox.disable_endpoint, endpoint_id, why, at)
+            except BaseException:
+                self._gone[:0] = gone[i:]
+                raise
+
+    async def _dispatch(self) -> None:
         room = self._delivery.max_in_flight - len(self._in_flight)
         if room <= 0:
             return
         cap = self._delivery.max_in_flight_per_endpoint
         full = {endpoint for endpoint, taken in self._per_endpoint.items() if taken >= cap}
         left_over = []
-        for delivery in self._outbox.claim(self._clock(), room, set(self._in_flight), full):
+        # Sent but not yet written as such (finished while the last write ran): not due.
+        busy = set(self._in_flight) | {s.delivery.outbox_id for s in self._settled}
+        due = await asyncio.to_thread(self._outbox.claim, self._clock(), room, busy, full)
+        for delivery in due:
             taken = self._per_endpoint.get(delivery.endpoint_id, 0)
             if taken >= cap:
                 left_over.append(delivery.outbox_id)
@@ -128,7 +149,7 @@ class Deliverer:
             self._in_flight[delivery.outbox_id] = task
             task.add_done_callback(self._finished_callback(delivery))
         if left_over:  # claimed, not sent now: free them at once, not when the lease ends
-            self._outbox.release(left_over)
+            await asyncio.to_thread(self._outbox.release, left_over)
 
     def _finished_callback(self, delivery: Delivery) -> Callable[[asyncio.Task[None]], None]:
         return lambda _task: self._finished(delivery)
