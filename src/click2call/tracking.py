@@ -1,11 +1,14 @@
 """Call events in: engines report here, the store keeps each change, listeners hear of it.
 
-The one home of a call's progress after it was placed (DESIGN.md, "Events out"):
+The one home of a call's progress (DESIGN.md, "Events out"): storing a new call,
 recording an engine's event, ending a call, ending the calls a previous run left in
-flight, and announcing each stored change. Each change is stored in one transaction
-with its history row and its webhook deliveries (store/repository.py); listeners are
-only woken up — what they report they read back from the store, so a listener that
-misses a wake-up (or a process that dies) loses nothing.
+flight, and announcing each stored change. Each change is stored with its history row
+and its webhook deliveries (store/repository.py); listeners are only woken up — what
+they report they read back from the store, so a listener that misses a wake-up (or a
+process that dies) loses nothing.
+
+Once started, every write (new calls, engine events, SIP states, and the audit trail's
+rows) goes through one EventWriter: off the event loop, several to a transaction.
 """
 
 from __future__ import annotations
@@ -101,10 +104,7 @@ class Tracking:
     def on_event(self, event: CallEvent) -> None:
         """The engines' event sink: store the step, then announce it. Once `start`ed, off the
         event loop, in arrival order per call, and kept through a database outage."""
-        if self._writer.running:
-            self._writer.put(event)
-        else:
-            self.record(event)
+        self._write(event)
 
     def record(self, event: CallEvent) -> Change | None:
         """Store the event now; the change, or None when it changed nothing or was refused."""
@@ -113,19 +113,11 @@ class Tracking:
     def save_sip_state(self, uniqueid: str, state: str) -> None:
         """The SIP engine's sink for a call's dialogs: stored in the same lane as the call's
         events, so never ahead of an event reported before it, nor after its end."""
-        item = SipState(uniqueid, state)
-        if self._writer.running:
-            self._writer.put(item)
-        else:
-            self._store_now(item)
+        self._write(SipState(uniqueid, state))
 
     def audit(self, entry: AuditEntry) -> None:
         """Keep a request's audit row; kept through a database outage like call events."""
-        write = AuditWrite(entry)
-        if self._writer.running:
-            self._writer.put(write)
-        else:
-            self._store_now(write)
+        self._write(AuditWrite(entry))
 
     def _ending(self, uniqueid: str, result: Result, cause: str) -> CallEvent:
         return CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
@@ -153,6 +145,13 @@ class Tracking:
     async def close(self) -> None:
         """Store the events still waiting (a few seconds at most), then stop."""
         await self._writer.close()
+
+    def _write(self, write: Write) -> None:
+        """Queue `write` for the writer once started; before, store it now."""
+        if self._writer.running:
+            self._writer.put(write)
+        else:
+            self._store_now(write)
 
     def _store_now(self, write: Write) -> Change | None:
         [result] = self._store_batch([write])
