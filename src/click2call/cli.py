@@ -88,6 +88,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.worker_index is not None:
         settings = workers.for_worker(settings, args.worker_index)
     logs.configure(settings.server.log_level, settings.server.log_format)
+    # The event loop shares the interpreter with the store's writer threads: when it wakes
+    # (a SIP answer to relay) it waits at most this long for them to let go, not 5 ms.
+    sys.setswitchinterval(0.0005)
     log.info(_database(settings))
     with _database_errors():
         runtime = Runtime(settings)
