@@ -4,10 +4,12 @@ Asterisk is not packaged for Debian 12, so this stands in for it, speaking only 
 real Asterisk 20 said (tests/fixtures/asterisk-ami/*.txt). Each TCP connection of a
 recording is a timeline of the chunks the server sent, cut by gates where the client sent
 an action. The peer writes the chunks byte for byte, as they arrived; the only rewrites
-are the ids the client chooses itself (its ActionIDs and the preset ChannelId), which a
-real Asterisk echoes back. At a gate it waits for the client's action and checks it header
-by header against the recorded one: anything else (an extra header, a different value, an
-injected line) is refused with `Response: Error` and kept in `mismatches`.
+are the ids the client chooses itself (its ActionIDs, the preset ChannelId and, for a
+Local channel, OtherChannelId, which the recordings did not send: Asterisk then named the
+second half `<ChannelId>;2`), which a real Asterisk echoes back. At a gate it waits for
+the client's action and checks it header by header against the recorded one: anything
+else (an extra header, a different value, an injected line) is refused with
+`Response: Error` and kept in `mismatches`.
 
 * Query actions (Status, CoreShowChannels) answer on demand: a run of recorded queries is
   passed once the client sends any of them, each query gets its recorded reply (ActionID
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +47,26 @@ def _action(data: bytes) -> Message:
 
 def _name(action: Message) -> str:
     return (action.get("Action") or "").lower()
+
+
+def _with_other_channel_id(recorded: Message, other: str) -> Message:
+    """The recorded Originate as it would have been sent with `OtherChannelId: other`."""
+    headers: list[tuple[str, str]] = []
+    for key, value in recorded.headers:
+        headers.append((key, value))
+        if key == "ChannelId":
+            headers.append(("OtherChannelId", other))
+    return Message(tuple(headers))
+
+
+def _rewrite(data: bytes, ids: dict[str, str]) -> bytes:
+    """The recorded ids replaced by the client's, in one pass (longest first), so a
+    replacement is never itself rewritten."""
+    wanted = {k.encode(): v.encode() for k, v in ids.items() if k}
+    if not wanted:
+        return data
+    pattern = b"|".join(re.escape(k) for k in sorted(wanted, key=len, reverse=True))
+    return re.sub(pattern, lambda m: wanted[m.group(0)], data)
 
 
 @dataclass
@@ -266,7 +289,12 @@ class ReplayPeer:
         """Whether `action` is the recorded one, given the ids the client chose."""
         play.ids[recorded.action_id or ""] = action.action_id or ""
         if _name(action) == "originate":
-            play.ids[recorded.get("ChannelId") or ""] = action.get("ChannelId") or ""
+            first = recorded.get("ChannelId") or ""
+            play.ids[first] = action.get("ChannelId") or ""
+            other = action.get("OtherChannelId")
+            if other is not None and recorded.get("OtherChannelId") is None:
+                play.ids[f"{first};2"] = other
+                recorded = _with_other_channel_id(recorded, other)
         if self._check(recorded, action, play.ids):
             play.previous_t = None
             return True
@@ -326,10 +354,7 @@ class ReplayPeer:
         if self.time_scale and play.previous_t is not None and t > play.previous_t:
             await asyncio.sleep((t - play.previous_t) * self.time_scale)
         play.previous_t = t
-        data = chunk.entry.data
-        for recorded, actual in play.ids.items():
-            if recorded:
-                data = data.replace(recorded.encode(), actual.encode())
+        data = _rewrite(chunk.entry.data, play.ids)
         writer.write(data)
         await writer.drain()
         play.hung_up.update(chunk.hung_up)

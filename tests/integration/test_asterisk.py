@@ -30,7 +30,8 @@ def test_originate_is_the_recorded_action_and_the_call_completes(asterisk: Aster
     assert asterisk.peer.mismatches == []
     originate = asterisk.peer.actions[-1]
     assert originate["Channel"] == "SIP/200"
-    assert originate["ChannelId"] == call["uniqueid"]  # Asterisk's CDR id is ours
+    # Asterisk's CDR id is ours, in a form Asterisk never mints itself.
+    assert originate["ChannelId"] == f"c2c-{str(call['uniqueid']).replace('.', '-')}"
     assert originate["Variable"] == "FOREIGNID=123,CLICK2CALL_OUTBOUNDCID=036411111"
     assert (call["result"], call["cause"]) == ("completed", "Cause 16 Normal Clearing")
     assert [e["state"] for e in call["events"]][-3:] == [
@@ -89,7 +90,9 @@ def test_mobile_link_uses_the_local_channel_template(asterisk: AsteriskServer) -
     assert body["status"] == "ok" and body["src"] == "502760206"
     call = asterisk.server.wait_for(body["uniqueid"])
     assert asterisk.peer.mismatches == []
-    assert asterisk.peer.actions[-1]["Channel"] == "Local/0502760206@from-internal"
+    originate = asterisk.peer.actions[-1]
+    assert originate["Channel"] == "Local/0502760206@from-internal"
+    assert originate["OtherChannelId"] == f"{originate['ChannelId']};2"
     assert call["result"] == "completed"
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from click2call.calls import CallOrder, Extension, External, Tech
 from click2call.engines.asterisk import actions
@@ -41,7 +44,55 @@ def test_originate_matches_the_recording(
     recording: str, agent: Extension | External, uniqueid: str, destination: str
 ) -> None:
     built = actions.originate(order(agent, uniqueid, destination), SETTINGS, "c2c-1")
-    assert bytes(built) == sent(recording)[1]
+    # The recordings preset the uniqueid itself; we preset an id Asterisk never mints,
+    # and name the second half of a Local pair too.
+    ours = actions.channel_id(uniqueid)
+    expected = sent(recording)[1].replace(
+        f"ChannelId: {uniqueid}\r\n".encode(), f"ChannelId: {ours}\r\n".encode()
+    )
+    if isinstance(agent, External):
+        expected = expected.replace(
+            f"ChannelId: {ours}\r\n".encode(),
+            f"ChannelId: {ours}\r\nOtherChannelId: {ours};2\r\n".encode(),
+        )
+    assert bytes(built) == expected
+
+
+# What Asterisk names its own channels: <epoch>.<counter>, or with asterisk.conf's
+# systemname set, <systemname>-<epoch>.<counter>.
+ASTERISK_ID = re.compile(r"\d+\.\d+")
+ASTERISK_ID_WITH_SYSTEMNAME = re.compile(r".+-\d+\.\d+")
+
+
+@given(
+    epoch=st.integers(min_value=0, max_value=10**11),
+    sequence=st.integers(min_value=0, max_value=10**12),
+)
+def test_no_channel_id_we_send_has_the_form_asterisk_mints(epoch: int, sequence: int) -> None:
+    uniqueid = f"{epoch}.{sequence}"
+    assert ASTERISK_ID.fullmatch(uniqueid)  # our uniqueid keeps the PBX form ...
+    for sent_id in (first := actions.channel_id(uniqueid), actions.other_channel_id(first)):
+        assert not ASTERISK_ID.fullmatch(sent_id)  # ... the ids we preset never have it
+        assert not ASTERISK_ID_WITH_SYSTEMNAME.fullmatch(sent_id)
+        assert len(sent_id) <= 32  # fits FreePBX's cdr.uniqueid varchar(32)
+    assert first == f"c2c-{epoch}-{sequence}"
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="\r\n\x00"), max_size=40))
+def test_even_an_odd_uniqueid_gives_no_asterisk_form(uniqueid: str) -> None:
+    first = actions.channel_id(uniqueid)
+    assert not ASTERISK_ID.fullmatch(first)
+    assert not ASTERISK_ID_WITH_SYSTEMNAME.fullmatch(first)
+
+
+def test_a_local_agent_channel_gets_both_ids_and_others_one() -> None:
+    mobile = actions.originate(order(External("0502760206"), "1795586021.70"), SETTINGS, "c2c-1")
+    assert (mobile["ChannelId"], mobile["OtherChannelId"]) == (
+        "c2c-1795586021-70",
+        "c2c-1795586021-70;2",
+    )
+    sip = actions.originate(order(Extension(Tech.SIP, "200"), "1795586021.70"), SETTINGS, "c2c-1")
+    assert sip.get("OtherChannelId") is None
 
 
 def test_login_matches_the_recording() -> None:

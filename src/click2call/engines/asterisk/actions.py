@@ -14,6 +14,27 @@ def login(username: str, secret: str, action_id: str) -> Message:
     )
 
 
+CHANNEL_ID_PREFIX = "c2c-"
+
+
+def channel_id(uniqueid: str) -> str:
+    """The id we preset on the call's first channel (`ChannelId`): every channel of the
+    call then carries it as `Linkedid`, and Asterisk's CDR as `uniqueid`/`linkedid`.
+
+    Asterisk names its own channels `<epoch>.<counter>`, or `<systemname>-<epoch>.<counter>`
+    when asterisk.conf sets a systemname, and refuses a preset id that a live channel
+    already has (`do_ids_conflict`). Ours keeps the call's uniqueid readable but has no
+    dot, so it can never have either form: `1795586021.70` -> `c2c-1795586021-70`.
+    """
+    return CHANNEL_ID_PREFIX + uniqueid.replace(".", "-")
+
+
+def other_channel_id(first: str) -> str:
+    """The second half of a Local channel pair (`OtherChannelId`): what Asterisk would
+    derive itself (`<first>;2`), said explicitly so both ids of the call are ours."""
+    return f"{first};2"
+
+
 def agent_channel(order: CallOrder, settings: TenantAsterisk) -> str:
     """`SIP/200` / `PJSIP/201` for extensions; the tenant's template for mobiles."""
     if isinstance(order.agent, Extension):
@@ -26,8 +47,8 @@ def originate(order: CallOrder, settings: TenantAsterisk, action_id: str) -> Mes
 
     The agent's phone shows the destination as CallerID. The destination's caller ID
     travels as CLICK2CALL_OUTBOUNDCID for the dialplan to apply (README: Asterisk).
-    `ChannelId` presets the agent channel's uniqueid to ours, so Asterisk's CDR and our
-    record share the id and every channel of the call carries it as Linkedid.
+    `ChannelId` presets the agent channel's id (`channel_id()`), so Asterisk's CDR and
+    our record share it and every channel of the call carries it as Linkedid.
     """
     shown = order.agent_caller_id
     variables = [f"{k}={v}" for k, v in order.variables.items()]
@@ -36,18 +57,23 @@ def originate(order: CallOrder, settings: TenantAsterisk, action_id: str) -> Mes
         # Commas separate variables; our field grammar never lets one through.
         if "," in variable:
             raise ValueError(f"variable {variable!r} would split into two")
+    channel = agent_channel(order, settings)
+    first = channel_id(order.uniqueid)
+    ids = [("ChannelId", first)]
+    if channel.lower().startswith("local/"):
+        ids.append(("OtherChannelId", other_channel_id(first)))
     message = Message.action(
         "Originate",
         [
             ("ActionID", action_id),
-            ("Channel", agent_channel(order, settings)),
+            ("Channel", channel),
             ("Context", settings.context),
             ("Exten", order.destination.number),
             ("Priority", "1"),
             ("CallerID", f'"{shown}" <{shown}>'),
             ("Timeout", str(round(order.agent_ring_timeout * 1000))),
             ("Async", "true"),
-            ("ChannelId", order.uniqueid),
+            *ids,
             ("Variable", ",".join(variables)),
         ],
     )

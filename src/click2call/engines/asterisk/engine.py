@@ -1,8 +1,8 @@
 """The Asterisk engine: click2call through Asterisk/FreePBX/Issabel/VitalPBX over AMI.
 
 One `AmiClient` per tenant's PBX carries every call of that tenant. Each call is an
-`Originate` (Async) whose agent channel id is preset to our uniqueid; a `CallTracker`
-per call turns the event stream into call states.
+`Originate` (Async) whose agent channel id is preset to one derived from our uniqueid
+(`actions.channel_id`); a `CallTracker` per call turns the event stream into call states.
 
 Calls outlive the AMI link: they run on the PBX. When the link drops, calls in flight
 are kept; after the client logs in again the engine lists the PBX's channels
@@ -32,9 +32,18 @@ log = logging.getLogger("click2call.asterisk")
 
 
 class _Call:
-    __slots__ = ("channel", "deadline", "hangup_pending", "link_lost", "sink", "tracker")
+    __slots__ = (
+        "channel",
+        "deadline",
+        "hangup_pending",
+        "link_lost",
+        "sink",
+        "tracker",
+        "uniqueid",
+    )
 
-    def __init__(self, tracker: CallTracker, sink: EventSink) -> None:
+    def __init__(self, uniqueid: str, tracker: CallTracker, sink: EventSink) -> None:
+        self.uniqueid = uniqueid
         self.tracker = tracker
         self.sink = sink
         self.channel: str | None = None  # the agent channel's name, once Asterisk made it
@@ -48,8 +57,8 @@ class AsteriskEngine:
         self._tenant = tenant
         self._settings = tenant.asterisk
         self._clock = clock
-        self._calls: dict[str, _Call] = {}  # by our uniqueid (= Linkedid of every channel)
-        self._by_action: dict[str, str] = {}  # Originate ActionID → uniqueid
+        self._calls: dict[str, _Call] = {}  # by channel id (= Linkedid of every channel)
+        self._by_action: dict[str, str] = {}  # Originate ActionID → channel id
         self._tasks: set[asyncio.Future[None]] = set()  # keeps background sends alive
         self.client = AmiClient(
             self._settings,
@@ -73,41 +82,44 @@ class AsteriskEngine:
             action = actions.originate(order, self._settings, action_id)
         except (UnsafeValue, ValueError) as exc:
             raise InvalidInput("request", str(exc)) from exc
-        call = _Call(CallTracker(order.uniqueid, action_id), events)
-        self._calls[order.uniqueid] = call
-        self._by_action[action_id] = order.uniqueid
+        key = actions.channel_id(order.uniqueid)
+        call = _Call(order.uniqueid, CallTracker(key, action_id), events)
+        self._calls[key] = call
+        self._by_action[action_id] = key
         try:
             reply = await self.client.send(action)
         except AmiUnavailable as exc:
-            self._forget(order.uniqueid)
+            self._forget(key)
             raise EngineUnavailable(str(exc)) from exc
         if reply.response != "Success":
-            self._forget(order.uniqueid)
+            self._forget(key)
             raise EngineUnavailable(f"Asterisk refused the call: {reply.get('Message', '')}")
         # The tracker saw the reply in the stream, in order with the events that follow.
-        if order.uniqueid in self._calls:
+        if key in self._calls:
             # Both ring timeouts and the longest talk: past that, the call is overdue.
             longest = order.agent_ring_timeout + order.destination_ring_timeout
             longest += order.max_call_seconds
             loop = asyncio.get_running_loop()
-            call.deadline = loop.call_later(longest, self._overdue, order.uniqueid)
+            call.deadline = loop.call_later(longest, self._overdue, key)
 
     async def hangup(self, call_uniqueid: str) -> None:
-        call = self._calls.get(call_uniqueid)
+        key = actions.channel_id(call_uniqueid)
+        call = self._calls.get(key)
         if call is None:
             return
         call.tracker.hangup_requested()
-        await self._send_hangup(call_uniqueid, call)
+        await self._send_hangup(key, call)
 
     async def end_orphan(self, uniqueid: str) -> None:
         """Hang up a call a lost node placed on this PBX, over this node's link: its agent
-        channel's id is the call's uniqueid, which Hangup accepts in place of a name.
-        AmiUnavailable when the link is down."""
-        reply = await self.client.send(actions.hangup(uniqueid, self.client.next_action_id()))
+        channel's id derives from the call's uniqueid, and Hangup accepts an id in place
+        of a name. AmiUnavailable when the link is down."""
+        channel = actions.channel_id(uniqueid)
+        reply = await self.client.send(actions.hangup(channel, self.client.next_action_id()))
         if reply.response != "Success":  # "No such channel": the call is gone already
             log.info("hangup of %s: Asterisk said %s", uniqueid, reply.get("Message"))
 
-    async def _send_hangup(self, uniqueid: str, call: _Call) -> None:
+    async def _send_hangup(self, key: str, call: _Call) -> None:
         """Hang up the agent channel: Asterisk then ends the whole call (its Hangup events
         end it here). Sent once the channel has a name and the link is up."""
         if call.channel is None or not self.client.connected:
@@ -120,11 +132,11 @@ class AsteriskEngine:
             )
         except AmiUnavailable as exc:
             call.hangup_pending = True
-            log.warning("hangup of %s not sent: %s", uniqueid, exc)
+            log.warning("hangup of %s not sent: %s", call.uniqueid, exc)
             return
         if reply.response != "Success":
             # "No such channel": it is gone already, and its Hangup event ends the call.
-            log.info("hangup of %s: Asterisk said %s", uniqueid, reply.get("Message"))
+            log.info("hangup of %s: Asterisk said %s", call.uniqueid, reply.get("Message"))
 
     def _in_background(self, work: Coroutine[object, object, None]) -> None:
         self._tasks.add(asyncio.ensure_future(work))
@@ -136,53 +148,53 @@ class AsteriskEngine:
     # --- events ----------------------------------------------------------------------
 
     def _on_message(self, message: Message) -> None:
-        uniqueid = self._owner(message)
-        if uniqueid is None:
+        key = self._owner(message)
+        if key is None:
             return
-        call = self._calls[uniqueid]
-        if message.event == "Newchannel" and message.get("Uniqueid") == uniqueid:
-            self._named(uniqueid, call, message.get("Channel"))
-        self._report(uniqueid, call, call.tracker.handle(message))
+        call = self._calls[key]
+        if message.event == "Newchannel" and message.get("Uniqueid") == key:
+            self._named(key, call, message.get("Channel"))
+        self._report(key, call, call.tracker.handle(message))
 
-    def _named(self, uniqueid: str, call: _Call, channel: str | None) -> None:
+    def _named(self, key: str, call: _Call, channel: str | None) -> None:
         call.channel = channel
         if call.hangup_pending:
-            self._in_background(self._send_hangup(uniqueid, call))
+            self._in_background(self._send_hangup(key, call))
 
     def _owner(self, message: Message) -> str | None:
-        for key in ("Linkedid", "DestLinkedid", "Uniqueid"):
-            value = message.get(key)
+        for header in ("Linkedid", "DestLinkedid", "Uniqueid"):
+            value = message.get(header)
             if value is not None and value in self._calls:
                 return value
         action_id = message.action_id
         return self._by_action.get(action_id) if action_id is not None else None
 
-    def _report(self, uniqueid: str, call: _Call, steps: list[Progress]) -> None:
+    def _report(self, key: str, call: _Call, steps: list[Progress]) -> None:
         for step in steps:
-            call.sink(CallEvent(uniqueid, step.state, self._clock(), step.result, step.cause))
+            call.sink(CallEvent(call.uniqueid, step.state, self._clock(), step.result, step.cause))
         if call.tracker.ended:
-            self._forget(uniqueid)
+            self._forget(key)
 
-    def _overdue(self, uniqueid: str) -> None:
+    def _overdue(self, key: str) -> None:
         """Past its longest possible life: hang it up; if no Hangup event follows, end it.
 
         This also keeps a call from staying "ringing" forever when the AMI account cannot
         read call events (manager.conf `read = call` missing).
         """
-        call = self._calls.get(uniqueid)
+        call = self._calls.get(key)
         if call is None:
             return
-        self._in_background(self._send_hangup(uniqueid, call))
+        self._in_background(self._send_hangup(key, call))
         grace = self._settings.end_grace
-        call.deadline = asyncio.get_running_loop().call_later(grace, self._give_up, uniqueid)
+        call.deadline = asyncio.get_running_loop().call_later(grace, self._give_up, key)
 
-    def _give_up(self, uniqueid: str) -> None:
-        call = self._calls.get(uniqueid)
+    def _give_up(self, key: str) -> None:
+        call = self._calls.get(key)
         if call is not None and call.link_lost is not None:
             cause = f"AMI link to the PBX lost ({call.link_lost}) and not back in time"
         else:
             cause = "the PBX reported no end for this call in time (are call events readable?)"
-        self._end_in_error(uniqueid, cause)
+        self._end_in_error(key, cause)
 
     # --- a lost link, and the reconciliation after it ---------------------------------
 
@@ -210,35 +222,35 @@ class AsteriskEngine:
 
     def _reconciled(self, reply: Reply) -> None:
         # Called in stream order: a Hangup after the list finds the call reconciled.
-        for uniqueid, call in list(self._calls.items()):
+        for key, call in list(self._calls.items()):
             if call.link_lost is None:
                 continue  # placed after the link came back
             if not reply.ok:
                 refused = reply.response.get("Message", "refused")
                 self._end_in_error(
-                    uniqueid,
+                    key,
                     f"AMI link to the PBX lost ({call.link_lost}); the call's outcome is "
                     f"unknown (Status: {refused})",
                 )
                 continue
             call.link_lost = None
             for item in reply.items:
-                if item.get("Uniqueid") == uniqueid:
+                if item.get("Uniqueid") == key:
                     call.channel = call.channel or item.get("Channel")
-            self._report(uniqueid, call, call.tracker.reconcile(reply.items))
-            if call.hangup_pending and uniqueid in self._calls:
-                self._in_background(self._send_hangup(uniqueid, call))
+            self._report(key, call, call.tracker.reconcile(reply.items))
+            if call.hangup_pending and key in self._calls:
+                self._in_background(self._send_hangup(key, call))
 
-    def _end_in_error(self, uniqueid: str, cause: str) -> None:
+    def _end_in_error(self, key: str, cause: str) -> None:
         """End a call we can no longer follow on the PBX."""
-        call = self._calls.get(uniqueid)
+        call = self._calls.get(key)
         if call is None:
             return
-        call.sink(CallEvent(uniqueid, CallState.ENDED, self._clock(), Result.ERROR, cause))
-        self._forget(uniqueid)
+        call.sink(CallEvent(call.uniqueid, CallState.ENDED, self._clock(), Result.ERROR, cause))
+        self._forget(key)
 
-    def _forget(self, uniqueid: str) -> None:
-        call = self._calls.pop(uniqueid, None)
+    def _forget(self, key: str) -> None:
+        call = self._calls.pop(key, None)
         if call is not None:
             self._by_action.pop(call.tracker.action_id, None)
             if call.deadline is not None:
