@@ -33,7 +33,10 @@ def test_originate_is_the_recorded_action_and_the_call_completes(asterisk: Aster
     # Asterisk's CDR id is ours, in a form Asterisk never mints itself.
     assert originate["ChannelId"] == f"c2c-{str(call['uniqueid']).replace('.', '-')}"
     assert originate["Variable"] == "FOREIGNID=123,CLICK2CALL_OUTBOUNDCID=036411111"
-    assert (call["result"], call["cause"]) == ("completed", "Cause 16 Normal Clearing")
+    assert (call["result"], call["cause"]) == (
+        "completed",
+        "destination hung up; Cause 16 Normal Clearing",
+    )
     assert [e["state"] for e in call["events"]][-3:] == [
         "destination_ringing",
         "connected",
@@ -116,7 +119,10 @@ def test_a_call_outlives_a_lost_link_and_ends_with_its_real_result(
     assert asterisk.peer.mismatches == []
     assert asterisk.peer.logins == logins + 1
     assert asterisk.peer.actions[-1]["Action"] == "Status"
-    assert (call["result"], call["cause"]) == ("completed", "Cause 16 Normal Clearing")
+    assert (call["result"], call["cause"]) == (
+        "completed",
+        "destination hung up; Cause 16 Normal Clearing",
+    )
     assert float(call["duration_seconds"]) > 0  # type: ignore[arg-type]
     assert [e["state"] for e in call["events"]][-2:] == ["connected", "ended"]
 
@@ -155,7 +161,7 @@ def test_hangup_through_the_api_hangs_up_the_agent_channel(asterisk: AsteriskSer
     assert (hangup["Action"], hangup["Channel"]) == ("Hangup", "SIP/200-0000000a")
     assert (call["result"], call["cause"]) == (
         "completed",
-        "hangup requested; Cause 16 Normal Clearing",
+        "hung up by the API; Cause 16 Normal Clearing",
     )
 
 

@@ -61,7 +61,7 @@ async def test_a_second_hangup_of_a_gone_channel_is_harmless(
     end = await sink.reach(CallState.ENDED)
     assert (end.result, end.cause) == (
         Result.COMPLETED,
-        "hangup requested; Cause 16 Normal Clearing",
+        "hung up by the API; Cause 16 Normal Clearing",
     )
     assert [a["Channel"] for a in peer.actions if a["Action"] == "Hangup"] == [
         "SIP/200-0000000a",
@@ -90,6 +90,9 @@ async def test_the_engine_reports_each_state_once_and_in_order_across_a_reconnec
         CallState.CONNECTED,
         CallState.ENDED,
     ]
-    assert (end.result, end.cause) == (Result.COMPLETED, "Cause 16 Normal Clearing")
+    assert (end.result, end.cause) == (
+        Result.COMPLETED,
+        "destination hung up; Cause 16 Normal Clearing",
+    )
     assert engine.client.connections == 2
     assert peer.mismatches == []

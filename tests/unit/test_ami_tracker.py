@@ -11,6 +11,7 @@ from click2call.engines.asterisk.tracker import ENDED_UNSEEN, MOVES, CallTracker
 from tests.ami_recordings import received, sent
 
 S = CallState
+DESTINATION_HUNG_UP = "destination hung up; Cause 16 Normal Clearing"
 FULL = [
     S.AGENT_DIALING,
     S.AGENT_RINGING,
@@ -50,10 +51,17 @@ def replay(name: str) -> list[Progress]:
 @pytest.mark.parametrize(
     ("name", "states", "result", "cause"),
     [
-        ("originate-sip-success.txt", FULL, Result.COMPLETED, "Cause 16 Normal Clearing"),
-        ("originate-sip-success-cdr.txt", FULL, Result.COMPLETED, "Cause 16 Normal Clearing"),
-        ("originate-pjsip-success.txt", FULL, Result.COMPLETED, "Cause 16 Normal Clearing"),
-        ("originate-mobile-local-success.txt", FULL, Result.COMPLETED, "Cause 16 Normal Clearing"),
+        # The trunk's HangupRequest comes first: the destination hung up.
+        ("originate-sip-success.txt", FULL, Result.COMPLETED, DESTINATION_HUNG_UP),
+        ("originate-sip-success-cdr.txt", FULL, Result.COMPLETED, DESTINATION_HUNG_UP),
+        ("originate-pjsip-success.txt", FULL, Result.COMPLETED, DESTINATION_HUNG_UP),
+        # The agent's mobile (the channel Local;2 dialed) hung up first.
+        (
+            "originate-mobile-local-success.txt",
+            FULL,
+            Result.COMPLETED,
+            "agent hung up; Cause 16 Normal Clearing",
+        ),
         (
             "originate-agent-busy.txt",
             [S.AGENT_DIALING, S.ENDED],
@@ -149,7 +157,7 @@ def test_a_call_survives_the_lost_link_and_ends_with_its_real_result(step: int |
     assert tracker.reconcile(listed(name, 2, "csc-2")) == []  # still up: nothing to say
     assert tracker.reconcile(listed(name, 2, "status-2")) == []
     after = feed(tracker, received(name, 2), step)
-    assert after == [Progress(S.ENDED, Result.COMPLETED, "Cause 16 Normal Clearing")]
+    assert after == [Progress(S.ENDED, Result.COMPLETED, DESTINATION_HUNG_UP)]
 
 
 @pytest.mark.parametrize(
@@ -203,10 +211,22 @@ def test_a_requested_hangup_ends_a_connected_call_as_completed() -> None:
     assert [p.state for p in feed(tracker, data[:reply_at])] == FULL[:-1]
     tracker.hangup_requested()
     (end,) = feed(tracker, data[data.rindex(b"\r\n\r\n", 0, reply_at) :])
+    # SoftHangupRequest on the agent channel, no HangupRequest before it: ours.
     assert (end.result, end.cause) == (
         Result.COMPLETED,
-        "hangup requested; Cause 16 Normal Clearing",
+        "hung up by the API; Cause 16 Normal Clearing",
     )
+
+
+def test_a_remote_hangup_crossing_ours_is_the_remote_one() -> None:
+    name = "originate-sip-success.txt"
+    tracker = CallTracker(originate_of(name)["ChannelId"], "c2c-1")
+    data = received(name)
+    request_at = data.index(b"Event: HangupRequest")
+    feed(tracker, data[:request_at])
+    tracker.hangup_requested()  # sent, but the destination's BYE was first
+    (end,) = feed(tracker, data[request_at:])
+    assert end.cause == DESTINATION_HUNG_UP
 
 
 def test_a_requested_hangup_before_the_answer_is_a_cancel() -> None:
@@ -219,5 +239,5 @@ def test_a_requested_hangup_before_the_answer_is_a_cancel() -> None:
     )
     assert (end.result, end.cause) == (
         Result.CANCELED,
-        "hangup requested; Cause 16 Normal Clearing",
+        "canceled by the API; Cause 16 Normal Clearing",
     )

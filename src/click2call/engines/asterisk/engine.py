@@ -184,6 +184,7 @@ class AsteriskEngine:
         call = self._calls.get(key)
         if call is None:
             return
+        call.tracker.hangup_requested("click2call (maximum call length)")
         self._in_background(self._send_hangup(key, call))
         grace = self._settings.end_grace
         call.deadline = asyncio.get_running_loop().call_later(grace, self._give_up, key)

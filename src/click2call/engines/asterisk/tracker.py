@@ -86,6 +86,7 @@ _AGENT_CAUSE_RESULT = {
     "21": Result.AGENT_BUSY,
 }
 _NEWSTATE = {"Ringing": V.AGENT_RINGING, "Up": V.AGENT_UP}
+_HANGUP_REQUESTS = frozenset({"HangupRequest", "SoftHangupRequest"})
 _DIAL_RINGING = frozenset({"RINGING", "PROCEEDING", "PROGRESS"})
 ENDED_UNSEEN = "ended while the AMI link to the PBX was down"
 
@@ -128,7 +129,9 @@ class CallTracker:
         self.state = CallState.QUEUED
         self._agent_rang = False
         self._destination_outcome: tuple[Result, str] | None = None
-        self._hangup_requested = False
+        self._destination_channel: str | None = None  # its Uniqueid, once dialed
+        self._requested_by: str | None = None  # who asked us to hang up
+        self._first_request: tuple[str, str] | None = None  # (event, Uniqueid)
 
     @property
     def ended(self) -> bool:
@@ -145,13 +148,14 @@ class CallTracker:
             message.get("DestUniqueid"),
         )
 
-    def hangup_requested(self) -> None:
-        """We asked the PBX to hang up: an end before the destination answered is ours."""
-        self._hangup_requested = True
+    def hangup_requested(self, by: str = "the API") -> None:
+        """We asked the PBX to hang up (`by`: on whose behalf, for the cause)."""
+        self._requested_by = self._requested_by or by
 
     def handle(self, message: Message) -> list[Progress]:
         if self.ended:
             return []
+        self._note_who(message)
         seen = sighting(message, self.channel_id, self.action_id)
         if seen is not None:
             return self._move(seen)
@@ -168,6 +172,14 @@ class CallTracker:
             code = message.get("Cause") or ""
             return self._end(*self._ending(code, f"Cause {code} {message.get('Cause-txt', '')}"))
         return []
+
+    def _note_who(self, message: Message) -> None:
+        """Which channel is the destination's, and which asked first to hang up."""
+        event = message.event
+        if event in _HANGUP_REQUESTS and self._first_request is None:
+            self._first_request = (event, message.get("Uniqueid") or "")
+        elif event == "DialBegin" and message.get("Uniqueid") == self.channel_id:
+            self._destination_channel = message.get("DestUniqueid")
 
     def reconcile(self, channels: Iterable[Message]) -> list[Progress]:
         """After a lost AMI link: the PBX's channel list (`CoreShowChannel` or `Status`
@@ -213,15 +225,28 @@ class CallTracker:
             result, text = Result.AGENT_FAILED, "agent unreachable (never rang)"
         return self._end(result, f"Originate failed, Reason {reason}: {text}")
 
+    def _ender(self) -> str | None:
+        """Who ended the call, in words, from the first hang-up request among its
+        channels: our Hangup action shows as `SoftHangupRequest` on the agent channel, a
+        phone that hangs up as `HangupRequest` on its own channel (recordings:
+        originate-sip-then-hangup-action.txt, originate-sip-success.txt)."""
+        ours = None if self._requested_by is None else f"by {self._requested_by}"
+        if self._first_request is None:
+            return ours  # the account reads no such events: trust our own request
+        event, channel = self._first_request
+        if event == "SoftHangupRequest":
+            return ours if ours and channel == self.channel_id else "on the PBX"
+        return "destination" if channel == self._destination_channel else "agent"
+
     def _ending(self, code: str, cause: str) -> tuple[Result, str]:
         """The result of a call whose agent channel hung up with Q.850 cause `code`."""
+        ender = self._ender()
         if self.state is S.CONNECTED:
-            return (
-                Result.COMPLETED,
-                f"hangup requested; {cause}" if self._hangup_requested else cause,
-            )
-        if self._hangup_requested:
-            return Result.CANCELED, f"hangup requested; {cause}"
+            if ender in ("agent", "destination"):
+                return Result.COMPLETED, f"{ender} hung up; {cause}"
+            return Result.COMPLETED, f"hung up {ender}; {cause}" if ender else cause
+        if ender is not None and ender.startswith("by "):
+            return Result.CANCELED, f"canceled {ender}; {cause}"
         if self._destination_outcome is not None:
             result, outcome = self._destination_outcome
             return result, f"{outcome}; {cause}"
