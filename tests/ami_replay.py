@@ -15,8 +15,9 @@ else (an extra header, a different value, an injected line) is refused with
   passed once the client sends any of them, each query gets its recorded reply (ActionID
   rewritten), and the replies the client did not ask for are held back, not played.
 * A recording with a second connection (reconnect-during-call.txt): when connection 1's
-  chunks are played the peer closes the link, and the client's next connection plays
-  connection 2, from its banner and login on.
+  chunks are played the peer closes the link (or, with `client_leaves`, keeps it until
+  the client goes: a server killed), and the client's next connection plays connection
+  2, from its banner and login on.
 * The one reply no file holds: a Hangup of a channel whose Hangup event was played gets
   `Response: Error` / `Message: No such channel`, as probed on the real Asterisk (README).
 """
@@ -146,6 +147,7 @@ class _Play:
     held: dict[str, tuple[Message, list[Chunk]]] = field(default_factory=dict)  # queries
     drop_after: str | None = None
     stop_after: str | None = None
+    client_leaves: bool = False
     previous_t: float | None = None
     hung_up: set[str] = field(default_factory=set)  # channels whose Hangup was played
 
@@ -159,18 +161,30 @@ class ReplayPeer:
     mismatches: list[str] = field(default_factory=list)
     actions: list[Message] = field(default_factory=list)  # every action received, in order
     logins: int = 0
-    _queue: deque[tuple[str, str | None, str | None]] = field(default_factory=deque)
+    _queue: deque[tuple[str, str | None, str | None, bool]] = field(default_factory=deque)
     _resumes: deque[_Play] = field(default_factory=deque)  # next connections to play
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
     _writers: list[asyncio.StreamWriter] = field(default_factory=list)
     _thread: threading.Thread | None = None
 
-    def play(self, name: str, drop_after: str | None = None, stop_after: str | None = None) -> None:
+    def play(
+        self,
+        name: str,
+        drop_after: str | None = None,
+        stop_after: str | None = None,
+        client_leaves: bool = False,
+    ) -> None:
         """Answer the next Originate with this recording. `drop_after`: close the connection
         right after the chunk holding that text (e.g. "Event: OriginateResponse");
-        `stop_after`: send nothing more of the recording after it, connection kept."""
-        self._queue.append((name, drop_after, stop_after))
+        `stop_after`: send nothing more of the recording after it, connection kept;
+        `client_leaves`: where the recorded link was lost, wait for the client to close it."""
+        self._queue.append((name, drop_after, stop_after, client_leaves))
+
+    @property
+    def waiting_for_next_connection(self) -> bool:
+        """A recording's link loss was reached: its next connection is ready to play."""
+        return bool(self._resumes)
 
     def start(self) -> ReplayPeer:
         ready = threading.Event()
@@ -218,11 +232,17 @@ class ReplayPeer:
         second_gate = [i for i, item in enumerate(items) if isinstance(item, Gate)][1:2]
         return _Play(deque(items[: second_gate[0]] if second_gate else items))
 
-    def _scenario(self, name: str, drop_after: str | None, stop_after: str | None) -> _Play:
+    def _scenario(
+        self, name: str, drop_after: str | None, stop_after: str | None, client_leaves: bool
+    ) -> _Play:
         first, *later = _connections(self.recordings / name)
         gates = [i for i, item in enumerate(first) if isinstance(item, Gate)]
         return _Play(
-            deque(first[gates[1] :]), later=later, drop_after=drop_after, stop_after=stop_after
+            deque(first[gates[1] :]),
+            later=later,
+            drop_after=drop_after,
+            stop_after=stop_after,
+            client_leaves=client_leaves,
         )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -239,6 +259,8 @@ class ReplayPeer:
                     self._resumes.append(
                         _Play(later, play.ids, play.later[1:], hung_up=play.hung_up)
                     )
+                    while play.client_leaves and await reader.read(65536):
+                        pass
                     return
                 if play.items and isinstance(chunk := play.items[0], Chunk):
                     play.items.popleft()

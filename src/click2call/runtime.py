@@ -25,6 +25,7 @@ from click2call.store import (
     Outbox,
     SessionStore,
     Store,
+    StoredCall,
     Subscription,
     open_database,
     outage,
@@ -105,16 +106,33 @@ class Runtime:
         self.outbox.release_own()
         self.watch.join()  # before looking at our calls: nobody takes them over from here
         resumable = self.store.sip_states()
-        recovered = self.tracking.recover(resumed=resumable.keys())
+        on_the_pbx = self._asterisk_calls_in_flight()
+        recovered = self.tracking.recover(resumed=resumable.keys() | on_the_pbx.keys())
         self.tracking.start()
         self.hangups.start()
         self.deliverer.start()
         if recovered:
             log.warning("marked %d call(s) left in flight by the previous run as ended", recovered)
+        for call in on_the_pbx.values():
+            engine = self.engines[call.tenant]
+            assert isinstance(engine, AsteriskEngine)
+            engine.resume(call.uniqueid, call.state, call.created_at, self.tracking.on_event)
+        if on_the_pbx:
+            log.warning("looking for %d Asterisk call(s) of the previous run", len(on_the_pbx))
         for engine in self.engines.values():
             await engine.start()
         self._resume_sip_calls(resumable)
         self.watch.start()  # engines up first: a takeover ends calls through them
+
+    def _asterisk_calls_in_flight(self) -> dict[str, StoredCall]:
+        """The calls a previous run left in flight on an Asterisk tenant's PBX, where they
+        go on without us: the engine looks for them again once logged in."""
+        found = {}
+        for uniqueid in self.store.active_uniqueids():
+            call = self.store.get_by_uniqueid(uniqueid)
+            if call is not None and isinstance(self.engines.get(call.tenant), AsteriskEngine):
+                found[uniqueid] = call
+        return found
 
     def _save_sip_state(self, uniqueid: str, state: str) -> None:
         self.tracking.save_sip_state(uniqueid, state)

@@ -372,11 +372,17 @@ class AsteriskServer:
 
 
 def launch_asterisk(
-    workdir: Path, peer: ReplayPeer, secret: str = "test", wait_logins: int = 3
+    workdir: Path,
+    peer: ReplayPeer,
+    secret: str = "test",
+    wait_logins: int = 3,
+    tenants: int = 3,
 ) -> AsteriskServer:
+    """A server whose first `tenants` tenants (of three) use the Asterisk engine on `peer`."""
     http = free_port(socket.SOCK_STREAM)
     config = workdir / "click2call.toml"
     text = ASTERISK_CONFIG.format(http=http, db=workdir / "calls.db", ami=peer.port)
+    text = "[[tenants]]".join(text.split("[[tenants]]")[: tenants + 1])
     config.write_text(text.replace('secret = "test"', f'secret = "{secret}"'))
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()

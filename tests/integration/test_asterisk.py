@@ -118,12 +118,49 @@ def test_a_call_outlives_a_lost_link_and_ends_with_its_real_result(
     call = asterisk.server.wait_for(int(dial(asterisk).text.split("unique: ")[1]))
     assert asterisk.peer.mismatches == []
     assert asterisk.peer.logins == logins + 1
-    assert asterisk.peer.actions[-1]["Action"] == "Status"
+    assert asterisk.peer.actions[-1]["Action"] == "CoreShowChannels"
     assert (call["result"], call["cause"]) == (
         "completed",
         "destination hung up; Cause 16 Normal Clearing",
     )
     assert float(call["duration_seconds"]) > 0  # type: ignore[arg-type]
+    assert [e["state"] for e in call["events"]][-2:] == ["connected", "ended"]
+
+
+def test_a_server_killed_during_a_call_follows_it_to_its_real_end_once_restarted(
+    tmp_path: Path,
+) -> None:
+    peer = ReplayPeer().start()
+    running = launch_asterisk(tmp_path, peer, wait_logins=1, tenants=1)
+    try:
+        # Connection 1 is lost once the call is bridged: there, the server is killed.
+        peer.play("reconnect-during-call.txt", client_leaves=True)
+        call_id = int(dial(running).text.split("unique: ")[1])
+        assert running.server.wait_for(call_id, "connected")["state"] == "connected"
+        deadline = time.monotonic() + 5
+        while not peer.waiting_for_next_connection and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process = running.process.process
+        assert process is not None
+        process.kill()  # SIGKILL: no goodbye, the row stays "connected"
+        killed = time.monotonic()
+        process.wait()
+        running.process.start()
+        down = time.monotonic() - killed
+        call = running.server.wait_for(call_id)
+    finally:
+        running.process.stop()
+        peer.stop()
+    assert peer.mismatches == []
+    assert peer.logins == 2
+    # Re-found in the channel list of the new connection, then the destination hung up.
+    assert [a["Action"] for a in peer.actions][-2:] == ["Login", "CoreShowChannels"]
+    assert (call["result"], call["cause"]) == (
+        "completed",
+        "destination hung up; Cause 16 Normal Clearing",
+    )
+    # Talk time from the connection before the kill to the end after the restart.
+    assert float(call["duration_seconds"]) > down  # type: ignore[arg-type]
     assert [e["state"] for e in call["events"]][-2:] == ["connected", "ended"]
 
 
@@ -134,8 +171,9 @@ def test_a_call_that_cannot_be_reconciled_ends_as_error_and_the_link_comes_back(
     asterisk.peer.play("originate-sip-success.txt", drop_after="Event: OriginateResponse")
     reply = dial(asterisk)
     call = asterisk.server.wait_for(int(reply.text.split("unique: ")[1]))
-    # The login recording holds no channel list: the peer refuses the Status action.
-    assert [m for m in asterisk.peer.mismatches if "'Status'" not in m] == []
+    # The login recording holds no channel list: the peer refuses both list actions.
+    listing = ("'CoreShowChannels'", "'Status'")
+    assert [m for m in asterisk.peer.mismatches if not any(a in m for a in listing)] == []
     asterisk.peer.mismatches.clear()
     assert call["result"] == "error"
     assert call["cause"].startswith("AMI link to the PBX lost")  # type: ignore[union-attr]

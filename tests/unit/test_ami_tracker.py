@@ -241,3 +241,30 @@ def test_a_requested_hangup_before_the_answer_is_a_cancel() -> None:
         Result.CANCELED,
         "canceled by the API; Cause 16 Normal Clearing",
     )
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+@pytest.mark.parametrize("action_id", ["csc-2", "status-2"])
+def test_a_call_taken_back_after_a_restart_is_found_and_followed(
+    step: int | None, action_id: str
+) -> None:
+    # A new process knows only the stored state; connection 2 is all it sees.
+    name = "reconnect-during-call.txt"
+    tracker = CallTracker("1795478400.2003", None, S.CONNECTED)
+    assert tracker.reconcile(listed(name, 2, action_id), "click2call was restarting") == []
+    after = feed(tracker, received(name, 2) + b"Event: Trailing\r\n", step)
+    # The trunk channel bridged with ours (BridgeId / BridgeID) is the destination's.
+    assert after == [Progress(S.ENDED, Result.COMPLETED, DESTINATION_HUNG_UP)]
+
+
+def test_a_reply_without_an_action_id_is_not_taken_for_ours_after_a_restart() -> None:
+    tracker = CallTracker("1.1", None)
+    assert not tracker.concerns(Message((("Response", "Success"), ("Message", "x"))))
+    assert tracker.handle(Message((("Response", "Success"),))) == []
+
+
+def test_a_call_gone_while_the_server_restarted_says_so() -> None:
+    tracker = CallTracker("1795478400.9999", None, S.CONNECTED)
+    assert tracker.reconcile(
+        listed("status-during-call.txt", 1, "csc-1"), "click2call was restarting"
+    ) == [Progress(S.ENDED, Result.COMPLETED, "ended while click2call was restarting")]

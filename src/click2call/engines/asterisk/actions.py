@@ -86,10 +86,14 @@ def hangup(channel: str, action_id: str) -> Message:
     return Message.action("Hangup", [("ActionID", action_id), ("Channel", channel)])
 
 
-def status(action_id: str) -> Message:
-    """List every channel: a list reply, one `Status` event each (with Linkedid).
+def core_show_channels(action_id: str) -> Message:
+    """List every channel: a list reply, one `CoreShowChannel` event each (with Linkedid,
+    BridgeId, Duration). Needs the `system` or `reporting` write class."""
+    return Message.action("CoreShowChannels", [("ActionID", action_id)])
 
-    Status rather than CoreShowChannels: it needs the `call` write class an account that
-    originates already has, where CoreShowChannels needs `system` or `reporting`.
-    """
+
+def status(action_id: str) -> Message:
+    """List every channel: a list reply, one `Status` event each (with Linkedid, BridgeID,
+    Seconds). Needs only the `call` write class an account that originates already has,
+    so it answers where CoreShowChannels is refused."""
     return Message.action("Status", [("ActionID", action_id)])

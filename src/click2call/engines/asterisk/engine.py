@@ -4,12 +4,13 @@ One `AmiClient` per tenant's PBX carries every call of that tenant. Each call is
 `Originate` (Async) whose agent channel id is preset to one derived from our uniqueid
 (`actions.channel_id`); a `CallTracker` per call turns the event stream into call states.
 
-Calls outlive the AMI link: they run on the PBX. When the link drops, calls in flight
-are kept; after the client logs in again the engine lists the PBX's channels
-(Action: Status) and re-finds each call by its Linkedid. A call still listed goes on
-being followed (its Hangup ends it with the real result); a call not listed ended while
-we were away, and says so. If the link stays down past the call's longest possible life,
-the call ends as `error`.
+Calls outlive the AMI link and this process: they run on the PBX. When the link drops,
+calls in flight are kept; after a restart, the runtime hands back the calls the previous
+run left in flight (`resume`). Once logged in, the engine lists the PBX's channels
+(CoreShowChannels; Status where the account may not run it) and re-finds each call by
+its Linkedid. A call still listed goes on being followed (its Hangup ends it with the
+real result); a call not listed ended while we were away, and says so. If the link stays
+down past the call's longest possible life, the call ends as `error`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from datetime import datetime
 
 from click2call.calls import CallEvent, CallOrder, CallState, Result
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient, AmiUnavailable
 from click2call.engines.asterisk.codec import Message, UnsafeValue
 from click2call.engines.asterisk.replies import Reply
-from click2call.engines.asterisk.tracker import CallTracker, Progress
+from click2call.engines.asterisk.tracker import LINK_DOWN, CallTracker, Progress
 from click2call.engines.base import Clock, EngineHealth, EventSink
 from click2call.errors import EngineUnavailable, InvalidInput
 from click2call.settings import TenantSettings
@@ -33,6 +35,7 @@ log = logging.getLogger("click2call.asterisk")
 
 class _Call:
     __slots__ = (
+        "away",
         "channel",
         "deadline",
         "hangup_pending",
@@ -48,7 +51,8 @@ class _Call:
         self.sink = sink
         self.channel: str | None = None  # the agent channel's name, once Asterisk made it
         self.deadline: asyncio.TimerHandle | None = None
-        self.link_lost: str | None = None  # why the link dropped while the call was up
+        self.link_lost: str | None = None  # why we lost sight of the call, until re-found
+        self.away = LINK_DOWN  # what happened meanwhile, for the cause of an unseen end
         self.hangup_pending = False  # asked before the channel had a name: send it then
 
 
@@ -101,6 +105,21 @@ class AsteriskEngine:
             longest += order.max_call_seconds
             loop = asyncio.get_running_loop()
             call.deadline = loop.call_later(longest, self._overdue, key)
+
+    def resume(
+        self, uniqueid: str, state: CallState, created_at: datetime, events: EventSink
+    ) -> None:
+        """Follow again a call a previous run of this node placed and left in flight (call
+        before `start`): the first login re-finds it in the PBX's channel list."""
+        key = actions.channel_id(uniqueid)
+        call = _Call(uniqueid, CallTracker(key, None, state), events)
+        call.link_lost, call.away = "click2call restarted", "click2call was restarting"
+        self._calls[key] = call
+        tenant = self._tenant
+        longest = tenant.agent_ring_timeout + tenant.destination_ring_timeout
+        longest += tenant.max_call_seconds
+        left = longest - (self._clock() - created_at).total_seconds()
+        call.deadline = asyncio.get_running_loop().call_later(max(left, 0), self._overdue, key)
 
     async def hangup(self, call_uniqueid: str) -> None:
         key = actions.channel_id(call_uniqueid)
@@ -210,16 +229,23 @@ class AsteriskEngine:
             self._in_background(self._reconcile())
 
     async def _reconcile(self) -> None:
-        """Re-find the calls that were in flight when the link dropped, in the PBX's list."""
+        """Re-find the calls we lost sight of in the PBX's channel list."""
         try:
-            action = actions.status(self.client.next_action_id())
-            await self.client.request(action, in_order=self._reconciled)
+            action = actions.core_show_channels(self.client.next_action_id())
+            listing = await self.client.request(action, in_order=self._listed)
+            if not listing.ok:  # e.g. "Permission denied": no system/reporting class
+                action = actions.status(self.client.next_action_id())
+                await self.client.request(action, in_order=self._reconciled)
         except AmiUnavailable as exc:
             log.warning("channel list not read (%s); trying again", exc)
             if self.client.connected:  # it timed out on a live link: ask again later
                 loop = asyncio.get_running_loop()
                 loop.call_later(self._settings.action_timeout, self._on_connected)
             # else the next login asks again
+
+    def _listed(self, reply: Reply) -> None:
+        if reply.ok:  # else Status is asked next
+            self._reconciled(reply)
 
     def _reconciled(self, reply: Reply) -> None:
         # Called in stream order: a Hangup after the list finds the call reconciled.
@@ -238,7 +264,7 @@ class AsteriskEngine:
             for item in reply.items:
                 if item.get("Uniqueid") == key:
                     call.channel = call.channel or item.get("Channel")
-            self._report(key, call, call.tracker.reconcile(reply.items))
+            self._report(key, call, call.tracker.reconcile(reply.items, call.away))
             if call.hangup_pending and key in self._calls:
                 self._in_background(self._send_hangup(key, call))
 
@@ -253,6 +279,7 @@ class AsteriskEngine:
     def _forget(self, key: str) -> None:
         call = self._calls.pop(key, None)
         if call is not None:
-            self._by_action.pop(call.tracker.action_id, None)
+            if call.tracker.action_id is not None:
+                self._by_action.pop(call.tracker.action_id, None)
             if call.deadline is not None:
                 call.deadline.cancel()

@@ -88,7 +88,8 @@ _AGENT_CAUSE_RESULT = {
 _NEWSTATE = {"Ringing": V.AGENT_RINGING, "Up": V.AGENT_UP}
 _HANGUP_REQUESTS = frozenset({"HangupRequest", "SoftHangupRequest"})
 _DIAL_RINGING = frozenset({"RINGING", "PROCEEDING", "PROGRESS"})
-ENDED_UNSEEN = "ended while the AMI link to the PBX was down"
+LINK_DOWN = "the AMI link to the PBX was down"
+ENDED_UNSEEN = f"ended while {LINK_DOWN}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +99,12 @@ class Progress:
     cause: str | None = None
 
 
-def sighting(message: Message, channel_id: str, action_id: str) -> Sighting | None:
+def sighting(message: Message, channel_id: str, action_id: str | None) -> Sighting | None:
     """What `message` says about the call whose agent channel is `channel_id`."""
     event = message.event
     if event is None:
-        ours = message.action_id == action_id and message.response == "Success"
+        ours = action_id is not None and message.action_id == action_id
+        ours = ours and message.response == "Success"
         return V.QUEUED if ours else None
     if event == "OriginateResponse":
         return V.AGENT_UP if message.response == "Success" else None
@@ -121,12 +123,18 @@ def sighting(message: Message, channel_id: str, action_id: str) -> Sighting | No
 
 
 class CallTracker:
-    """One originated call: fed its AMI messages, returns its progress."""
+    """One originated call: fed its AMI messages, returns its progress.
 
-    def __init__(self, channel_id: str, action_id: str) -> None:
+    `action_id` is our Originate's; None for a call taken back after a restart, which
+    starts from its stored `state` and learns the rest from the channel list.
+    """
+
+    def __init__(
+        self, channel_id: str, action_id: str | None, state: CallState = CallState.QUEUED
+    ) -> None:
         self.channel_id = channel_id
         self.action_id = action_id
-        self.state = CallState.QUEUED
+        self.state = state
         self._agent_rang = False
         self._destination_outcome: tuple[Result, str] | None = None
         self._destination_channel: str | None = None  # its Uniqueid, once dialed
@@ -139,7 +147,7 @@ class CallTracker:
 
     def concerns(self, message: Message) -> bool:
         ours = self.channel_id
-        if message.action_id == self.action_id:
+        if self.action_id is not None and message.action_id == self.action_id:
             return True
         return ours in (
             message.get("Linkedid"),
@@ -181,27 +189,35 @@ class CallTracker:
         elif event == "DialBegin" and message.get("Uniqueid") == self.channel_id:
             self._destination_channel = message.get("DestUniqueid")
 
-    def reconcile(self, channels: Iterable[Message]) -> list[Progress]:
-        """After a lost AMI link: the PBX's channel list (`CoreShowChannel` or `Status`
-        events) says whether the call is still up, and how far it got meanwhile."""
+    def reconcile(self, channels: Iterable[Message], away: str = LINK_DOWN) -> list[Progress]:
+        """After a lost AMI link or a restart (`away` says which, for the cause): the
+        PBX's channel list (`CoreShowChannel` or `Status` events, whose names differ:
+        `BridgeId`/`BridgeID`, header names are case-insensitive) says whether the call is
+        still up, and how far it got meanwhile."""
         if self.ended:
             return []
         listed = {c.get("Uniqueid"): c for c in channels if c.get("Linkedid") == self.channel_id}
         agent = listed.get(self.channel_id)
         if agent is None:  # our Hangup came and went while we were away
             if self.state is S.CONNECTED:
-                return self._end(Result.COMPLETED, ENDED_UNSEEN)
+                return self._end(Result.COMPLETED, f"ended while {away}")
             result, outcome = self._destination_outcome or (Result.ERROR, "outcome unknown")
-            return self._end(result, f"{ENDED_UNSEEN}; {outcome}")
+            return self._end(result, f"ended while {away}; {outcome}")
         seen = []
+        bridge = agent.get("BridgeId")
         if agent.get("ChannelStateDesc") == "Ringing":
             seen.append(V.AGENT_RINGING)
         if agent.get("ChannelStateDesc") == "Up":
             seen.append(V.AGENT_UP)
             if agent.get("Application") == "Dial":
                 seen.append(V.DIAL_BEGIN)
-            if agent.get("BridgeId"):  # "BridgeID" in Status; the dialed leg answered
+            if bridge:  # the dialed leg answered and was joined to the agent's
                 seen.append(V.DIAL_ANSWER)
+        for uniqueid, channel in listed.items():
+            # The destination is the channel bridged with ours (a Local agent's ;2 half is
+            # bridged with the agent's own phone instead).
+            if bridge and uniqueid != self.channel_id and channel.get("BridgeId") == bridge:
+                self._destination_channel = uniqueid
         return [step for s in seen for step in self._move(s)]
 
     # --- steps -----------------------------------------------------------------------
