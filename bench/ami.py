@@ -1,8 +1,15 @@
-"""`make bench`, Asterisk part: Originate requests/s through one pooled, logged-in AMI
-connection versus a client that logs in for every request (what the original dial.php
-does), both against the same peer replaying a real Asterisk 20 recording, in one run.
+"""`make bench`, Asterisk part, against one peer replaying real Asterisk 20 recordings:
 
-    python -m bench.ami [--requests 300]
+* Originate requests/s through one pooled, logged-in AMI connection versus a client that
+  logs in for every request (what the original dial.php does);
+* the server's CPU per whole call: a real `click2call serve` process takes `dial.php`
+  requests over HTTP, and each call's Originate is answered with a full recorded call's
+  event stream (originate-sip-success.txt, its own ids rewritten: every call has its own
+  events) until both channels hung up and the call is stored ended. Beside it, in the
+  same run: the CPU the login-per-request client spends on the AMI alone per request,
+  and the server's CPU per `GET /api/v1/health` (the floor of one HTTP request).
+
+    python -m bench.ami [--requests 300] [--calls 300]
 """
 
 from __future__ import annotations
@@ -10,19 +17,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import socket
+import sqlite3
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 from tests.ami_recordings import recorded_order
 from tests.ami_replay import ReplayPeer
 
+from bench.spine import UNLIMITED, cpu_seconds, hammer, wait_rows
 from click2call.calls import CallOrder
+from click2call.demo.server import ServerProcess
+from click2call.demo.sipp import free_port
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient
 from click2call.engines.asterisk.codec import AmiDecoder, Banner, Message
 from click2call.settings import TenantAsterisk
 
 RECORDING = "originate-agent-busy.txt"  # a whole call's events, the shortest flow
+FULL_CALL = "originate-sip-success.txt"  # answered, bridged, hung up: every state
 _ids = itertools.count(1)
+SERVER_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {http}
+database = "sqlite:///{db}"
+
+[[tenants]]
+name = "default"
+engine = "asterisk"
+default_outbound_cid = "036411111"
+agent_ring_timeout = 8
+[tenants.asterisk]
+port = {ami}
+username = "click2call"
+secret = "test"
+[tenants.auth]
+allow_unauthenticated = true
+"""
+DIAL = (
+    "/web/dial.php?extension=200&destination=0502760206&tech=sip"
+    "&outboundcid=036411111&foreignid=123"
+)
 
 
 def _order() -> CallOrder:
@@ -62,6 +101,51 @@ async def _reply(reader: asyncio.StreamReader, decoder: AmiDecoder, action_id: s
                 return message
 
 
+def thread_cpu(work: Callable[[], float]) -> tuple[float, float]:
+    """`work()`'s result and the CPU seconds this thread spent on it (the replaying peer
+    runs in a thread of its own and is not counted)."""
+    started = time.thread_time()
+    result = work()
+    return result, time.thread_time() - started
+
+
+def server_cpu_per_call(peer: ReplayPeer, calls: int, concurrency: int) -> tuple[float, float]:
+    """(server CPU ms per whole call, server CPU ms per health check), one server."""
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        http = free_port(socket.SOCK_STREAM)
+        config = workdir / "click2call.toml"
+        db = workdir / "calls.db"
+        config.write_text(SERVER_CONFIG.format(http=http, db=db, ami=peer.port) + UNLIMITED)
+        base_url = f"http://127.0.0.1:{http}"
+        server = ServerProcess(config, base_url, workdir / "server.log").start()
+        try:
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{base_url}/api/v1/health").status_code != 200:
+                assert time.monotonic() < deadline, "the server did not log in to the peer"
+                time.sleep(0.05)
+            for _ in range(calls + 20):
+                peer.play(FULL_CALL)
+            ended = "SELECT count(*) FROM calls WHERE state = 'ended'"
+            asyncio.run(hammer(base_url, DIAL, 20, 1))  # warm-up
+            wait_rows(db, ended, 20, 30)
+            before = cpu_seconds(server.pid)
+            _rate, _latencies, accepted = asyncio.run(hammer(base_url, DIAL, calls, concurrency))
+            assert accepted == calls, f"{accepted} of {calls} calls accepted"
+            done = wait_rows(db, ended, calls + 20, 60)
+            per_call = (cpu_seconds(server.pid) - before) / calls * 1000
+            assert done == calls + 20, f"{done - 20} of {calls} calls ended"
+            with sqlite3.connect(db) as conn:
+                results = dict(conn.execute("SELECT result, count(*) FROM calls GROUP BY 1"))
+            assert results == {"completed": calls + 20}, results
+            before = cpu_seconds(server.pid)
+            asyncio.run(hammer(base_url, "/api/v1/health", calls, concurrency))
+            per_health = (cpu_seconds(server.pid) - before) / calls * 1000
+        finally:
+            server.stop()
+    return per_call, per_health
+
+
 async def login_per_request(settings: TenantAsterisk, count: int) -> float:
     """Connect, read the banner, Login, Originate, Logoff, close: once per request."""
     secret = settings.secret.get_secret_value()
@@ -85,31 +169,58 @@ async def login_per_request(settings: TenantAsterisk, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
     args = parser.parse_args()
     peer = ReplayPeer(time_scale=0).start()
     settings = TenantAsterisk(port=peer.port, username="click2call", secret="test")  # type: ignore[arg-type]
-    rows = []
     try:
         for _ in range(3 * args.requests + 50):
             peer.play(RECORDING)
         asyncio.run(pooled(settings, 50, 1))  # warm-up
         one = asyncio.run(pooled(settings, args.requests, 1))
         many = asyncio.run(pooled(settings, args.requests, 16))
-        naive = asyncio.run(login_per_request(settings, args.requests))
+        naive, naive_cpu = thread_cpu(
+            lambda: asyncio.run(login_per_request(settings, args.requests))
+        )
+        per_call, per_health = server_cpu_per_call(peer, args.calls, args.concurrency)
     finally:
         peer.stop()
     assert peer.mismatches == [], peer.mismatches[:3]
-    rows = [
-        ("login per request (as the original dial.php)", f"{naive:,.0f}", "1.0x"),
-        ("pooled connection, one at a time", f"{one:,.0f}", f"{one / naive:.1f}x"),
-        ("pooled connection, 16 in flight", f"{many:,.0f}", f"{many / naive:.1f}x"),
-    ]
-    header = (
-        "AMI Originate (replayed Asterisk 20, each with its call's events)",
-        "requests/s",
-        "vs baseline",
+    table(
+        (
+            "AMI Originate (replayed Asterisk 20, each with its call's events)",
+            "requests/s",
+            "vs baseline",
+        ),
+        [
+            ("login per request (as the original dial.php)", f"{naive:,.0f}", "1.0x"),
+            ("pooled connection, one at a time", f"{one:,.0f}", f"{one / naive:.1f}x"),
+            ("pooled connection, 16 in flight", f"{many:,.0f}", f"{many / naive:.1f}x"),
+        ],
     )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    print()
+    table(
+        ("CPU (same run)", "ms", "target"),
+        [
+            (
+                f"server CPU per call: dial.php + a whole recorded call ({args.calls} calls, "
+                f"{args.concurrency} in flight)",
+                f"{per_call:.2f}",
+                "≤ 1",
+            ),
+            (
+                "baseline: login per request, client CPU per request (AMI only)",
+                f"{naive_cpu / args.requests * 1000:.2f}",
+                "",
+            ),
+            ("floor: server CPU per GET /api/v1/health", f"{per_health:.2f}", ""),
+        ],
+    )
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 

@@ -18,6 +18,10 @@ else (an extra header, a different value, an injected line) is refused with
   chunks are played the peer closes the link (or, with `client_leaves`, keeps it until
   the client goes: a server killed), and the client's next connection plays connection
   2, from its banner and login on.
+* The Login's `Events:` may differ from the recording's (`call` where it said `on`): the
+  peer then sends what Asterisk sends such a session, the live events whose `Privilege`
+  classes are all in that list (manager.c: `(send_events & category) == category`);
+  replies, with the items of a list, are not events and all pass.
 * The one reply no file holds: a Hangup of a channel whose Hangup event was played gets
   `Response: Error` / `Message: No such channel`, as probed on the real Asterisk (README).
 """
@@ -58,6 +62,34 @@ def _with_other_channel_id(recorded: Message, other: str) -> Message:
         if key == "ChannelId":
             headers.append(("OtherChannelId", other))
     return Message(tuple(headers))
+
+
+def _event_classes(events: str) -> frozenset[str] | None:
+    """The classes a Login's `Events:` asks for (manager.c strings_to_mask); None: all."""
+    value = events.strip().lower()
+    if value in ("on", "yes", "true", "y", "t", "1") or value.isdigit():
+        return None
+    if value in ("off", "no", "false", "n", "f", "0"):
+        return frozenset()
+    return frozenset(part.strip() for part in value.split(","))
+
+
+def _masked(play: _Play, data: bytes) -> bytes:
+    """The whole messages of `data` (after what `play.partial` holds) a session asking for
+    `play.events` receives; a message not yet whole waits in `play.partial`."""
+    assert play.events is not None
+    text, start, out = play.partial + data, 0, []
+    while (end := text.find(b"\r\n\r\n", start)) >= 0:
+        block, start = text[start : end + 4], end + 4
+        at = block.find(b"\r\nPrivilege: ")
+        if at < 0:
+            out.append(block)  # a reply
+            continue
+        value = block[at + 13 : block.find(b"\r\n", at + 13)].decode()
+        if {c for c in value.split(",") if c != "all"} <= play.events:
+            out.append(block)
+    play.partial = text[start:]
+    return b"".join(out)
 
 
 def _rewrite(data: bytes, ids: dict[str, str]) -> bytes:
@@ -150,6 +182,8 @@ class _Play:
     client_leaves: bool = False
     previous_t: float | None = None
     hung_up: set[str] = field(default_factory=set)  # channels whose Hangup was played
+    events: frozenset[str] | None = None  # the Login's event classes; None: all
+    partial: bytes = b""  # a live message begun in the chunks sent so far, when masked
 
 
 @dataclass
@@ -290,7 +324,9 @@ class ReplayPeer:
                 play.held.update(run)
                 return await self._answer(writer, play, action)
         if name == "originate" and self._queue and not (ahead and _name(ahead.action) == name):
+            events = play.events  # the session's, from its Login
             play = self._scenario(*self._queue.popleft())
+            play.events = events
             return await self._answer(writer, play, action)
         if ahead is not None and _name(ahead.action) == name:
             if await self._pass(writer, play, ahead.action, action):
@@ -310,6 +346,12 @@ class ReplayPeer:
     ) -> bool:
         """Whether `action` is the recorded one, given the ids the client chose."""
         play.ids[recorded.action_id or ""] = action.action_id or ""
+        events = action.get("Events")
+        if _name(action) == "login" and events is not None and events != recorded.get("Events"):
+            play.events = _event_classes(events)
+            recorded = Message(
+                tuple((k, events if k == "Events" else v) for k, v in recorded.headers)
+            )
         if _name(action) == "originate":
             first = recorded.get("ChannelId") or ""
             play.ids[first] = action.get("ChannelId") or ""
@@ -376,7 +418,10 @@ class ReplayPeer:
         if self.time_scale and play.previous_t is not None and t > play.previous_t:
             await asyncio.sleep((t - play.previous_t) * self.time_scale)
         play.previous_t = t
-        data = _rewrite(chunk.entry.data, play.ids)
+        data = chunk.entry.data
+        if play.events is not None and chunk.reply_to is None:
+            data = _masked(play, data)
+        data = _rewrite(data, play.ids)
         writer.write(data)
         await writer.drain()
         play.hung_up.update(chunk.hung_up)

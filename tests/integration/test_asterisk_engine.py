@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from click2call.calls import CallEvent, CallState, Result
+from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.settings import TenantAsterisk, TenantSettings
-from tests.ami_recordings import recorded_order
+from tests.ami_recordings import received, recorded_order
 from tests.ami_replay import ReplayPeer
 
 
@@ -96,3 +97,35 @@ async def test_the_engine_reports_each_state_once_and_in_order_across_a_reconnec
     )
     assert engine.client.connections == 2
     assert peer.mismatches == []
+
+
+async def test_the_peer_sends_a_call_events_session_what_asterisk_would() -> None:
+    """Login with `Events: call`: the recorded call's events of that class, byte for byte,
+    and none of the dialplan, system or security classes."""
+    peer = ReplayPeer(time_scale=0).start()
+    peer.play("originate-sip-success.txt")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", peer.port)
+        writer.write(bytes(actions.login("click2call", "test", "login-1")))
+        originate = actions.originate(recorded_order("1795478400.1001"), TenantAsterisk(), "c2c-1")
+        writer.write(bytes(originate))
+        data = b""
+        async with asyncio.timeout(5):
+            while b"Event: Hangup\r\n" not in data.rpartition(b"Uniqueid: c2c-1795478400-1001")[0]:
+                data += await reader.read(65536)
+            writer.write(b"Action: Logoff\r\nActionID: bye-1\r\n\r\n")
+            while b"Response: Goodbye" not in data:
+                data += await reader.read(65536)
+        writer.close()
+    finally:
+        peer.stop()
+    assert peer.mismatches == []
+    recorded = received("originate-sip-success.txt")
+    expected = [
+        block
+        for block in recorded.split(b"\r\n\r\n")
+        if b"Privilege: " not in block or b"Privilege: call," in block
+    ]
+    got = data.replace(b"c2c-1795478400-1001", b"1795478400.1001").split(b"\r\n\r\n")
+    assert got == expected
+    assert b"Privilege: dialplan" in recorded and b"Privilege: dialplan" not in data

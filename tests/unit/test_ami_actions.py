@@ -95,10 +95,11 @@ def test_a_local_agent_channel_gets_both_ids_and_others_one() -> None:
     assert sip.get("OtherChannelId") is None
 
 
-def test_login_matches_the_recording() -> None:
-    assert bytes(actions.login("click2call", "test", "login-1")) == sent("login-bad-secret.txt")[
-        0
-    ].replace(b"wrong", b"test")
+def test_login_matches_the_recording_but_asks_for_call_events_only() -> None:
+    recorded = sent("login-bad-secret.txt")[0].replace(b"wrong", b"test")
+    expected = recorded.replace(b"Events: on\r\n", b"Events: call\r\n")
+    assert expected != recorded
+    assert bytes(actions.login("click2call", "test", "login-1")) == expected
 
 
 def test_values_that_would_break_the_action_are_refused() -> None:

@@ -153,3 +153,28 @@ def test_an_empty_value_round_trips() -> None:
     assert isinstance(message, Message)
     assert message.get("Empty") == ""
     assert bytes(message) == b"Event: X\r\nEmpty: \r\n\r\n"
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+@pytest.mark.parametrize(("name", "conn"), streams())
+def test_refused_messages_are_skipped_whole_byte_by_byte_and_with_trailing_data(
+    name: str, conn: int, step: int | None
+) -> None:
+    data = received(name, conn)
+    everything = [m for m in decode(data) if isinstance(m, Message)]
+
+    def no_dialplan(block: bytes) -> bool:
+        return b"\r\nPrivilege: dialplan," not in block
+
+    decoder = AmiDecoder(keep=no_dialplan)
+    size = step or len(data)
+    kept: list[Banner | Message] = []
+    trailing = b"Event: Half\r\nPrivilege: dialplan,all\r\n"
+    chunks = [data[i : i + size] for i in range(0, len(data), size)] + [trailing]
+    for chunk in chunks:
+        kept += decoder.feed(chunk)
+    assert [m for m in kept if isinstance(m, Message)] == [
+        m for m in everything if m.get("Privilege") != "dialplan,all"
+    ]
+    assert decoder.skipped == len(everything) - len(kept) + 1  # + 1: the banner
+    assert decoder.pending == len(trailing)  # a message begun is kept until it ends

@@ -7,8 +7,14 @@ import pytest
 from click2call.calls import TRANSITIONS, CallState, Result
 from click2call.engines.asterisk.codec import AmiDecoder, Message
 from click2call.engines.asterisk.replies import Replies
-from click2call.engines.asterisk.tracker import ENDED_UNSEEN, MOVES, CallTracker, Progress
-from tests.ami_recordings import received, sent
+from click2call.engines.asterisk.tracker import (
+    ENDED_UNSEEN,
+    MOVES,
+    CallTracker,
+    Progress,
+    worth_parsing,
+)
+from tests.ami_recordings import names, received, sent
 
 S = CallState
 DESTINATION_HUNG_UP = "destination hung up; Cause 16 Normal Clearing"
@@ -29,9 +35,11 @@ def originate_of(name: str) -> Message:
     return message
 
 
-def feed(tracker: CallTracker, data: bytes, step: int | None = None) -> list[Progress]:
+def feed(
+    tracker: CallTracker, data: bytes, step: int | None = None, decoder: AmiDecoder | None = None
+) -> list[Progress]:
     """Decode `data` (whole, or `step` bytes at a time) and hand the call's messages over."""
-    decoder = AmiDecoder()
+    decoder = decoder or AmiDecoder()
     if not data.startswith(b"Asterisk"):
         decoder.feed(b"Asterisk Call Manager/9.0.0\r\n")
     out: list[Progress] = []
@@ -268,3 +276,22 @@ def test_a_call_gone_while_the_server_restarted_says_so() -> None:
     assert tracker.reconcile(
         listed("status-during-call.txt", 1, "csc-1"), "click2call was restarting"
     ) == [Progress(S.ENDED, Result.COMPLETED, "ended while click2call was restarting")]
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+@pytest.mark.parametrize("name", [n for n in names() if n.startswith("originate-")])
+def test_what_is_not_worth_parsing_changes_nothing(name: str, step: int | None) -> None:
+    originate = originate_of(name)
+    ours = originate["ChannelId"]
+    decoder = AmiDecoder(keep=lambda block: worth_parsing(block, {ours}))
+    tracker = CallTracker(ours, originate["ActionID"])
+    assert feed(tracker, received(name), step, decoder) == replay(name)
+    assert decoder.skipped > 0
+
+
+@pytest.mark.parametrize("name", [n for n in names() if n.startswith("originate-")])
+def test_another_calls_events_are_not_parsed(name: str) -> None:
+    decoder = AmiDecoder(keep=lambda block: worth_parsing(block, {"c2c-1795000000-1"}))
+    kept = [m for m in decoder.feed(received(name)) if isinstance(m, Message)]
+    # Replies, and the Originate's own event (it names no Linkedid), are all that is left.
+    assert {m.event for m in kept} <= {None, "OriginateResponse"}

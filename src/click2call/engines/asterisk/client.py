@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 
 from click2call.engines.asterisk import actions
@@ -36,14 +37,21 @@ class AmiClient:
         on_connected: Callable[[], None] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         name: str = "pbx",
+        keep: Callable[[bytes], bool] | None = None,
     ) -> None:
+        """`keep`: which raw messages are worth parsing (codec.AmiDecoder); all by default."""
         self._settings = settings
         self._on_message = on_message
         self._on_link_lost = on_link_lost
         self._on_connected = on_connected
         self._sleep = sleep
         self._name = name
-        self._ids = (f"c2c-{n}" for n in itertools.count(1))
+        self._keep = keep
+        # OriginateResponse is an event: every AMI session of the PBX receives it, with the
+        # ActionID its Originate carried. Another click2call process on the same PBX counts
+        # from 1 too, so the ids of this one carry a token of its own.
+        token = secrets.token_hex(3)
+        self._ids = (f"c2c-{token}-{n}" for n in itertools.count(1))
         self._writer: asyncio.StreamWriter | None = None
         self._replies = Replies()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
@@ -137,7 +145,7 @@ class AmiClient:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
         )
-        decoder = AmiDecoder()
+        decoder = AmiDecoder(keep=self._keep)
         self._replies = Replies()  # a reply begun on an older link never ends
         reading = asyncio.create_task(self._read(reader, decoder))
         try:

@@ -4,7 +4,9 @@
     message  ("Key: Value" CRLF)+ CRLF                      an action, a response or an event
 
 `AmiDecoder.feed()` takes bytes as they arrive (a message may span reads, a read may
-hold several messages) and returns what is complete. `Message.__bytes__` writes a
+hold several messages) and returns what is complete; given `keep`, it first shows each
+message's raw header block to it and skips, unparsed, those it refuses (most of what a
+busy PBX sends concerns no call of ours). `Message.__bytes__` writes a
 message back; it refuses CR, LF and NUL in any key or value, because on a real Asterisk
 one CR LF inside a value adds a header and an empty line starts a new action (see
 tests/fixtures/asterisk-ami/injection-crlf*.txt). Headers keep their order and
@@ -13,7 +15,7 @@ duplicates (`Variable:` repeats); `get()` returns the first copy, as Asterisk re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 _BANNER_PREFIX = b"Asterisk Call Manager/"
@@ -106,10 +108,14 @@ def _parse_block(block: bytes) -> Message:
 class AmiDecoder:
     """Turns the bytes Asterisk sends into a `Banner` then `Message`s."""
 
-    def __init__(self, max_message: int = 1 << 20) -> None:
+    def __init__(
+        self, max_message: int = 1 << 20, keep: Callable[[bytes], bool] | None = None
+    ) -> None:
         self._buffer = bytearray()
         self._banner_seen = False
         self._max_message = max_message
+        self._keep = keep
+        self.skipped = 0  # messages `keep` refused
 
     def feed(self, data: bytes) -> list[Banner | Message]:
         self._buffer += data
@@ -125,11 +131,17 @@ class AmiDecoder:
             out.append(Banner(line[len(_BANNER_PREFIX) :].decode("ascii", errors="replace")))
             del self._buffer[: end + 2]
             self._banner_seen = True
-        while (end := self._buffer.find(b"\r\n\r\n")) >= 0:
-            block = bytes(self._buffer[:end])
-            del self._buffer[: end + 4]
-            if block:
-                out.append(_parse_block(block))
+        buffer, keep, start = self._buffer, self._keep, 0
+        while (end := buffer.find(b"\r\n\r\n", start)) >= 0:
+            block = bytes(buffer[start:end])
+            start = end + 4
+            if not block:
+                continue
+            if keep is not None and not keep(block):
+                self.skipped += 1
+                continue
+            out.append(_parse_block(block))
+        del buffer[:start]
         self._check_size()
         return out
 

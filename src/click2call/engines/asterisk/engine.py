@@ -25,7 +25,7 @@ from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient, AmiUnavailable
 from click2call.engines.asterisk.codec import Message, UnsafeValue
 from click2call.engines.asterisk.replies import Reply
-from click2call.engines.asterisk.tracker import LINK_DOWN, CallTracker, Progress
+from click2call.engines.asterisk.tracker import LINK_DOWN, CallTracker, Progress, worth_parsing
 from click2call.engines.base import Clock, EngineHealth, EventSink
 from click2call.errors import EngineUnavailable, InvalidInput
 from click2call.settings import TenantSettings
@@ -70,6 +70,7 @@ class AsteriskEngine:
             self._on_link_lost,
             self._on_connected,
             name=tenant.name,
+            keep=lambda block: worth_parsing(block, self._calls),
         )
 
     async def start(self) -> None:

@@ -29,7 +29,7 @@ to know whether the call is still up and how far it got (`reconcile()`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from click2call.calls import CallState, Result
@@ -90,6 +90,56 @@ _HANGUP_REQUESTS = frozenset({"HangupRequest", "SoftHangupRequest"})
 _DIAL_RINGING = frozenset({"RINGING", "PROCEEDING", "PROGRESS"})
 LINK_DOWN = "the AMI link to the PBX was down"
 ENDED_UNSEEN = f"ended while {LINK_DOWN}"
+
+
+# The events the tracker and the engine read; Asterisk sends many more (a connected call
+# is ~100 messages with `Events: on`, ~30 with `Events: call`).
+EVENTS_USED = frozenset(
+    {
+        "OriginateResponse",
+        "Newchannel",  # the agent channel's name, for Hangup
+        "Newstate",
+        "DialBegin",
+        "DialState",
+        "DialEnd",
+        "HangupRequest",
+        "SoftHangupRequest",
+        "Hangup",
+        # Items of a channel list we asked for, and their end
+        "CoreShowChannel",
+        "CoreShowChannelsComplete",
+        "Status",
+        "StatusComplete",
+    }
+)
+_EVENT_LINES = frozenset(f"Event: {name}".encode() for name in EVENTS_USED)
+
+
+def _value(block: bytes, header: bytes) -> bytes | None:
+    """The value of `header` (b"\\r\\nName: ") in a raw header block, without parsing it."""
+    at = block.find(header)
+    if at < 0:
+        return None
+    start = at + len(header)
+    end = block.find(b"\r", start)
+    return block[start : end if end >= 0 else len(block)]
+
+
+def worth_parsing(block: bytes, channel_ids: Container[str]) -> bool:
+    """Whether a raw message (its header lines, as the codec cuts them) can matter to one
+    of the calls whose agent channels are `channel_ids`, judged without parsing it: a
+    reply, or an event the tracker reads that names no other call (Asterisk writes
+    `Event:` first, and `Uniqueid`/`Linkedid` with this spelling)."""
+    if not block.startswith(b"Event: "):
+        return True  # a reply: matched to its action by ActionID
+    if block.partition(b"\r\n")[0] not in _EVENT_LINES:
+        return False
+    # A dial of the originated channel itself names it only as its destination.
+    linked = _value(block, b"\r\nLinkedid: ") or _value(block, b"\r\nDestLinkedid: ")
+    if linked is None or linked.decode(errors="replace") in channel_ids:
+        return True  # OriginateResponse and a list's end name no channel
+    uniqueid = _value(block, b"\r\nUniqueid: ")
+    return uniqueid is not None and uniqueid.decode(errors="replace") in channel_ids
 
 
 @dataclass(frozen=True, slots=True)
