@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from tests.ami_recordings import recorded_order
+from tests.ami_recordings import received, recorded_order
 from tests.ami_replay import ReplayPeer
 
 from bench.spine import UNLIMITED, cpu_seconds, hammer, wait_rows
@@ -35,10 +35,12 @@ from click2call.demo.sipp import free_port
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient
 from click2call.engines.asterisk.codec import AmiDecoder, Banner, Message
+from click2call.engines.asterisk.tracker import CallTracker, worth_parsing
 from click2call.settings import TenantAsterisk
 
 RECORDING = "originate-agent-busy.txt"  # a whole call's events, the shortest flow
 FULL_CALL = "originate-sip-success.txt"  # answered, bridged, hung up: every state
+CHANNEL_ID = "1795478400.1001"  # the id its client preset
 _ids = itertools.count(1)
 SERVER_CONFIG = """
 [server]
@@ -146,6 +148,43 @@ def server_cpu_per_call(peer: ReplayPeer, calls: int, concurrency: int) -> tuple
     return per_call, per_health
 
 
+def masked_to_call_events(stream: bytes) -> bytes:
+    """What Asterisk sends a session logged in with `Events: call` (see tests/ami_replay)."""
+    blocks = stream.split(b"\r\n\r\n")
+    kept = [b for b in blocks if b"\r\nPrivilege: " not in b or b"\r\nPrivilege: call," in b]
+    return b"\r\n\r\n".join(kept)
+
+
+def tracking_ms(stream: bytes, calls: int, keep: Callable[[bytes], bool] | None) -> float:
+    """CPU ms per call to decode one call's AMI stream and follow it (codec + tracker)."""
+    started = time.process_time()
+    for _ in range(calls):
+        tracker = CallTracker(CHANNEL_ID, "c2c-1")
+        for message in AmiDecoder(keep=keep).feed(stream):
+            if isinstance(message, Message) and tracker.concerns(message):
+                tracker.handle(message)
+        assert tracker.ended
+    return (time.process_time() - started) / calls * 1000
+
+
+def tracking_rows(calls: int) -> list[tuple[str, str, str]]:
+    full = received(FULL_CALL)
+    masked = masked_to_call_events(full)
+    ours = {CHANNEL_ID}
+    before = tracking_ms(full, calls, None)
+    after = tracking_ms(masked, calls, lambda block: worth_parsing(block, ours))
+    others = {"c2c-1795000000-1"}
+    started = time.process_time()
+    for _ in range(calls):
+        AmiDecoder(keep=lambda block: worth_parsing(block, others)).feed(masked)
+    skipped = (time.process_time() - started) / calls * 1000
+    return [
+        ("AMI in, per call: Events: on, every message parsed (before)", f"{before:.3f}", ""),
+        ("AMI in, per call: Events: call, worth_parsing first", f"{after:.3f}", ""),
+        ("AMI in, per call of another node on the same PBX (skipped)", f"{skipped:.3f}", ""),
+    ]
+
+
 async def login_per_request(settings: TenantAsterisk, count: int) -> float:
     """Connect, read the banner, Login, Originate, Logoff, close: once per request."""
     secret = settings.secret.get_secret_value()
@@ -215,6 +254,7 @@ def main() -> None:
                 "",
             ),
             ("floor: server CPU per GET /api/v1/health", f"{per_health:.2f}", ""),
+            *tracking_rows(args.calls),
         ],
     )
 

@@ -92,54 +92,42 @@ LINK_DOWN = "the AMI link to the PBX was down"
 ENDED_UNSEEN = f"ended while {LINK_DOWN}"
 
 
-# The events the tracker and the engine read; Asterisk sends many more (a connected call
-# is ~100 messages with `Events: on`, ~30 with `Events: call`).
-EVENTS_USED = frozenset(
-    {
-        "OriginateResponse",
-        "Newchannel",  # the agent channel's name, for Hangup
-        "Newstate",
-        "DialBegin",
-        "DialState",
-        "DialEnd",
-        "HangupRequest",
-        "SoftHangupRequest",
-        "Hangup",
-        # Items of a channel list we asked for, and their end
-        "CoreShowChannel",
-        "CoreShowChannelsComplete",
-        "Status",
-        "StatusComplete",
-    }
-)
-_EVENT_LINES = frozenset(f"Event: {name}".encode() for name in EVENTS_USED)
+# What the tracker and the engine read, by event; Asterisk sends much more (a connected
+# call is ~100 messages with `Events: on`, ~30 with `Events: call`, ~12 of them read).
+_OF_THE_AGENT_CHANNEL = ("Newchannel", "Newstate", "DialBegin", "DialState", "DialEnd", "Hangup")
+_OF_ANY_CHANNEL = ("HangupRequest", "SoftHangupRequest", "CoreShowChannel", "Status")
+_OF_NO_CHANNEL = ("OriginateResponse", "CoreShowChannelsComplete", "StatusComplete")
+EVENTS_USED = frozenset(_OF_THE_AGENT_CHANNEL + _OF_ANY_CHANNEL + _OF_NO_CHANNEL)
+_READ_WHEN = {
+    **{f"Event: {name}".encode(): "agent" for name in _OF_THE_AGENT_CHANNEL},
+    **{f"Event: {name}".encode(): "any" for name in _OF_ANY_CHANNEL},
+    **{f"Event: {name}".encode(): "always" for name in _OF_NO_CHANNEL},
+}
 
 
-def _value(block: bytes, header: bytes) -> bytes | None:
+def _value(block: bytes, header: bytes) -> str | None:
     """The value of `header` (b"\\r\\nName: ") in a raw header block, without parsing it."""
     at = block.find(header)
     if at < 0:
         return None
     start = at + len(header)
     end = block.find(b"\r", start)
-    return block[start : end if end >= 0 else len(block)]
+    return block[start : end if end >= 0 else len(block)].decode(errors="replace")
 
 
 def worth_parsing(block: bytes, channel_ids: Container[str]) -> bool:
     """Whether a raw message (its header lines, as the codec cuts them) can matter to one
     of the calls whose agent channels are `channel_ids`, judged without parsing it: a
-    reply, or an event the tracker reads that names no other call (Asterisk writes
+    reply, or an event the tracker reads about a channel it reads it for (Asterisk writes
     `Event:` first, and `Uniqueid`/`Linkedid` with this spelling)."""
     if not block.startswith(b"Event: "):
         return True  # a reply: matched to its action by ActionID
-    if block.partition(b"\r\n")[0] not in _EVENT_LINES:
-        return False
-    # A dial of the originated channel itself names it only as its destination.
-    linked = _value(block, b"\r\nLinkedid: ") or _value(block, b"\r\nDestLinkedid: ")
-    if linked is None or linked.decode(errors="replace") in channel_ids:
-        return True  # OriginateResponse and a list's end name no channel
-    uniqueid = _value(block, b"\r\nUniqueid: ")
-    return uniqueid is not None and uniqueid.decode(errors="replace") in channel_ids
+    when = _READ_WHEN.get(block.partition(b"\r\n")[0])
+    if when is None or when == "always":
+        return when == "always"
+    if _value(block, b"\r\nUniqueid: ") in channel_ids:
+        return True
+    return when == "any" and _value(block, b"\r\nLinkedid: ") in channel_ids
 
 
 @dataclass(frozen=True, slots=True)
