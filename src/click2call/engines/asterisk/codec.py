@@ -16,7 +16,7 @@ duplicates (`Variable:` repeats); `get()` returns the first copy, as Asterisk re
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _BANNER_PREFIX = b"Asterisk Call Manager/"
 _FORBIDDEN = ("\r", "\n", "\x00")
@@ -38,14 +38,22 @@ class Banner:
 @dataclass(frozen=True, slots=True)
 class Message:
     headers: tuple[tuple[str, str], ...]
+    # Lower-cased name → first value, built on the first get(): a message is read a few
+    # times (its reply matching, its call's lookup, the tracker), each by name.
+    _first: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def action(cls, name: str, headers: Iterable[tuple[str, str]] = ()) -> Message:
         return cls((("Action", name), *headers))
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        wanted = key.lower()
-        return next((v for k, v in self.headers if k.lower() == wanted), default)
+        first = self._first
+        if first is None:
+            first = {}
+            for k, v in reversed(self.headers):
+                first[k.lower()] = v  # the earliest copy is written last, and wins
+            object.__setattr__(self, "_first", first)
+        return first.get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key)
