@@ -179,7 +179,7 @@ def tracking_rows(calls: int) -> list[tuple[str, str, str]]:
         AmiDecoder(keep=lambda block: worth_parsing(block, others)).feed(masked)
     skipped = (time.process_time() - started) / calls * 1000
     return [
-        ("AMI in, per call: Events: on, every message parsed (before)", f"{before:.3f}", ""),
+        ("AMI in, per call: Events: on, every message parsed", f"{before:.3f}", ""),
         ("AMI in, per call: Events: call, worth_parsing first", f"{after:.3f}", ""),
         ("AMI in, per call of another node on the same PBX (skipped)", f"{skipped:.3f}", ""),
     ]
