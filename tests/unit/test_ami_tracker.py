@@ -295,3 +295,14 @@ def test_another_calls_events_are_not_parsed(name: str) -> None:
     kept = [m for m in decoder.feed(received(name)) if isinstance(m, Message)]
     # Replies, and the Originate's own event (it names no Linkedid), are all that is left.
     assert {m.event for m in kept} <= {None, "OriginateResponse"}
+
+
+def test_a_call_taken_back_before_its_originate_was_acknowledged_catches_up() -> None:
+    # Killed between sending the Originate and storing its reply: the row is queued.
+    tracker = CallTracker("1795478400.2002", None)
+    assert [p.state for p in tracker.reconcile(listed("status-during-call.txt", 1, "csc-1"))] == [
+        S.AGENT_DIALING,
+        S.AGENT_ANSWERED,
+        S.DESTINATION_DIALING,
+        S.CONNECTED,
+    ]

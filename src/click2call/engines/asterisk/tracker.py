@@ -241,7 +241,7 @@ class CallTracker:
                 return self._end(Result.COMPLETED, f"ended while {away}")
             result, outcome = self._destination_outcome or (Result.ERROR, "outcome unknown")
             return self._end(result, f"ended while {away}; {outcome}")
-        seen = []
+        seen = [V.QUEUED]  # listed: Asterisk took the Originate (if we never saw its reply)
         bridge = agent.get("BridgeId")
         if agent.get("ChannelStateDesc") == "Ringing":
             seen.append(V.AGENT_RINGING)
