@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import socket
 import sqlite3
 import tempfile
 import time
@@ -27,11 +26,10 @@ from pathlib import Path
 import httpx
 from tests.ami_recordings import received, recorded_order
 from tests.ami_replay import ReplayPeer
+from tests.integration.conftest import launch_asterisk
 
 from bench.spine import UNLIMITED, cpu_seconds, hammer, wait_rows
 from click2call.calls import CallOrder
-from click2call.demo.server import ServerProcess
-from click2call.demo.sipp import free_port
 from click2call.engines.asterisk import actions
 from click2call.engines.asterisk.client import AmiClient
 from click2call.engines.asterisk.codec import AmiDecoder, Banner, Message
@@ -42,24 +40,6 @@ RECORDING = "originate-agent-busy.txt"  # a whole call's events, the shortest fl
 FULL_CALL = "originate-sip-success.txt"  # answered, bridged, hung up: every state
 CHANNEL_ID = "1795478400.1001"  # the id its client preset
 _ids = itertools.count(1)
-SERVER_CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {http}
-database = "sqlite:///{db}"
-
-[[tenants]]
-name = "default"
-engine = "asterisk"
-default_outbound_cid = "036411111"
-agent_ring_timeout = 8
-[tenants.asterisk]
-port = {ami}
-username = "click2call"
-secret = "test"
-[tenants.auth]
-allow_unauthenticated = true
-"""
 DIAL = (
     "/web/dial.php?extension=200&destination=0502760206&tech=sip"
     "&outboundcid=036411111&foreignid=123"
@@ -115,12 +95,10 @@ def server_cpu_per_call(peer: ReplayPeer, calls: int, concurrency: int) -> tuple
     """(server CPU ms per whole call, server CPU ms per health check), one server."""
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        http = free_port(socket.SOCK_STREAM)
-        config = workdir / "click2call.toml"
-        db = workdir / "calls.db"
-        config.write_text(SERVER_CONFIG.format(http=http, db=db, ami=peer.port) + UNLIMITED)
-        base_url = f"http://127.0.0.1:{http}"
-        server = ServerProcess(config, base_url, workdir / "server.log").start()
+        running = launch_asterisk(
+            workdir, peer, wait_logins=0, tenants=1, last_tenant_extra=UNLIMITED
+        )
+        server, base_url, db = running.process, running.server.base_url, workdir / "calls.db"
         try:
             deadline = time.monotonic() + 10
             while httpx.get(f"{base_url}/api/v1/health").status_code != 200:

@@ -377,12 +377,14 @@ def launch_asterisk(
     secret: str = "test",
     wait_logins: int = 3,
     tenants: int = 3,
+    last_tenant_extra: str = "",
 ) -> AsteriskServer:
-    """A server whose first `tenants` tenants (of three) use the Asterisk engine on `peer`."""
+    """A server whose first `tenants` tenants (of three) use the Asterisk engine on `peer`;
+    `last_tenant_extra`: more TOML for the last of them (e.g. its [tenants.limits])."""
     http = free_port(socket.SOCK_STREAM)
     config = workdir / "click2call.toml"
     text = ASTERISK_CONFIG.format(http=http, db=workdir / "calls.db", ami=peer.port)
-    text = "[[tenants]]".join(text.split("[[tenants]]")[: tenants + 1])
+    text = "[[tenants]]".join(text.split("[[tenants]]")[: tenants + 1]) + last_tenant_extra
     config.write_text(text.replace('secret = "test"', f'secret = "{secret}"'))
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
