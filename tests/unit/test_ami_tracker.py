@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from click2call.calls import TRANSITIONS, CallState, Result
@@ -9,6 +12,7 @@ from click2call.engines.asterisk.codec import AmiDecoder, Message
 from click2call.engines.asterisk.replies import Replies
 from click2call.engines.asterisk.tracker import (
     ENDED_UNSEEN,
+    EVENTS_USED,
     MOVES,
     CallTracker,
     Progress,
@@ -306,3 +310,10 @@ def test_a_call_taken_back_before_its_originate_was_acknowledged_catches_up() ->
         S.DESTINATION_DIALING,
         S.CONNECTED,
     ]
+
+
+def test_the_readme_eventfilter_lets_every_event_the_tracker_reads_through() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    named = set(re.findall(r"eventfilter\(action\(include\),name\((\w+)\)\)", readme))
+    replies = {"CoreShowChannel", "CoreShowChannelsComplete", "Status", "StatusComplete"}
+    assert named == EVENTS_USED - replies
