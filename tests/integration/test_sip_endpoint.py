@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import free_port
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, launch_sip
 
 OPTIONS = (
     "OPTIONS sip:click2call@127.0.0.1:{port} SIP/2.0\r\n"
@@ -110,3 +111,41 @@ def test_a_malformed_request_gets_400(server: Server, probe: socket.socket) -> N
     answer = ask(probe, port, bye.encode()).decode()
     assert answer.startswith("SIP/2.0 400 Bad Request\r\n")
     assert "Call-ID: probe-5" in answer and "CSeq: one BYE" in answer
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_tcp_connections_are_capped_and_quiet_ones_closed(tmp_path: Path) -> None:
+    extra = "max_connections = 3\nconnection_idle_timeout = 2"
+    process, server = launch_sip(tmp_path, {"default": ("127.0.0.1:9", "127.0.0.1:9")}, extra)
+    port = sip_port(server)
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(4):
+            opened.append(socket.create_connection(("127.0.0.1", port), timeout=3))
+        *kept, refused = opened
+        assert _closed_by_server(refused, 2)  # the fourth: over the cap
+        speaking, keeping_alive, silent = kept
+        options = OPTIONS.replace("UDP", "TCP").format(port=port, me=1, branch="tcp")
+        speaking.sendall(options.encode())
+        assert speaking.recv(65535).startswith(b"SIP/2.0 200 OK")
+        for _ in range(6):  # CRLF keep-alives every 0.4 s hold a connection open
+            keeping_alive.sendall(b"\r\n\r\n")
+            time.sleep(0.4)
+        assert not _closed_by_server(keeping_alive, 0.1)
+        assert _closed_by_server(silent, 3)  # nothing for 2 s: closed
+        assert _closed_by_server(speaking, 3)  # its one message is long past
+    finally:
+        for sock in opened:
+            sock.close()
+        process.stop()
+    log = (tmp_path / "server.log").read_text()
+    assert "SIP connections already open ([sip] max_connections)" in log

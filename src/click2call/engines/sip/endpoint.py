@@ -72,7 +72,14 @@ class SipEndpoint:
         server_tls = None
         if settings.tls_cert_file and settings.tls_key_file:
             server_tls = server_tls_context(settings.tls_cert_file, settings.tls_key_file)
-        self.transports = Transports(self._on_message, self._on_unreachable, client_tls, server_tls)
+        self.transports = Transports(
+            self._on_message,
+            self._on_unreachable,
+            client_tls,
+            server_tls,
+            settings.max_connections,
+            settings.connection_idle_timeout,
+        )
         self.resolver = Resolver()
         self.error: str | None = None
         self._starting: asyncio.Task[None] | None = None

@@ -10,6 +10,12 @@ port refuses to start instead of stealing the first one's replies.
 
 When a peer cannot be reached (ICMP port unreachable on UDP, a refused connection,
 a failed TLS handshake), `on_unreachable(flow, cause)` says so at once.
+
+Connections are bounded: at most `max_connections` accepted at once (more are closed as
+they open), and any connection that carries no whole message nor a CRLF keep-alive
+(RFC 5626 §3.5.1) for `idle_timeout` seconds is closed, so a peer that opens and never
+speaks, or trickles a message byte by byte, does not hold a descriptor for ever. A closed
+connection costs nothing but a new one: requests towards a peer open it again.
 """
 
 from __future__ import annotations
@@ -113,18 +119,24 @@ class _Datagrams(asyncio.DatagramProtocol):
 class _Stream(asyncio.Protocol):
     """One TCP or TLS connection, either way."""
 
-    def __init__(self, owner: Transports, transport: str) -> None:
+    def __init__(self, owner: Transports, transport: str, accepted: bool = False) -> None:
         self._owner = owner
         self._kind = transport
         self._reader = StreamReader()
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
         self.flow: Flow | None = None
+        self.accepted = accepted  # opened by the peer, not by us
+        self.heard_at = 0.0  # loop time of the last whole message or keep-alive
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        self.heard_at = asyncio.get_running_loop().time()
         name = transport.get_extra_info("peername")
         self.flow = Flow(self._kind, (str(name[0]), int(name[1])))
+        if self.accepted and not self._owner.admit(self.flow):
+            self._transport.close()
+            return
         self._owner.connections[self.flow] = self
         for data in self._pending:
             self._transport.write(data)
@@ -138,6 +150,8 @@ class _Stream(asyncio.Protocol):
             log.info("closing SIP connection %s: %s", self.flow, exc)
             self.close()
             return
+        if messages or not data.strip(b"\r\n"):
+            self.heard_at = asyncio.get_running_loop().time()
         for message in messages:
             self._owner.on_message(message, self.flow)
 
@@ -163,10 +177,16 @@ class Transports:
         on_unreachable: OnUnreachable,
         client_tls: ssl.SSLContext | None = None,
         server_tls: ssl.SSLContext | None = None,
+        max_connections: int = 1024,
+        idle_timeout: float = 600.0,
     ) -> None:
         self.on_message = on_message
         self.on_unreachable = on_unreachable
         self.connections: dict[Flow, _Stream] = {}
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._refusing = False  # at the cap: said once until under it again
+        self._sweeper: asyncio.TimerHandle | None = None
         self._client_tls = client_tls
         self._server_tls = server_tls
         self._udp: asyncio.DatagramTransport | None = None
@@ -201,7 +221,36 @@ class Transports:
         datagrams = self._datagrams = _Datagrams(self, udp)
         transport, _ = await loop.create_datagram_endpoint(lambda: datagrams, sock=udp)
         self._udp = transport
+        self._sweep()
         return int(port)
+
+    def admit(self, flow: Flow) -> bool:
+        """Whether a connection the peer opened may stay (under `max_connections`)."""
+        accepted = sum(1 for stream in self.connections.values() if stream.accepted)
+        if accepted < self._max_connections:
+            self._refusing = False
+            return True
+        if not self._refusing:
+            self._refusing = True
+            log.warning(
+                "%d SIP connections already open ([sip] max_connections): closing new ones"
+                " (first: %s)",
+                accepted,
+                flow,
+            )
+        return False
+
+    def _sweep(self) -> None:
+        """Close the connections quiet for longer than `idle_timeout`; again in a while."""
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time() - self._idle_timeout
+        for stream in list(self.connections.values()):
+            if stream.heard_at < quiet_since:
+                log.info(
+                    "closing SIP connection %s: quiet for %g s", stream.flow, self._idle_timeout
+                )
+                stream.close()
+        self._sweeper = loop.call_later(max(0.1, self._idle_timeout / 4), self._sweep)
 
     async def _listen(
         self, host: str, port: int, kind: str, context: ssl.SSLContext | None
@@ -216,7 +265,9 @@ class Transports:
             raise
         sock.listen(128)
         sock.setblocking(False)
-        return await loop.create_server(lambda: _Stream(self, kind), sock=sock, ssl=context)
+        return await loop.create_server(
+            lambda: _Stream(self, kind, accepted=True), sock=sock, ssl=context
+        )
 
     @property
     def running(self) -> bool:
@@ -278,6 +329,8 @@ class Transports:
         return stream
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._udp is not None:
             self._udp.close()
         for server in self._servers:
