@@ -222,3 +222,29 @@ def test_nodes_claiming_at_once_never_take_the_same_delivery(database: Engine) -
         thread.join()
     every = [outbox_id for ids in claimed for outbox_id in ids]
     assert len(every) == len(set(every)) == 60
+
+
+def test_a_batch_queues_each_event_of_a_call_for_its_own_and_the_tenants_endpoints(
+    stores: tuple[Store, Outbox],
+) -> None:
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    own = Subscription("http://127.0.0.1:9/own", frozenset({"call.ended"}))
+    with store.writing() as writes:  # one transaction: the call is read once, then kept
+        call = writes.create_call(NEW, T0, own).call
+        changes = [
+            writes.record(step(call.uniqueid, state))
+            for state in (CallState.AGENT_DIALING, CallState.AGENT_RINGING)
+        ]
+        ended = writes.record(
+            CallEvent(call.uniqueid, CallState.ENDED, T0, Result.AGENT_NO_ANSWER, "no answer")
+        )
+    assert [c.event.sequence for c in changes if c] == [2, 3]
+    assert ended is not None and ended.event.sequence == 4
+    assert store.get(call.id).state is CallState.ENDED  # type: ignore[union-attr]
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(webhook_outbox.c.endpoint_id, webhook_outbox.c.event_id)).all()
+    by_endpoint: dict[int, int] = {}
+    for endpoint_id, _event in rows:
+        by_endpoint[endpoint_id] = by_endpoint.get(endpoint_id, 0) + 1
+    assert sorted(by_endpoint.values()) == [1, 4]  # its own wants the end only; the tenant's all

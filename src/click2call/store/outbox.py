@@ -148,22 +148,39 @@ def subscribe_call(
     )
 
 
+Endpoints = list[tuple[int, str | None]]  # (endpoint id, the events it wants)
+
+
+def endpoints_of_call(conn: Connection, tenant: str, call_id: int) -> Endpoints:
+    """The live endpoints that may want the call's events: the tenant's and its own."""
+    found = conn.execute(_ENDPOINTS_OF_CALL, {"tenant": tenant, "call_id": call_id})
+    return [(row.id, row.events) for row in found]
+
+
 def queue(
-    conn: Connection, tenant: str, call_id: int, event_id: int, type_: str, at: datetime
+    conn: Connection,
+    tenant: str,
+    call_id: int,
+    event_id: int,
+    type_: str,
+    at: datetime,
+    endpoints: Endpoints | None = None,
 ) -> int:
-    """Queue the event for every live endpoint that wants it; how many were queued."""
-    endpoints = conn.execute(_ENDPOINTS_OF_CALL, {"tenant": tenant, "call_id": call_id}).all()
+    """Queue the event for every live endpoint that wants it; how many were queued.
+    `endpoints`: the call's, when already read in this transaction."""
+    if endpoints is None:
+        endpoints = endpoints_of_call(conn, tenant, call_id)
     rows = [
         {
-            "endpoint_id": endpoint.id,
+            "endpoint_id": endpoint_id,
             "call_id": call_id,
             "event_id": event_id,
             "state": PENDING,
             "attempts": 0,
             "next_attempt_at": at,
         }
-        for endpoint in endpoints
-        if _wants(endpoint.events, type_)
+        for endpoint_id, events in endpoints
+        if _wants(events, type_)
     ]
     if rows:
         conn.execute(_INSERT_DELIVERY, rows)

@@ -131,33 +131,16 @@ def uniqueid_for(call_id: int, created_at: datetime) -> str:
     return f"{int(created_at.timestamp())}.{call_id}"
 
 
-def _append(conn: Connection, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
-    """The event row for the call's newest state, and its deliveries."""
-    sequence, type_ = call.last_sequence, event_type(call.state, call.result)
-    payload = event_body(call, sequence, type_, at)
-    values = {
-        "call_id": call.id,
-        "state": call.state.value,
-        "result": call.result.value if call.result and call.state is CallState.ENDED else None,
-        "cause": cause,
-        "at": at,
-        "sequence": sequence,
-        "type": type_,
-        "payload": payload,
-    }
-    event_id = int(conn.execute(_INSERT_EVENT, values).inserted_primary_key[0])  # type: ignore[index]
-    outbox.queue(conn, call.tenant, call.id, event_id, type_, at)
-    return StoredEvent(
-        event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
-    )
-
-
 class Writes:
-    """Changes made in one transaction (Store.writing)."""
+    """Changes made in one transaction (Store.writing). What it read or wrote of a call
+    (the row, its webhook endpoints) it keeps for the transaction's later changes: a
+    batch often holds several events of one call."""
 
     def __init__(self, conn: Connection, node: str | None) -> None:
         self._conn = conn
         self._node = node
+        self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
+        self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
 
     def create_call(
         self,
@@ -200,8 +183,7 @@ class Writes:
         )
         if callback is not None:
             outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
-        event = _append(conn, call, None, now)
-        return Change(call, event)
+        return Change(call, self._append(call, None, now))
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -210,10 +192,12 @@ class Writes:
         table forbids, before writing anything: the transaction's other changes stand.
         """
         conn = self._conn
-        row = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid}).one_or_none()
-        if row is None:
-            raise LookupError(event.uniqueid)
-        call = _call(row)
+        call = self._calls.get(event.uniqueid)
+        if call is None:
+            found = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid})
+            if (row := found.one_or_none()) is None:
+                raise LookupError(event.uniqueid)
+            call = _call(row)
         new_state = advance(call.state, event)
         if new_state is None:
             return None
@@ -232,7 +216,32 @@ class Writes:
         )
         if new_state is CallState.ENDED:
             sip_dialogs.forget(conn, call.id)
-        return Change(call, _append(conn, call, cause, event.at))
+        return Change(call, self._append(call, cause, event.at))
+
+    def _append(self, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
+        """The event row for the call's newest state, and its deliveries."""
+        self._calls[call.uniqueid] = call
+        sequence, type_ = call.last_sequence, event_type(call.state, call.result)
+        payload = event_body(call, sequence, type_, at)
+        values = {
+            "call_id": call.id,
+            "state": call.state.value,
+            "result": call.result.value if call.result and call.state is CallState.ENDED else None,
+            "cause": cause,
+            "at": at,
+            "sequence": sequence,
+            "type": type_,
+            "payload": payload,
+        }
+        event_id = int(self._conn.execute(_INSERT_EVENT, values).inserted_primary_key[0])  # type: ignore[index]
+        endpoints = self._endpoints.get(call.id)
+        if endpoints is None:
+            endpoints = outbox.endpoints_of_call(self._conn, call.tenant, call.id)
+            self._endpoints[call.id] = endpoints
+        outbox.queue(self._conn, call.tenant, call.id, event_id, type_, at, endpoints)
+        return StoredEvent(
+            event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
+        )
 
     def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
         """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
