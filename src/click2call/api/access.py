@@ -1,9 +1,9 @@
 """The HTTP edge of authentication: reading credentials, the audit trail, the access log.
 
 Endpoints read the store in Starlette's worker threads (`run_in_threadpool`, anyio's
-bounded pool), never on the event loop, which carries the SIP signalling; and not in
-asyncio's default executor either, which the SIP engine's DNS lookups need when the
-database hangs. Audit rows go through the tracking writer, off the loop as well.
+bounded pool), never on the event loop, which carries the SIP signalling. Not in asyncio's
+default executor either: the SIP engine resolves names there, and reads stuck on a hung
+database must not hold those up. Audit rows go through the tracking writer, off the loop.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ async def _authenticate(
     runtime: Runtime, creds: Credentials, claimed_tenant: str | None
 ) -> Identity:
     """`auth.authenticate`; in a worker thread when it reads a key or a session, so a slow
-    or unreachable database (up to its connect timeout) never holds up the event loop."""
+    or unreachable database never holds up the event loop."""
     args = (
         runtime.settings,
         creds,
