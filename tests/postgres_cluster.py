@@ -11,9 +11,12 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +87,23 @@ class PostgresCluster:
         """Stop the server at once, keeping its data (an outage)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server's processes stopped where they stand (SIGSTOP), and let go on after:
+        connections stay open and new ones are accepted, but nothing answers, as with a host
+        that hangs. Clients wait out their timeouts instead of being refused at once."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGSTOP)  # first: it starts no backend from here on
+        children = _children(postmaster)
+        for pid in children:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in children:
+                os.kill(pid, signal.SIGCONT)
+            os.kill(postmaster, signal.SIGCONT)
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
@@ -107,3 +127,16 @@ class PostgresCluster:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def _children(parent: int) -> list[int]:
+    """The ids of the processes whose parent is `parent` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, ...
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(after_name[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found

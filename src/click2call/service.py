@@ -6,6 +6,7 @@ the engine dials. It places and hangs up calls; their progress is tracking.py's.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -107,11 +108,12 @@ class CallService:
         return call
 
     async def hangup(self, key: str, tenant: str | None = None) -> StoredCall:
-        call = self.get(key, tenant)
+        # The store in a thread: the event loop carries the engines' signalling.
+        call = await asyncio.to_thread(self.get, key, tenant)
         if call.state is CallState.ENDED:
             return call
         if self._hangups is not None and self._hangups.owned_elsewhere(call):
-            self._hangups.forward(call)
+            await asyncio.to_thread(self._hangups.forward, call)
         else:
             await self._engines[call.tenant].hangup(call.uniqueid)
         return call

@@ -1,6 +1,7 @@
 """PostgreSQL stops under load and comes back: requests during the outage get 503 in each
 endpoint's own shape, health says why, nothing crashes, placement resumes by itself, and
-every accepted call is stored and ends."""
+every accepted call is stored and ends. PostgreSQL hangs: only the requests that read it
+wait; the event loop goes on with the others and with the SIP signalling."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from click2call.demo.server import ServerProcess
 from tests.integration.conftest import Server, launch
+from tests.integration.test_auth import new_key
 from tests.postgres_cluster import PostgresCluster
 
 UNAVAILABLE = "the call database is unavailable; try again shortly"
@@ -111,3 +114,61 @@ def _drill(process: ServerProcess, server: Server, cluster: PostgresCluster) -> 
         call = server.wait_for(call_id, timeout=15)
         assert (call["state"], call["result"]) == ("ended", "agent_no_answer"), call
     assert process.process is not None and process.process.poll() is None  # no crash
+
+
+class Pending(threading.Thread):
+    """One GET, in its own thread; `is_alive()` while its reply has not come."""
+
+    def __init__(self, server: Server, path: str, headers: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.server, self.path, self.headers = server, path, headers
+        self.reply: httpx.Response | None = None
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.server.base_url, timeout=60) as client:
+            self.reply = client.get(self.path, headers=self.headers)
+
+
+def test_a_hung_database_holds_up_only_the_requests_that_read_it(
+    cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """PostgreSQL frozen as a call starts (connections accepted, nothing answered): a read
+    with an API key waits for it, while the server answers a request that needs no
+    database and the call's SIP signalling goes on; afterwards the call is stored ended."""
+    process, server = launch(tmp_path, cluster.new_database())
+    try:
+        headers = {"X-API-Key": new_key(server, "default")[1]}
+        agent = server.peer("agent_answer.xml", server.pbx_port)
+        destination = server.peer("destination_hangup.xml", server.trunk_port)
+        with server.client() as client:
+            order = {"extension": "200", "destination": "0502760206"}
+            placed = client.post("/api/v1/calls", json=order, headers=headers)
+        assert placed.status_code == 201, placed.text
+        call_id = placed.json()["id"]
+        with cluster.frozen():
+            read = Pending(server, f"/api/v1/calls/{call_id}", headers)
+            read.start()
+            time.sleep(0.5)  # the read reaches the database and waits there
+            with server.client() as client:
+                docs = client.get("/openapi.json")
+            docs_while_reading = read.is_alive()
+            # The destination answers, is acknowledged, hangs up and gets the 200 to its BYE.
+            destination_done = destination.wait(timeout=20)
+            sip_while_reading = read.is_alive()
+        read.join(timeout=60)
+        assert agent.wait(timeout=10) == 0, agent.errors()
+        ended = server.wait_for(call_id, timeout=20)
+    finally:
+        process.stop()
+
+    assert docs.status_code == 200
+    assert docs_while_reading, "a request needing no database waited for a database read"
+    assert destination_done == 0, destination.errors()
+    assert sip_while_reading, "the SIP signalling waited for a database read"
+    assert read.reply is not None
+    if read.reply.status_code == 503:  # it gave up connecting before the database woke up
+        assert read.reply.json()["error"] == {"id": "database_unavailable", "message": UNAVAILABLE}
+    else:
+        assert read.reply.status_code == 200, read.reply.text
+    assert (ended["state"], ended["result"]) == ("ended", "completed"), ended
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -1,4 +1,10 @@
-"""The HTTP edge of authentication: reading credentials, the audit trail, the access log."""
+"""The HTTP edge of authentication: reading credentials, the audit trail, the access log.
+
+Endpoints read the store in Starlette's worker threads (`run_in_threadpool`, anyio's
+bounded pool), never on the event loop, which carries the SIP signalling. Not in asyncio's
+default executor either: the SIP engine resolves names there, and reads stuck on a hung
+database must not hold those up. Audit rows go through the tracking writer, off the loop.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,8 +53,10 @@ def credentials(request: Request, form_key: str | None = None) -> Credentials:
     return Credentials(key, tuple(request.query_params.multi_items()), client, session)
 
 
-def identify(request: Request, claimed_tenant: str | None, form_key: str | None = None) -> Identity:
-    return _identify(request, credentials(request, form_key), claimed_tenant)
+async def identify(
+    request: Request, claimed_tenant: str | None, form_key: str | None = None
+) -> Identity:
+    return await _identify(request, credentials(request, form_key), claimed_tenant)
 
 
 SIGNED_LINK_PATHS = frozenset({"/web/dial.php", "/voipe/dial_external.php"})
@@ -58,9 +67,12 @@ def _session_lookup(runtime: Runtime) -> Callable[[str], ApiKey | None]:
     return lambda token: runtime.sessions.lookup(token, runtime.clock())
 
 
-def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) -> Identity:
-    runtime = runtime_of(request)
-    identity = authenticate(
+async def _authenticate(
+    runtime: Runtime, creds: Credentials, claimed_tenant: str | None
+) -> Identity:
+    """`auth.authenticate`; in a worker thread when it reads a key or a session, so a slow
+    or unreachable database never holds up the event loop."""
+    args = (
         runtime.settings,
         creds,
         claimed_tenant,
@@ -68,11 +80,20 @@ def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) 
         time.time(),
         _session_lookup(runtime),
     )
+    if creds.key or creds.session:
+        return await run_in_threadpool(authenticate, *args)
+    return authenticate(*args)
+
+
+async def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) -> Identity:
+    runtime = runtime_of(request)
+    identity = await _authenticate(runtime, creds, claimed_tenant)
     if identity.method == "signed link" and request.url.path not in SIGNED_LINK_PATHS:
         # The signature covers the query only: the same link must not open the history,
         # the feed or a hang-up. Reading needs an API key.
         raise Forbidden("a signed link only places the call it was made for; use an API key")
     tenant = runtime.settings.tenant(identity.tenant)
+    # Back on the event loop: the request counters are not shared with threads.
     # A person's session is not an integration hammering the API: no per-key request limit.
     if identity.method == "key" and identity.key_id is not None and tenant is not None:
         runtime.limits.key_request(identity.key_id, tenant.limits)
@@ -104,7 +125,7 @@ def readable_tenants(request: Request) -> set[str]:
     return readable
 
 
-def identify_before_body(request: Request) -> Identity | None:
+async def identify_before_body(request: Request) -> Identity | None:
     """What the headers and query prove, checked before a body is read. A key: its identity
     (the body may only name the key's tenant, see `auth.claim`). Otherwise some tenant must
     accept the request's signed link or address, and None is returned: the body names the
@@ -112,11 +133,12 @@ def identify_before_body(request: Request) -> Identity | None:
     runtime = runtime_of(request)
     creds = credentials(request)
     if creds.key:
-        return _identify(request, creds, None)
+        return await _identify(request, creds, None)
     settings, now = runtime.settings, time.time()
     refusal: Click2CallError | None = None
     for tenant in sorted(settings.tenants, key=lambda t: t is not settings.compat_tenant):
         try:
+            # No key and no session lookup: nothing here reads the database.
             authenticate(settings, creds, tenant.name, runtime.keys.lookup, now)
         except Click2CallError as exc:
             refusal = refusal or exc
@@ -126,15 +148,15 @@ def identify_before_body(request: Request) -> Identity | None:
     raise refusal
 
 
-def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:
+async def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:
     """A key reads only its tenant's calls; without one, the call's own tenant decides."""
     service = runtime_of(request).service
     creds = credentials(request)
     if creds.key:
-        identity = _identify(request, creds, None)
-        return identity, service.get(ref, identity.tenant)
-    call = service.get(ref)
-    return _identify(request, creds, call.tenant), call
+        identity = await _identify(request, creds, None)
+        return identity, await run_in_threadpool(service.get, ref, identity.tenant)
+    call = await run_in_threadpool(service.get, ref)
+    return await _identify(request, creds, call.tenant), call
 
 
 @dataclass

@@ -86,7 +86,7 @@ async def dial(request: Request) -> Response:
         with audited(request, "dial.php") as decision:
             p = await _params(request, _DIAL_FIELDS)
             claimed = fields.name("tenant", p["tenant"]) if p["tenant"] else None
-            decision.identity = identify(request, claimed, form_key=p["key"])
+            decision.identity = await identify(request, claimed, form_key=p["key"])
             decision.call = call = await runtime.service.place(
                 _call_request(
                     p,
@@ -107,7 +107,7 @@ async def dial_external(request: Request) -> Response:
         with audited(request, "dial_external.php") as decision:
             p = await _params(request, _EXTERNAL_FIELDS)
             client = fields.name("client", fields.required("client", p["client"]))
-            decision.identity = identify(request, client, form_key=p["key"])
+            decision.identity = await identify(request, client, form_key=p["key"])
             phone = fields.phone("phone", fields.required("phone", p["phone"]))
             tenant = runtime.settings.tenant(client)
             if tenant is not None:

@@ -180,7 +180,7 @@ async def events(
     runtime = runtime_of(request)
     with audited(request, "v1.feed", refusals_only=True) as decision:
         claimed = fields.name("tenant", tenant) if tenant else None
-        decision.identity = identity = identify(request, claimed)
+        decision.identity = identity = await identify(request, claimed)
         after = resume_point(request.headers.get("last-event-id"), last_event_id)
     history = History(runtime.store.engine)
     if after is None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from click2call.api import fields
 from click2call.api.access import (
@@ -37,6 +37,7 @@ from click2call.api.schemas import (
 from click2call.auth import claim
 from click2call.calls import CallState, Tech
 from click2call.service import CallRequest
+from click2call.store import Outbox
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 CallRef = Annotated[str, Path(pattern=fields.NAME, description="Call id or uniqueid")]
@@ -52,10 +53,10 @@ CallRef = Annotated[str, Path(pattern=fields.NAME, description="Call id or uniqu
 async def create_call(request: Request) -> CallOut:
     """Place a call. Authenticate with X-API-Key, a Bearer token, or key=."""
     with audited(request, "v1.calls") as decision:
-        keyed = identify_before_body(request)
+        keyed = await identify_before_body(request)
         body = await json_body(request, CallCreate)
         if keyed is None:
-            decision.identity = identify(request, body.tenant)
+            decision.identity = await identify(request, body.tenant)
         else:
             decision.identity = claim(keyed, body.tenant)
         decision.call = call = await runtime_of(request).service.place(
@@ -81,24 +82,28 @@ def _order(body: CallCreate, tenant: str) -> CallRequest:
 async def get_call(ref: CallRef, request: Request) -> CallOut:
     """A call by its integer id or its `epoch.seq` uniqueid, with its event history."""
     with audited(request, "v1.get", refusals_only=True) as decision:
-        decision.identity, call = identify_for_call(request, fields.name("id", ref))
-    return CallOut.of(call, runtime_of(request).service.history(call))
+        decision.identity, call = await identify_for_call(request, fields.name("id", ref))
+    return CallOut.of(call, await run_in_threadpool(runtime_of(request).service.history, call))
 
 
 @router.get("/calls/{ref}/events", response_model=EventList, responses=ERRORS)
 async def call_events(ref: CallRef, request: Request) -> EventList:
     """The call's append-only history: one event per state change, numbered from 1."""
     with audited(request, "v1.events", refusals_only=True) as decision:
-        decision.identity, call = identify_for_call(request, fields.name("id", ref))
-    return EventList(events=[EventOut.of(e) for e in runtime_of(request).service.history(call)])
+        decision.identity, call = await identify_for_call(request, fields.name("id", ref))
+    events = await run_in_threadpool(runtime_of(request).service.history, call)
+    return EventList(events=[EventOut.of(e) for e in events])
 
 
 @router.get("/calls/{ref}/webhooks", response_model=DeliveryList, responses=ERRORS)
 async def call_webhooks(ref: CallRef, request: Request) -> DeliveryList:
     """Every webhook delivery of the call's events: state, attempts, status codes, next try."""
     with audited(request, "v1.webhooks", refusals_only=True) as decision:
-        decision.identity, call = identify_for_call(request, fields.name("id", ref))
-    outbox = runtime_of(request).outbox
+        decision.identity, call = await identify_for_call(request, fields.name("id", ref))
+    return await run_in_threadpool(_deliveries, runtime_of(request).outbox, call.id)
+
+
+def _deliveries(outbox: Outbox, call_id: int) -> DeliveryList:
     return DeliveryList(
         deliveries=[
             DeliveryOut(
@@ -117,7 +122,7 @@ async def call_webhooks(ref: CallRef, request: Request) -> DeliveryList:
                     for a in outbox.attempts(d.outbox_id)
                 ],
             )
-            for d in outbox.for_call(call.id)
+            for d in outbox.for_call(call_id)
         ]
     )
 
@@ -133,11 +138,11 @@ async def hangup_call(ref: CallRef, request: Request, response: Response) -> Cal
     state), 200 when it had already ended. Either way the call as GET shows it."""
     service = runtime_of(request).service
     with audited(request, "v1.hangup") as decision:
-        decision.identity, decision.call = identify_for_call(request, fields.name("id", ref))
+        decision.identity, decision.call = await identify_for_call(request, fields.name("id", ref))
         call = await service.hangup(decision.call.uniqueid, decision.identity.tenant)
     if call.state is CallState.ENDED:
         response.status_code = 200
-    return CallOut.of(call, service.history(call))
+    return CallOut.of(call, await run_in_threadpool(service.history, call))
 
 
 @router.get(
@@ -149,10 +154,10 @@ async def health(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     engines = runtime.service.health()
     # In a thread: an unreachable database may take its connect timeout to say so.
-    problem = await asyncio.to_thread(runtime.database_problem)
+    problem = await run_in_threadpool(runtime.database_problem)
     # Anyone may ask whether the server is up; only who may read a tenant learns where its
     # PBX and trunk are and why something failed (the database's words name its host).
-    readable = await asyncio.to_thread(readable_tenants, request)
+    readable = await run_in_threadpool(readable_tenants, request)
     out = HealthOut(
         ok=problem is None and all(h.ok for h in engines.values()),
         database=DatabaseOut(

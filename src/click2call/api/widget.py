@@ -21,6 +21,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.concurrency import run_in_threadpool
 
 from click2call.api import fields
 from click2call.api.access import audited, identify, runtime_of
@@ -108,7 +109,7 @@ async def create_token(request: Request) -> WidgetTokenOut:
     """Mint a widget token (API key only). Give it to the CRM page, never the key."""
     runtime = runtime_of(request)
     with audited(request, "widget.tokens", refusals_only=True) as decision:
-        decision.identity = identity = identify(request, None)
+        decision.identity = identity = await identify(request, None)
         if identity.method != "key" or identity.key_id is None:
             raise Forbidden("widget tokens are minted with an API key")
         body = await json_body(request, WidgetTokenCreate)
@@ -135,7 +136,7 @@ async def create_token(request: Request) -> WidgetTokenOut:
         origins=tuple(origins),
         expires=expires,
     )
-    token = mint_widget_token(claims, runtime.sessions.secret(SECRET_NAME))
+    token = mint_widget_token(claims, await run_in_threadpool(runtime.sessions.secret, SECRET_NAME))
     return WidgetTokenOut(
         token=token,
         expires_at=datetime.fromtimestamp(expires, UTC),
@@ -200,17 +201,16 @@ async def preflight(request: Request) -> Response:
     return _cors(request, Response(status_code=204, headers=headers))
 
 
-def _claims(request: Request, token: str | None) -> WidgetClaims:
+async def _claims(request: Request, token: str | None) -> WidgetClaims:
     runtime = runtime_of(request)
     if not token:
         raise Unauthorized("a widget token is required (X-Widget-Token)")
-    claims = read_widget_token(
-        token, runtime.sessions.secret(SECRET_NAME), runtime.clock().timestamp()
-    )
+    secret = await run_in_threadpool(runtime.sessions.secret, SECRET_NAME)
+    claims = read_widget_token(token, secret, runtime.clock().timestamp())
     tenant = runtime.settings.tenant(claims.tenant)
     allowed = tenant.widget.allowed_origins if tenant else []
     check_widget_origin(claims, request.headers.get("origin"), allowed)
-    key = runtime.keys.get(claims.key_id)
+    key = await run_in_threadpool(runtime.keys.get, claims.key_id)
     if key is None or key.revoked_at is not None or key.tenant != claims.tenant:
         raise Unauthorized("the API key that minted this widget token was revoked")
     return claims
@@ -234,7 +234,7 @@ async def place_call(request: Request, token: WidgetToken = None) -> Response:
     runtime = runtime_of(request)
     try:
         with audited(request, "widget.calls") as decision:
-            claims = _claims(request, token)
+            claims = await _claims(request, token)
             decision.identity = Identity(claims.tenant, "widget token", claims.key_id)
             body = await json_body(request, WidgetCallCreate)
             extension = claims.agent_kind == "extension"
@@ -247,7 +247,7 @@ async def place_call(request: Request, token: WidgetToken = None) -> Response:
                 foreignid=fields.foreignid(body.foreignid),
             )
             decision.call = call = await runtime.service.place(order)
-            runtime.sessions.link_widget_call(call.id, claims.token_id)
+            await run_in_threadpool(runtime.sessions.link_widget_call, call.id, claims.token_id)
     except Click2CallError as exc:
         return _cors(request, v1_error(exc))
     out = CallOut.of(call).model_dump(mode="json")
@@ -263,9 +263,9 @@ async def get_call(
     """A call this token placed; any other call is 404, as if it did not exist."""
     runtime = runtime_of(request)
     try:
-        claims = _claims(request, token)
-        call = runtime.service.get(str(ref), claims.tenant)
-        if not runtime.sessions.placed_by(call.id, claims.token_id):
+        claims = await _claims(request, token)
+        call = await run_in_threadpool(runtime.service.get, str(ref), claims.tenant)
+        if not await run_in_threadpool(runtime.sessions.placed_by, call.id, claims.token_id):
             raise CallNotFound(str(ref))
     except Click2CallError as exc:
         return _cors(request, v1_error(exc))

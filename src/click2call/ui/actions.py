@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from click2call.api import fields
@@ -57,14 +58,15 @@ async def signin(request: Request) -> Response:
     key_text = _text(form, "key") or ""
     try:
         with audited(request, "ui.signin") as decision:
-            key = runtime.keys.lookup(key_text) if _KEY.fullmatch(key_text) else None
+            valid = _KEY.fullmatch(key_text)
+            key = await run_in_threadpool(runtime.keys.lookup, key_text) if valid else None
             if key is None:
                 raise Unauthorized("that API key is not valid or has been revoked")
             decision.identity = Identity(key.tenant, "key", key.id)
     except Unauthorized as exc:
         return signin_page(request, exc.message[:1].upper() + exc.message[1:] + ".", status=401)
     lifetime = timedelta(minutes=runtime.settings.server.session_minutes)
-    token = runtime.sessions.open(key, runtime.clock(), lifetime)
+    token = await run_in_threadpool(runtime.sessions.open, key, runtime.clock(), lifetime)
     response = RedirectResponse("/ui/live", status_code=303)
     set_cookie(request, response, SESSION_COOKIE, token, int(lifetime.total_seconds()))
     clear_cookie(response, SIGNIN_COOKIE)
@@ -74,9 +76,9 @@ async def signin(request: Request) -> Response:
 @router.post("/signout")
 async def signout(request: Request) -> Response:
     form = await request.form()
-    who = form_visitor(request, _text(form, "csrf"))
+    who = await form_visitor(request, _text(form, "csrf"))
     runtime = runtime_of(request)
-    runtime.sessions.close(who.token, runtime.clock())
+    await run_in_threadpool(runtime.sessions.close, who.token, runtime.clock())
     response = RedirectResponse("/ui/signin", status_code=303)
     clear_cookie(response, SESSION_COOKIE)
     return response
@@ -85,7 +87,7 @@ async def signout(request: Request) -> Response:
 @router.post("/calls")
 async def place_call(request: Request) -> Response:
     form = await request.form()
-    who = form_visitor(request, _text(form, "csrf"))
+    who = await form_visitor(request, _text(form, "csrf"))
     agent = _text(form, "agent") or "extension"
     if agent not in ("extension", "phone"):
         raise InvalidInput("agent", "must be 'extension' or 'phone'")
@@ -113,17 +115,18 @@ async def place_call(request: Request) -> Response:
 @router.post("/calls/{ref}/hangup")
 async def hangup(request: Request, ref: str) -> Response:
     form = await request.form()
-    who = form_visitor(request, _text(form, "csrf"))
+    who = await form_visitor(request, _text(form, "csrf"))
     service = runtime_of(request).service
     with audited(request, "ui.hangup") as decision:
         decision.identity = _identity(who)
-        decision.call = service.get(fields.name("id", ref), who.key.tenant)
+        ref = fields.name("id", ref)
+        decision.call = await run_in_threadpool(service.get, ref, who.key.tenant)
         call = await service.hangup(decision.call.uniqueid, who.key.tenant)
     return _reply(request, CallOut.of(call).model_dump(mode="json"), "/ui/live", 202)
 
 
-def _admin(request: Request, form: FormData) -> Visitor:
-    who = form_visitor(request, _text(form, "csrf"))
+async def _admin(request: Request, form: FormData) -> Visitor:
+    who = await form_visitor(request, _text(form, "csrf"))
     if not who.key.admin:
         raise Forbidden("only admin keys (keys create --admin) may manage keys")
     return who
@@ -132,13 +135,13 @@ def _admin(request: Request, form: FormData) -> Visitor:
 @router.post("/keys")
 async def create_key(request: Request) -> Response:
     form = await request.form()
-    who = _admin(request, form)
+    who = await _admin(request, form)
     label = _text(form, "label")
     if label is not None and not _LABEL.fullmatch(label):
         raise InvalidInput("label", "must be 1-128 characters without control characters")
     runtime = runtime_of(request)
-    key, secret = runtime.keys.create(
-        who.key.tenant, label, runtime.clock(), admin=form.get("admin") == "on"
+    key, secret = await run_in_threadpool(
+        runtime.keys.create, who.key.tenant, label, runtime.clock(), admin=form.get("admin") == "on"
     )
     body = {"id": key.id, "prefix": key.prefix, "label": key.label, "admin": key.admin}
     return _reply(request, body | {"key": secret}, "/ui/keys", 201)
@@ -147,8 +150,11 @@ async def create_key(request: Request) -> Response:
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: int) -> Response:
     form = await request.form()
-    who = _admin(request, form)
+    who = await _admin(request, form)
     runtime = runtime_of(request)
-    if not runtime.keys.revoke(key_id, runtime.clock(), tenant=who.key.tenant):
+    revoked = await run_in_threadpool(
+        runtime.keys.revoke, key_id, runtime.clock(), tenant=who.key.tenant
+    )
+    if not revoked:
         raise InvalidInput("key", f"no active key {key_id} in tenant {who.key.tenant}")
     return _reply(request, {"id": key_id, "revoked": True}, "/ui/keys")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from click2call.api.access import runtime_of
 from click2call.errors import Forbidden, Unauthorized
@@ -11,8 +12,8 @@ from click2call.ui.session import Visitor, visitor
 router = APIRouter(prefix="/ui/api")
 
 
-def _signed_in(request: Request) -> Visitor:
-    who = visitor(request)
+async def _signed_in(request: Request) -> Visitor:
+    who = await visitor(request)
     if who is None:
         raise Unauthorized("your session has ended: sign in again")
     return who
@@ -21,15 +22,19 @@ def _signed_in(request: Request) -> Visitor:
 @router.get("/health")
 async def health(request: Request) -> dict[str, object]:
     """The tenant's engine, its active calls, its webhooks, the latest refused requests."""
-    who = _signed_in(request)
+    who = await _signed_in(request)
     runtime = runtime_of(request)
     engine = runtime.service.health()[who.key.tenant]
-    refusals = runtime.keys.audit_entries(limit=20, tenant=who.key.tenant, refusals_only=True)
+    tenant = who.key.tenant
+    refusals = await run_in_threadpool(
+        runtime.keys.audit_entries, limit=20, tenant=tenant, refusals_only=True
+    )
+    webhooks = await run_in_threadpool(runtime.outbox.tenant_counts, tenant)
     return {
         "tenant": who.key.tenant,
         "engine": {"name": engine.name, "ok": engine.ok, "detail": engine.detail},
         "active_calls": engine.active_calls,
-        "webhooks": runtime.outbox.tenant_counts(who.key.tenant),
+        "webhooks": webhooks,
         "refusals": [
             {"at": e.at.isoformat(), "endpoint": e.endpoint, "reason": e.reason} for e in refusals
         ],
@@ -38,10 +43,10 @@ async def health(request: Request) -> dict[str, object]:
 
 @router.get("/keys")
 async def keys(request: Request) -> dict[str, object]:
-    who = _signed_in(request)
+    who = await _signed_in(request)
     if not who.key.admin:
         raise Forbidden("only admin keys (keys create --admin) may manage keys")
-    listing = runtime_of(request).keys.listing(who.key.tenant)
+    listing = await run_in_threadpool(runtime_of(request).keys.listing, who.key.tenant)
     return {
         "keys": [
             {

@@ -95,18 +95,19 @@ def signin_page(request: Request, message: str = "", status: int = 200) -> HTMLR
 @router.get("")
 @router.get("/")
 async def home(request: Request) -> Response:
-    return RedirectResponse("/ui/live" if visitor(request) else "/ui/signin", status_code=303)
+    signed_in = await visitor(request) is not None
+    return RedirectResponse("/ui/live" if signed_in else "/ui/signin", status_code=303)
 
 
 @router.get("/signin")
 async def signin(request: Request) -> Response:
-    if visitor(request) is not None:
+    if await visitor(request) is not None:
         return RedirectResponse("/ui/live", status_code=303)
     return signin_page(request)
 
 
-def _page(request: Request, name: str, title: str, **values: str) -> Response:
-    who = visitor(request)
+async def _page(request: Request, name: str, title: str, **values: str) -> Response:
+    who = await visitor(request)
     if who is None:
         return RedirectResponse("/ui/signin", status_code=303)
     if name == "keys" and not who.key.admin:
@@ -116,7 +117,7 @@ def _page(request: Request, name: str, title: str, **values: str) -> Response:
 
 def _shows(name: str, title: str) -> Callable[[Request], Awaitable[Response]]:
     async def show(request: Request) -> Response:
-        return _page(request, name, title)
+        return await _page(request, name, title)
 
     return show
 
@@ -127,4 +128,4 @@ for _slug, _label in _NAV:
 
 @router.get("/calls/{ref}")
 async def call_detail(request: Request, ref: str) -> Response:
-    return _page(request, "call", "Call", ref=fields.name("id", ref))
+    return await _page(request, "call", "Call", ref=fields.name("id", ref))

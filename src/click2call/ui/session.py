@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from click2call.api.access import SESSION_COOKIE, runtime_of
 from click2call.auth import csrf_matches, csrf_token
@@ -34,12 +35,12 @@ class Visitor:
         return csrf_token(self.token)
 
 
-def visitor(request: Request) -> Visitor | None:
+async def visitor(request: Request) -> Visitor | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     runtime = runtime_of(request)
-    key = runtime.sessions.lookup(token, runtime.clock())
+    key = await run_in_threadpool(runtime.sessions.lookup, token, runtime.clock())
     return None if key is None else Visitor(key, token)
 
 
@@ -53,9 +54,9 @@ def check_form(request: Request, token: str | None, given: str | None) -> None:
         raise Forbidden("the form's CSRF token is missing or wrong: reload the page and retry")
 
 
-def form_visitor(request: Request, given_csrf: str | None) -> Visitor:
+async def form_visitor(request: Request, given_csrf: str | None) -> Visitor:
     """The signed-in author of a form post; Unauthorized or Forbidden otherwise."""
-    signed_in = visitor(request)
+    signed_in = await visitor(request)
     if signed_in is None:
         raise Unauthorized("your session has ended: sign in again")
     check_form(request, signed_in.token, given_csrf)
