@@ -35,3 +35,17 @@ def test_a_missing_table_on_sqlite_is_not_an_outage(tmp_path: Path) -> None:
     with pytest.raises(OperationalError, match="no such table"), engine.connect() as conn:
         conn.execute(text("SELECT * FROM calls"))
     engine.dispose()
+
+
+def test_no_pooled_connection_free_in_time_is_an_outage_not_a_bug(tmp_path: Path) -> None:
+    """A hung database holds every pooled connection: the next request waits, then 503."""
+    engine = connect(f"sqlite:///{tmp_path / 'calls.db'}")
+    engine.pool._timeout = 0.2  # type: ignore[attr-defined]  # the pool's wait, shortened
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]  # type: ignore[attr-defined]
+    with pytest.raises(DatabaseUnavailable) as raised:
+        engine.connect()
+    assert raised.value.reason == "no database connection free within 0.2 s"
+    for conn in held:
+        conn.close()
+    assert check(engine) is None  # free again: answered
+    engine.dispose()

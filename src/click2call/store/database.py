@@ -7,7 +7,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from click2call.errors import DatabaseUnavailable
 from click2call.store import outage, schema_version
 
 MIGRATIONS = schema_version.MIGRATIONS
@@ -40,17 +43,51 @@ def _with_driver(parsed: URL) -> URL:
     return parsed
 
 
+class _Pool(QueuePool):
+    """SQLAlchemy's pool, whose "no connection free in time" is an outage like the others:
+    a database that hangs holds every pooled connection, and the requests after them must
+    get 503, not a bug's 500 (outage.py converts the errors the driver raises)."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                f"no database connection free within {self._timeout:g} s"
+            ) from exc
+
+
+# A PostgreSQL host that stops answering (network loss, a hung server) fails a request in
+# seconds: connecting, a connection's unacknowledged data and an idle connection's
+# keep-alives are all bounded; and a request waits at most this long for a pooled one.
+_POSTGRES_CONNECT = {
+    "connect_timeout": 5,
+    "tcp_user_timeout": 10_000,  # ms
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
 def connect(url: str) -> Engine:
     """An engine for `url`, without touching its schema."""
     parsed = _with_driver(make_url(url))
     if parsed.get_backend_name() == "sqlite":
+        pooled: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"check_same_thread": False})
+            pooled = {"poolclass": _Pool}  # (an in-memory database lives in one connection)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False}, **pooled)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        # A database that stops answering fails a request in seconds, not minutes.
-        engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        engine = create_engine(
+            parsed,
+            poolclass=_Pool,
+            pool_pre_ping=True,
+            pool_timeout=5,
+            connect_args=_POSTGRES_CONNECT,
+        )
     outage.watch(engine)
     return engine
 
