@@ -4,7 +4,9 @@ Every node and worker admits calls here, against the database, so `max_concurren
 `max_calls_per_agent` and `calls_per_second` hold across all of them. On PostgreSQL a
 transaction-scoped advisory lock per tenant makes the count and the insert one step for the
 whole cluster; SQLite, one process per file, stores new calls in that process's one writer
-thread (Store.writers), one at a time.
+thread (Store.writers), one at a time. The lock serialises a tenant's placements across the
+cluster until their transaction commits, so what it covers is kept short: one read gives
+both counts and the rate bucket, one write takes the token.
 """
 
 from __future__ import annotations
@@ -47,15 +49,19 @@ class CallLimits(Protocol):
 _LIVE: list[ColumnElement[str]] = [
     literal_column(f"'{state.value}'") for state in CallState if state is not CallState.ENDED
 ]
-_COUNT_UP = select(
-    func.count(), func.count(case((calls.c.agent_number == bindparam("agent"), 1)))
+_BUCKET_TOKENS = select(call_rate_buckets.c.tokens).where(
+    call_rate_buckets.c.tenant == bindparam("tenant")
+)
+_BUCKET_AT = select(call_rate_buckets.c.updated_at).where(
+    call_rate_buckets.c.tenant == bindparam("tenant")
+)
+_USAGE = select(
+    func.count(),
+    func.count(case((calls.c.agent_number == bindparam("agent"), 1))),
+    _BUCKET_TOKENS.scalar_subquery(),
+    _BUCKET_AT.scalar_subquery(),
 ).where(calls.c.tenant == bindparam("tenant"), calls.c.state.in_(_LIVE))
 _TENANT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
-_BUCKET = (
-    select(call_rate_buckets)
-    .where(call_rate_buckets.c.tenant == bindparam("tenant"))
-    .with_for_update()
-)
 _NEW_BUCKET = insert(call_rate_buckets)
 _TAKE = (
     update(call_rate_buckets)
@@ -68,24 +74,33 @@ def admit(conn: Connection, tenant: str, agent: str, limits: CallLimits, now: da
     """Raise RateLimited naming the limit a new call would break; else take its token."""
     if conn.dialect.name == "postgresql":
         conn.execute(_TENANT_LOCK, {"key": f"c2c:{tenant}"})
-    up, agent_up = conn.execute(_COUNT_UP, {"tenant": tenant, "agent": agent}).one()
+    up, agent_up, tokens, updated_at = conn.execute(
+        _USAGE, {"tenant": tenant, "agent": agent}
+    ).one()
     if up >= limits.max_concurrent_calls:
         cap = limits.max_concurrent_calls
         raise RateLimited("max_concurrent_calls", f"{cap} calls are already up", None)
     if agent_up >= limits.max_calls_per_agent:
         per_agent = limits.max_calls_per_agent
         raise RateLimited("max_calls_per_agent", f"{agent} already has {per_agent} calls up", None)
-    _take_token(conn, tenant, limits, now)
+    _take_token(conn, tenant, limits, now, tokens, updated_at)
 
 
-def _take_token(conn: Connection, tenant: str, limits: CallLimits, now: datetime) -> None:
-    row = conn.execute(_BUCKET, {"tenant": tenant}).one_or_none()
-    if row is None:
+def _take_token(
+    conn: Connection,
+    tenant: str,
+    limits: CallLimits,
+    now: datetime,
+    saved: float | None,
+    saved_at: datetime | None,
+) -> None:
+    """`saved` tokens at `saved_at`: the bucket as stored (None: the tenant's first call)."""
+    if saved is None or saved_at is None:
         tokens = float(limits.burst)
         conn.execute(_NEW_BUCKET, {"tenant": tenant, "tokens": tokens, "updated_at": now})
     else:
-        elapsed = max(0.0, (now - row.updated_at).total_seconds())
-        tokens = min(float(limits.burst), row.tokens + elapsed * limits.calls_per_second)
+        elapsed = max(0.0, (now - saved_at).total_seconds())
+        tokens = min(float(limits.burst), saved + elapsed * limits.calls_per_second)
     if tokens < 1:
         wait = (1 - tokens) / limits.calls_per_second
         rate = f"more than {limits.calls_per_second:g} calls a second"
