@@ -164,16 +164,6 @@ class Limits:
             bucket = self._buckets[(scope, name)] = TokenBucket(rate, capacity, self.clock)
         return bucket
 
-    def key_request(self, key_id: int, limits: TenantLimits) -> None:
-        per_minute = limits.key_requests_per_minute
-        wait = self._bucket("key", str(key_id), per_minute / 60, per_minute).take()
-        if wait:
-            raise RateLimited(
-                "key_requests_per_minute",
-                f"more than {per_minute} requests a minute with this key",
-                wait,
-            )
-
     def admit_call(self, tenant: str, agent: str, limits: TenantLimits) -> None:
         """Raises RateLimited naming the limit a new call of `tenant` for `agent` would break.
 

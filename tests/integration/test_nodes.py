@@ -14,6 +14,7 @@ import pytest
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer
 from tests.integration.conftest import Server, launch, wait_sip_phase
+from tests.integration.test_auth import cli
 from tests.postgres_cluster import PostgresCluster
 
 
@@ -112,3 +113,13 @@ def test_a_cap_holds_across_nodes(nodes: Nodes) -> None:
     assert [status for status, _ in replies] == [200] * 5 + [429] * 5
     for _, text in replies[5:]:
         assert "5 calls are already up (limit max_concurrent_calls)" in text
+
+
+def test_a_keys_request_limit_holds_across_nodes(nodes: Nodes) -> None:
+    """Tenant `limited` allows a key 3 requests a minute, on whichever node they land."""
+    key = cli(nodes.a, "create", "--tenant", "limited").splitlines()[1]
+    codes = []
+    for n in range(6):
+        with (nodes.a, nodes.b)[n % 2].client() as client:
+            codes.append(client.get("/api/v1/calls", headers={"X-API-Key": key}).status_code)
+    assert codes == [200, 200, 200, 429, 429, 429]

@@ -12,6 +12,7 @@ from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import RateLimited
 from click2call.settings import TenantLimits
 from click2call.store import NewCall, Store, admission
+from click2call.store.admission import KeyRequests
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -89,7 +90,51 @@ def test_the_live_call_count_reads_the_live_index_not_the_tenants_history(
             explain = "EXPLAIN"  # among indexes, not a whole table this small
         else:
             explain = "EXPLAIN QUERY PLAN"
-        count = admission._COUNT_UP.params(tenant="default", agent="200")
+        count = admission._USAGE.params(tenant="default", agent="200")
         sql = count.compile(database, compile_kwargs={"literal_binds": True})
         plan = conn.exec_driver_sql(f"{explain} {sql}").all()
     assert "ix_calls_live" in " ".join(str(row) for row in plan)
+
+
+def test_a_keys_requests_per_minute_are_one_budget_for_the_cluster(database: Engine) -> None:
+    a, b = KeyRequests(database), KeyRequests(database)  # two nodes
+    a.take(1, 2, T0)
+    b.take(1, 2, T0)
+    with pytest.raises(RateLimited) as limited:
+        a.take(1, 2, T0 + timedelta(seconds=1))
+    assert limited.value.limit == "key_requests_per_minute"
+    assert limited.value.retry_after == pytest.approx(29)
+    assert limited.value.message.endswith("(limit key_requests_per_minute); retry after 29 s")
+    b.take(2, 2, T0)  # another key has its own budget
+    b.take(1, 2, T0 + timedelta(seconds=30))  # half a minute gives one request back
+    with pytest.raises(RateLimited):
+        a.take(1, 2, T0 + timedelta(seconds=31))
+    a.take(1, 2, T0 + timedelta(hours=1))  # never more than a minute's worth saved up
+    a.take(1, 2, T0 + timedelta(hours=1))
+    with pytest.raises(RateLimited):
+        b.take(1, 2, T0 + timedelta(hours=1))
+
+
+def test_simultaneous_requests_of_one_key_on_several_nodes_get_exactly_its_budget(
+    database: Engine,
+) -> None:
+    if database.dialect.name == "sqlite":
+        pytest.skip("a SQLite file serves one process")
+    nodes = [KeyRequests(database) for _ in range(10)]
+    outcomes: list[str] = []
+    start = threading.Barrier(len(nodes))
+
+    def request(node: KeyRequests) -> None:
+        start.wait()
+        try:
+            node.take(7, 4, T0)
+            outcomes.append("served")
+        except RateLimited:
+            outcomes.append("429")
+
+    threads = [threading.Thread(target=request, args=(node,)) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["429"] * 6 + ["served"] * 4

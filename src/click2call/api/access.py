@@ -75,7 +75,8 @@ def _identify(request: Request, creds: Credentials, claimed_tenant: str | None) 
     tenant = runtime.settings.tenant(identity.tenant)
     # A person's session is not an integration hammering the API: no per-key request limit.
     if identity.method == "key" and identity.key_id is not None and tenant is not None:
-        runtime.limits.key_request(identity.key_id, tenant.limits)
+        per_minute = tenant.limits.key_requests_per_minute
+        runtime.key_requests.take(identity.key_id, per_minute, runtime.clock())
     return identity
 
 

@@ -7,6 +7,10 @@ whole cluster; SQLite, one process per file, stores new calls in that process's 
 thread (Store.writers), one at a time. The lock serialises a tenant's placements across the
 cluster until their transaction commits, so what it covers is kept short: one read gives
 both counts and the rate bucket, one write takes the token.
+
+`key_requests_per_minute` is one bucket per API key, kept in the database too
+(`KeyRequests`): refilled and taken by one guarded UPDATE, whose row lock orders the
+simultaneous requests of every node.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Protocol
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Engine,
+    Float,
     bindparam,
     case,
     func,
@@ -26,10 +32,11 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from click2call.calls import CallState
 from click2call.errors import RateLimited
-from click2call.store.schema import call_rate_buckets, calls
+from click2call.store.schema import call_rate_buckets, calls, key_rate_buckets
 
 
 class CallLimits(Protocol):
@@ -106,3 +113,48 @@ def _take_token(
         rate = f"more than {limits.calls_per_second:g} calls a second"
         raise RateLimited("calls_per_second", rate, wait)
     conn.execute(_TAKE, {"of_tenant": tenant, "left": tokens - 1, "now": now})
+
+
+_KEY = key_rate_buckets.c
+_NOW = bindparam("now_s", type_=Float)
+_RATE = bindparam("per_second", type_=Float)
+_CAPACITY = bindparam("capacity", type_=Float)
+_SAVED_UP = _KEY.tokens + case((_KEY.at < _NOW, _NOW - _KEY.at), else_=0.0) * _RATE
+_REFILLED = case((_SAVED_UP > _CAPACITY, _CAPACITY), else_=_SAVED_UP)
+_TAKE_REQUEST = (
+    update(key_rate_buckets)
+    .where(_KEY.key_id == bindparam("of_key"), _REFILLED >= 1)
+    .values(tokens=_REFILLED - 1, at=_NOW)
+)
+_REFILLED_NOW = select(_REFILLED).where(_KEY.key_id == bindparam("of_key"))
+
+
+class KeyRequests:
+    """`key_requests_per_minute`: each API key's budget, one bucket for the whole cluster."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        first = dialect.insert(key_rate_buckets).on_conflict_do_nothing()
+        self._first = first.returning(_KEY.key_id)  # a row only when it was inserted
+
+    def take(self, key_id: int, per_minute: int, now: datetime) -> None:
+        """Count one request of `key_id`; RateLimited when its minute's budget is spent."""
+        values = {
+            "of_key": key_id,
+            "now_s": now.timestamp(),
+            "per_second": per_minute / 60,
+            "capacity": float(per_minute),
+        }
+        with self._engine.begin() as conn:
+            if conn.execute(_TAKE_REQUEST, values).rowcount:
+                return
+            row = {"key_id": key_id, "tokens": per_minute - 1.0, "at": values["now_s"]}
+            if conn.execute(self._first, row).first() is not None:  # the key's first request
+                return
+            tokens = conn.execute(_REFILLED_NOW, values).scalar_one()
+        raise RateLimited(
+            "key_requests_per_minute",
+            f"more than {per_minute} requests a minute with this key",
+            (1 - tokens) / (per_minute / 60),
+        )
