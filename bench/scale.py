@@ -313,7 +313,7 @@ def report(results: dict[str, dict[str, list[tuple[float, list[float]]]]], cpus:
     for phase, title in titles.items():
         print(f"\n{title}")
         cores = "  ".join(f"{p:>8}" for p in PARTIES)
-        print(f"  {'':<24}{'per s':>8}{'vs':>7}    cores busy: {cores}")
+        print(f"  {'':<24}{'per s':>8}{'vs':>7}{'per core':>10}    cores busy: {cores}")
         medians = {}
         for name, _, _ in RIGS:
             runs = results[name][phase]
@@ -322,11 +322,14 @@ def report(results: dict[str, dict[str, list[tuple[float, list[float]]]]], cpus:
             busy = [statistics.median(c[i] for _, c in runs) for i in range(len(PARTIES))]
             baseline = medians["PostgreSQL, 1 worker" if "2 workers" in name else RIGS[0][0]]
             shown = "  ".join(f"{b:>8.2f}" for b in busy)
-            print(f"  {name:<24}{rate:>8.0f}{rate / baseline:>6.2f}x{'':>16}{shown}")
+            per_core = rate / max(busy[0] + busy[1], 0.01)  # of the server's and PostgreSQL's
+            ratio = f"{rate / baseline:>6.2f}x"
+            print(f"  {name:<24}{rate:>8.0f}{ratio}{per_core:>10.0f}{'':>16}{shown}")
     print(
         f"\n{cpus} CPUs shared by the server, PostgreSQL, wrk and SIPp (and anything else "
-        "running); medians of the rounds. vs: PostgreSQL rows against SQLite, 2 workers "
-        "against 1 worker on PostgreSQL. Target: 2 workers >= 1.7x one worker."
+        "running: 'other'); medians of the rounds. vs: PostgreSQL rows against SQLite, 2 "
+        "workers against 1 worker on PostgreSQL. per core: calls per second per core the "
+        "server and PostgreSQL kept busy. Target: 2 workers >= 1.7x one worker."
     )
 
 
