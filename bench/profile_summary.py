@@ -51,7 +51,7 @@ def summarise(raw: str, top: int = 15) -> str:
         for name in set(frames):
             if "click2call/" in name and not name.startswith(_WRAPPERS):
                 inclusive[name] += samples
-        in_loop = any(f.startswith("BaseEventLoop.run_forever") for f in frames)
+        in_loop = any(f.startswith("Runner.run (") for f in frames)  # asyncio or uvloop
         threads["event loop" if in_loop else "other threads"] += samples
     if total == 0:
         return "  (no samples)"
