@@ -151,7 +151,8 @@ class TokenBucket:
 
 @dataclass
 class Limits:
-    """Every tenant's and key's limits in one place; the service and the API ask here."""
+    """This process's own count of every tenant's calls, asked before the database is (a
+    refusal then costs no database work); the cluster's limits are in store/admission.py."""
 
     clock: Clock
     _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
