@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,27 @@ from click2call.store import NewCall, Store, admission
 from click2call.store.admission import KeyRequests
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+def simultaneously(attempts: list[Callable[[], object]]) -> list[str]:
+    """Each attempt in a thread of its own, all released at once: "ok" or "429" each, sorted."""
+    outcomes: list[str] = []
+    start = threading.Barrier(len(attempts))
+
+    def run(attempt: Callable[[], object]) -> None:
+        start.wait()
+        try:
+            attempt()
+            outcomes.append("ok")
+        except RateLimited:
+            outcomes.append("429")
+
+    threads = [threading.Thread(target=run, args=(attempt,)) for attempt in attempts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(outcomes)
 
 
 def new(agent: str = "200") -> NewCall:
@@ -55,23 +77,8 @@ def test_simultaneous_requests_on_several_nodes_admit_exactly_the_cap(database: 
         pytest.skip("a SQLite file serves one process, which admits one call at a time")
     limits = TenantLimits(max_concurrent_calls=5, max_calls_per_agent=10, burst=100)
     nodes = [Store(database, f"n{i}") for i in range(10)]
-    outcomes: list[str] = []
-    start = threading.Barrier(len(nodes))
-
-    def place(store: Store) -> None:
-        start.wait()
-        try:
-            store.create_call(new(), T0, limits=limits)
-            outcomes.append("accepted")
-        except RateLimited:
-            outcomes.append("429")
-
-    threads = [threading.Thread(target=place, args=(store,)) for store in nodes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["429"] * 5 + ["accepted"] * 5
+    places = [lambda store=store: store.create_call(new(), T0, limits=limits) for store in nodes]
+    assert simultaneously(places) == ["429"] * 5 + ["ok"] * 5
 
 
 def test_the_live_call_count_reads_the_live_index_not_the_tenants_history(
@@ -121,20 +128,5 @@ def test_simultaneous_requests_of_one_key_on_several_nodes_get_exactly_its_budge
     if database.dialect.name == "sqlite":
         pytest.skip("a SQLite file serves one process")
     nodes = [KeyRequests(database) for _ in range(10)]
-    outcomes: list[str] = []
-    start = threading.Barrier(len(nodes))
-
-    def request(node: KeyRequests) -> None:
-        start.wait()
-        try:
-            node.take(7, 4, T0)
-            outcomes.append("served")
-        except RateLimited:
-            outcomes.append("429")
-
-    threads = [threading.Thread(target=request, args=(node,)) for node in nodes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["429"] * 6 + ["served"] * 4
+    requests = [lambda node=node: node.take(7, 4, T0) for node in nodes]
+    assert simultaneously(requests) == ["429"] * 6 + ["ok"] * 4
