@@ -32,7 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from click2call.calls import CallState
 from click2call.errors import RateLimited
@@ -130,31 +130,46 @@ _REFILLED_NOW = select(_REFILLED).where(_KEY.key_id == bindparam("of_key"))
 
 
 class KeyRequests:
-    """`key_requests_per_minute`: each API key's budget, one bucket for the whole cluster."""
+    """`key_requests_per_minute`: each API key's budget, one bucket for the whole cluster.
+
+    On PostgreSQL the bucket is a row. A SQLite file serves one process, whose memory is
+    then the whole cluster: the bucket stays there (a write to the file from the event loop
+    would wait for the writer thread's lock on it)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        first = dialect.insert(key_rate_buckets).on_conflict_do_nothing()
+        self._shared = engine.dialect.name == "postgresql"
+        first = postgresql.insert(key_rate_buckets).on_conflict_do_nothing()
         self._first = first.returning(_KEY.key_id)  # a row only when it was inserted
+        self._here: dict[int, tuple[float, float]] = {}  # SQLite: key → (tokens, at)
 
     def take(self, key_id: int, per_minute: int, now: datetime) -> None:
         """Count one request of `key_id`; RateLimited when its minute's budget is spent."""
-        values = {
-            "of_key": key_id,
-            "now_s": now.timestamp(),
-            "per_second": per_minute / 60,
-            "capacity": float(per_minute),
-        }
+        take = self._take_shared if self._shared else self._take_here
+        left = take(key_id, per_minute / 60, float(per_minute), now.timestamp())
+        if left is not None:
+            raise RateLimited(
+                "key_requests_per_minute",
+                f"more than {per_minute} requests a minute with this key",
+                (1 - left) / (per_minute / 60),
+            )
+
+    def _take_shared(self, key: int, rate: float, capacity: float, now: float) -> float | None:
+        """None when a token was taken, else the tokens there are (fewer than one)."""
+        values = {"of_key": key, "now_s": now, "per_second": rate, "capacity": capacity}
         with self._engine.begin() as conn:
             if conn.execute(_TAKE_REQUEST, values).rowcount:
-                return
-            row = {"key_id": key_id, "tokens": per_minute - 1.0, "at": values["now_s"]}
+                return None
+            row = {"key_id": key, "tokens": capacity - 1, "at": now}
             if conn.execute(self._first, row).first() is not None:  # the key's first request
-                return
-            tokens = conn.execute(_REFILLED_NOW, values).scalar_one()
-        raise RateLimited(
-            "key_requests_per_minute",
-            f"more than {per_minute} requests a minute with this key",
-            (1 - tokens) / (per_minute / 60),
-        )
+                return None
+            left: float = conn.execute(_REFILLED_NOW, values).scalar_one()
+        return left
+
+    def _take_here(self, key: int, rate: float, capacity: float, now: float) -> float | None:
+        tokens, at = self._here.get(key, (capacity, now))
+        refilled = min(capacity, tokens + max(0.0, now - at) * rate)
+        if refilled < 1:
+            return refilled
+        self._here[key] = (refilled - 1, now)
+        return None
