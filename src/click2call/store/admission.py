@@ -8,9 +8,9 @@ thread (Store.writers), one at a time. The lock serialises a tenant's placements
 cluster until their transaction commits, so what it covers is kept short: one read gives
 both counts and the rate bucket, one write takes the token.
 
-`key_requests_per_minute` is one bucket per API key, kept in the database too
-(`KeyRequests`): refilled and taken by one guarded UPDATE, whose row lock orders the
-simultaneous requests of every node.
+`key_requests_per_minute` is one bucket per API key (`KeyRequests`): on PostgreSQL a row,
+refilled and taken by one guarded UPDATE whose row lock orders the simultaneous requests of
+every node; on SQLite, in the one process the file serves.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ call_rate_buckets = Table(
 )
 
 # key_requests_per_minute of each API key, shared by every node (store/admission.py). `at`
-# in seconds since the epoch: the refill is then plain arithmetic in SQL on both databases.
+# in seconds since the epoch: the refill is then plain arithmetic in SQL.
 key_rate_buckets = Table(
     "key_rate_buckets",
     metadata,
