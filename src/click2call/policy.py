@@ -151,7 +151,8 @@ class TokenBucket:
 
 @dataclass
 class Limits:
-    """Every tenant's and key's limits in one place; the service and the API ask here."""
+    """This process's own count of every tenant's calls, asked before the database is (a
+    refusal then costs no database work); the cluster's limits are in store/admission.py."""
 
     clock: Clock
     _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
@@ -163,16 +164,6 @@ class Limits:
         if bucket is None:
             bucket = self._buckets[(scope, name)] = TokenBucket(rate, capacity, self.clock)
         return bucket
-
-    def key_request(self, key_id: int, limits: TenantLimits) -> None:
-        per_minute = limits.key_requests_per_minute
-        wait = self._bucket("key", str(key_id), per_minute / 60, per_minute).take()
-        if wait:
-            raise RateLimited(
-                "key_requests_per_minute",
-                f"more than {per_minute} requests a minute with this key",
-                wait,
-            )
 
     def admit_call(self, tenant: str, agent: str, limits: TenantLimits) -> None:
         """Raises RateLimited naming the limit a new call of `tenant` for `agent` would break.

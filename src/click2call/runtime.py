@@ -30,6 +30,7 @@ from click2call.store import (
     open_database,
     outage,
 )
+from click2call.store.admission import KeyRequests
 from click2call.store.hangup_requests import HangupRequests
 from click2call.store.nodes import NodeRegistry
 from click2call.takeover import NodeWatch
@@ -52,6 +53,7 @@ class Runtime:
         self.node = settings.server.node_id or f"{socket.gethostname()}:{settings.server.port}"
         self.store = Store(database, self.node)
         self.keys = KeyStore(database)
+        self.key_requests = KeyRequests(database)  # key_requests_per_minute, cluster-wide
         hooks = settings.webhooks
         # Longer than any one attempt can last: a live node's lease never runs out under it.
         lease = timedelta(seconds=2 * (hooks.connect_timeout + hooks.read_timeout) + 10)

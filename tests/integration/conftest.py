@@ -164,6 +164,19 @@ max_concurrent_calls = 2
 max_calls_per_agent = 5
 
 [[tenants]]
+name = "cluster"  # the node drills: 5 calls up at once across nodes; agents ring for long
+agent_ring_timeout = 30
+[tenants.sip]
+pbx = "127.0.0.1:{pbx}"
+trunk = "127.0.0.1:{trunk}"
+[tenants.auth]
+allow_unauthenticated = true
+[tenants.limits]
+max_concurrent_calls = 5
+max_calls_per_agent = 10
+burst = 20
+
+[[tenants]]
 name = "strict"
 [tenants.sip]
 pbx = "127.0.0.1:{pbx}"

@@ -172,3 +172,26 @@ def test_a_hung_database_holds_up_only_the_requests_that_read_it(
         assert read.reply.status_code == 200, read.reply.text
     assert (ended["state"], ended["result"]) == ("ended", "completed"), ended
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_an_idle_server_outlives_a_database_restart(
+    cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """Its pooled connections died with the restart: the first request after it is served
+    all the same (a connection idle for a while is checked before use)."""
+    process, server = launch(tmp_path, cluster.new_database())
+    try:
+        server.peer("agent_busy.xml", server.pbx_port, calls=2)
+        with server.client() as client:
+            params = {"extension": "200", "destination": "0502760206"}
+            assert client.get("/web/dial.php", params=params).status_code == 200
+            cluster.pause()
+            cluster.resume()
+            time.sleep(1.2)  # idle for longer than IDLE_BEFORE_CHECK
+            reply = client.get("/web/dial.php", params=params)
+            assert reply.status_code == 200, reply.text
+            call_id = int(reply.text.split("unique: ")[1])
+        assert server.wait_for(call_id)["result"] == "agent_busy"
+    finally:
+        process.stop()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

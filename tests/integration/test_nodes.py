@@ -13,7 +13,8 @@ import pytest
 
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer
-from tests.integration.conftest import Server, launch
+from tests.integration.conftest import Server, launch, wait_sip_phase
+from tests.integration.test_auth import cli
 from tests.postgres_cluster import PostgresCluster
 
 
@@ -70,20 +71,55 @@ def test_a_hang_up_through_another_node_reaches_the_owner(nodes: Nodes) -> None:
     assert "asked by node" in (nodes.a.workdir / "server.log").read_text()
 
 
+def ringing_call_on(server: Server) -> tuple[int, SippPeer]:
+    """A call of tenant `cluster` whose agent phone rings (for 30 s), its SIP state stored."""
+    agent = server.peer("agent_noanswer.xml", server.pbx_port)
+    params = {"tenant": "cluster", "extension": "200", "destination": "0502760206"}
+    with server.client() as client:
+        reply = client.get("/web/dial.php", params=params)
+    call_id = int(reply.text.split("unique: ")[1])
+    assert server.wait_for(call_id, "agent_ringing")["state"] == "agent_ringing"
+    wait_sip_phase(server.database, call_id, "agent_calling")
+    return call_id, agent
+
+
+def test_a_hang_up_through_another_node_cancels_a_ringing_call(nodes: Nodes) -> None:
+    call_id, agent = ringing_call_on(nodes.a)
+    with nodes.b.client() as client:  # placed by A, hung up through B
+        assert client.post(f"/api/v1/calls/{call_id}/hangup").status_code == 202
+    assert agent.wait(10) == 0, agent.errors()  # CANCEL, 200, 487, ACK
+    assert [m.split()[0] for m in agent.received()] == ["INVITE", "CANCEL", "ACK"]
+    call = nodes.b.wait_for(call_id)
+    assert (call["state"], call["result"]) == ("ended", "canceled"), call
+
+
 def test_a_cap_holds_across_nodes(nodes: Nodes) -> None:
-    """Tenant `capped` allows 2 calls up at once: 10 simultaneous requests, alternately to
-    each node, get exactly 2 calls placed and 8 refusals (each node alone would allow 2)."""
+    """Tenant `cluster` allows 5 calls up at once: 10 simultaneous requests, alternately to
+    each node, get exactly 5 calls placed and 5 refusals (each node alone would allow 5)."""
     for node in (nodes.a, nodes.b):  # agents that ring without answering: calls stay up
         node.peer("agent_noanswer.xml", node.pbx_port, calls=10)
     start = threading.Barrier(10)
 
-    def dial(n: int) -> int:
+    def dial(n: int) -> tuple[int, str]:
         node = (nodes.a, nodes.b)[n % 2]
-        params = {"tenant": "capped", "extension": str(200 + n), "destination": "0502760206"}
+        params = {"tenant": "cluster", "extension": str(200 + n), "destination": "0502760206"}
         with node.client() as client:
             start.wait()
-            return client.get("/web/dial.php", params=params).status_code
+            reply = client.get("/web/dial.php", params=params)
+            return reply.status_code, reply.text
 
     with ThreadPoolExecutor(10) as pool:
-        statuses = sorted(pool.map(dial, range(10)))
-    assert statuses == [200] * 2 + [429] * 8
+        replies = sorted(pool.map(dial, range(10)))
+    assert [status for status, _ in replies] == [200] * 5 + [429] * 5
+    for _, text in replies[5:]:
+        assert "5 calls are already up (limit max_concurrent_calls)" in text
+
+
+def test_a_keys_request_limit_holds_across_nodes(nodes: Nodes) -> None:
+    """Tenant `limited` allows a key 3 requests a minute, on whichever node they land."""
+    key = cli(nodes.a, "create", "--tenant", "limited").splitlines()[1]
+    codes = []
+    for n in range(6):
+        with (nodes.a, nodes.b)[n % 2].client() as client:
+            codes.append(client.get("/api/v1/calls", headers={"X-API-Key": key}).status_code)
+    assert codes == [200, 200, 200, 429, 429, 429]

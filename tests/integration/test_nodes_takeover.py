@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer
-from tests.integration.conftest import Server, launch
+from tests.integration.conftest import Server, launch, wait_sip_phase
 from tests.integration.test_nodes import Nodes
 from tests.postgres_cluster import PostgresCluster
 
@@ -112,6 +112,9 @@ def test_a_lost_nodes_connected_calls_are_ended_by_a_survivor_with_the_cause(
         assert str(call["cause"]).startswith("node "), call
         assert "stopped heartbeating; ended by node" in str(call["cause"]), call
     ended_after = time.monotonic() - killed
+    # Within the lease: B claims A once A's last heartbeat is a lease old, at its next beat
+    # (every 0.5 s); the rest is slack for a loaded machine.
+    assert ended_after < LEASE + 3, ended_after
     assert agent.wait(10) == 0, agent.errors()  # each leg got its BYE and answered it
     assert destination.wait(10) == 0, destination.errors()
     assert len(dialogs_hung_up(agent)) == CALLS
@@ -119,6 +122,49 @@ def test_a_lost_nodes_connected_calls_are_ended_by_a_survivor_with_the_cause(
     log = (cluster.b.workdir / "server.log").read_text()
     assert f"taking over its {CALLS} live call(s)" in log
     print(f"calls ended {ended_after:.1f} s after the kill (lease {LEASE} s)")
+
+
+@pytest.mark.parametrize(
+    ("agent_scenario", "destination_scenario", "ringing", "sent"),
+    [
+        ("phone_noanswer_owner_lost.xml", None, "agent_ringing", {"agent": "CANCEL"}),
+        (
+            "agent_answer.xml",
+            "phone_noanswer_owner_lost.xml",
+            "destination_ringing",
+            {"agent": "BYE", "destination": "CANCEL"},
+        ),
+    ],
+    ids=["agent-ringing", "destination-ringing"],
+)
+def test_a_lost_nodes_ringing_call_is_canceled_by_a_survivor(
+    cluster: Nodes,
+    agent_scenario: str,
+    destination_scenario: str | None,
+    ringing: str,
+    sent: dict[str, str],
+) -> None:
+    """The survivor's CANCEL carries the dead node's Via (it must match the INVITE), so the
+    487 goes to the dead node and is never ACKed: the phone stops ringing all the same."""
+    a = cluster.a
+    peers = {"agent": a.peer(agent_scenario, a.pbx_port)}
+    if destination_scenario is not None:
+        peers["destination"] = a.peer(destination_scenario, a.trunk_port)
+    params = {"tenant": "cluster", "extension": "200", "destination": "0502760206"}
+    with a.client() as client:
+        call_id = int(client.get("/web/dial.php", params=params).text.split("unique: ")[1])
+    assert a.wait_for(call_id, ringing)["state"] == ringing
+    phase = "agent_calling" if ringing == "agent_ringing" else "destination_calling"
+    wait_sip_phase(a.database, call_id, phase)
+    sigkill(cluster.a_process)
+
+    call = cluster.b.wait_for(call_id, timeout=3 * LEASE)
+    assert (call["state"], call["result"]) == ("ended", "error"), call
+    assert "stopped heartbeating; ended by node" in str(call["cause"]), call
+    for role, method in sent.items():
+        assert peers[role].wait(10) == 0, peers[role].errors()
+        methods = [m.split()[0] for m in peers[role].received()]
+        assert method in methods, (role, methods)
 
 
 def test_a_node_restarted_within_the_lease_keeps_its_calls(cluster: Nodes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,8 +13,30 @@ from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import RateLimited
 from click2call.settings import TenantLimits
 from click2call.store import NewCall, Store, admission
+from click2call.store.admission import KeyRequests
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+def simultaneously(attempts: list[Callable[[], object]]) -> list[str]:
+    """Each attempt in a thread of its own, all released at once: "ok" or "429" each, sorted."""
+    outcomes: list[str] = []
+    start = threading.Barrier(len(attempts))
+
+    def run(attempt: Callable[[], object]) -> None:
+        start.wait()
+        try:
+            attempt()
+            outcomes.append("ok")
+        except RateLimited:
+            outcomes.append("429")
+
+    threads = [threading.Thread(target=run, args=(attempt,)) for attempt in attempts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(outcomes)
 
 
 def new(agent: str = "200") -> NewCall:
@@ -54,23 +77,8 @@ def test_simultaneous_requests_on_several_nodes_admit_exactly_the_cap(database: 
         pytest.skip("a SQLite file serves one process, which admits one call at a time")
     limits = TenantLimits(max_concurrent_calls=5, max_calls_per_agent=10, burst=100)
     nodes = [Store(database, f"n{i}") for i in range(10)]
-    outcomes: list[str] = []
-    start = threading.Barrier(len(nodes))
-
-    def place(store: Store) -> None:
-        start.wait()
-        try:
-            store.create_call(new(), T0, limits=limits)
-            outcomes.append("accepted")
-        except RateLimited:
-            outcomes.append("429")
-
-    threads = [threading.Thread(target=place, args=(store,)) for store in nodes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["429"] * 5 + ["accepted"] * 5
+    places = [lambda store=store: store.create_call(new(), T0, limits=limits) for store in nodes]
+    assert simultaneously(places) == ["429"] * 5 + ["ok"] * 5
 
 
 def test_the_live_call_count_reads_the_live_index_not_the_tenants_history(
@@ -89,7 +97,37 @@ def test_the_live_call_count_reads_the_live_index_not_the_tenants_history(
             explain = "EXPLAIN"  # among indexes, not a whole table this small
         else:
             explain = "EXPLAIN QUERY PLAN"
-        count = admission._COUNT_UP.params(tenant="default", agent="200")
+        count = admission._USAGE.params(tenant="default", agent="200")
         sql = count.compile(database, compile_kwargs={"literal_binds": True})
         plan = conn.exec_driver_sql(f"{explain} {sql}").all()
     assert "ix_calls_live" in " ".join(str(row) for row in plan)
+
+
+def test_a_keys_requests_per_minute_are_one_budget_for_the_cluster(database: Engine) -> None:
+    a = KeyRequests(database)
+    b = KeyRequests(database) if database.dialect.name == "postgresql" else a  # two nodes
+    a.take(1, 2, T0)
+    b.take(1, 2, T0)
+    with pytest.raises(RateLimited) as limited:
+        a.take(1, 2, T0 + timedelta(seconds=1))
+    assert limited.value.limit == "key_requests_per_minute"
+    assert limited.value.retry_after == pytest.approx(29)
+    assert limited.value.message.endswith("(limit key_requests_per_minute); retry after 29 s")
+    b.take(2, 2, T0)  # another key has its own budget
+    b.take(1, 2, T0 + timedelta(seconds=30))  # half a minute gives one request back
+    with pytest.raises(RateLimited):
+        a.take(1, 2, T0 + timedelta(seconds=31))
+    a.take(1, 2, T0 + timedelta(hours=1))  # never more than a minute's worth saved up
+    a.take(1, 2, T0 + timedelta(hours=1))
+    with pytest.raises(RateLimited):
+        b.take(1, 2, T0 + timedelta(hours=1))
+
+
+def test_simultaneous_requests_of_one_key_on_several_nodes_get_exactly_its_budget(
+    database: Engine,
+) -> None:
+    if database.dialect.name == "sqlite":
+        pytest.skip("a SQLite file serves one process")
+    nodes = [KeyRequests(database) for _ in range(10)]
+    requests = [lambda node=node: node.take(7, 4, T0) for node in nodes]
+    assert simultaneously(requests) == ["429"] * 6 + ["ok"] * 4

@@ -128,19 +128,3 @@ def test_call_limits() -> None:
     limits.admit_call("other", "200", config)  # tenants are separate
     limits.ended("t", "200", "1.0")
     limits.admit_call("t", "200", config)
-
-
-def test_key_requests_per_minute() -> None:
-    clock = Clock()
-    limits = Limits(clock)
-    config = TenantLimits(key_requests_per_minute=2)
-    limits.key_request(1, config)
-    limits.key_request(1, config)
-    with pytest.raises(RateLimited) as limited:
-        limits.key_request(1, config)
-    assert limited.value.retry_after == pytest.approx(30)
-    assert limited.value.limit == "key_requests_per_minute"
-    assert limited.value.message.endswith("(limit key_requests_per_minute); retry after 30 s")
-    limits.key_request(2, config)  # another key has its own budget
-    clock.now += 30
-    limits.key_request(1, config)

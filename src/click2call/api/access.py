@@ -93,10 +93,14 @@ async def _identify(request: Request, creds: Credentials, claimed_tenant: str | 
         # the feed or a hang-up. Reading needs an API key.
         raise Forbidden("a signed link only places the call it was made for; use an API key")
     tenant = runtime.settings.tenant(identity.tenant)
-    # Back on the event loop: the request counters are not shared with threads.
     # A person's session is not an integration hammering the API: no per-key request limit.
     if identity.method == "key" and identity.key_id is not None and tenant is not None:
-        runtime.limits.key_request(identity.key_id, tenant.limits)
+        budget = runtime.key_requests
+        count = (identity.key_id, tenant.limits.key_requests_per_minute, runtime.clock())
+        if budget.in_database:  # a row shared by the cluster's nodes
+            await run_in_threadpool(budget.take, *count)
+        else:  # this process's memory, on the event loop: not shared with threads
+            budget.take(*count)
     return identity
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 
 from click2call.errors import DatabaseUnavailable
 from click2call.store import outage, schema_version
@@ -25,6 +27,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+# A pooled connection back in use within this many seconds is used as it is: checking every
+# checkout (pool_pre_ping) was one more round trip per transaction, ~10 % of a worker's
+# samples under load (bench/scale.py --profile). One idle longer may have outlived a
+# database restart: it is checked first.
+IDLE_BEFORE_CHECK = 1.0
+
+
+def _check_after_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < IDLE_BEFORE_CHECK:
+            return
+        try:
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi.rollback()
+        except Exception as exc:  # the pool then discards it and connects afresh
+            raise DisconnectionError(str(exc)) from exc
 
 
 def describe(url: str) -> str:
@@ -82,12 +112,9 @@ def connect(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(
-            parsed,
-            poolclass=_Pool,
-            pool_pre_ping=True,
-            pool_timeout=5,
-            connect_args=_POSTGRES_CONNECT,
+            parsed, poolclass=_Pool, pool_timeout=5, connect_args=_POSTGRES_CONNECT
         )
+        _check_after_idle(engine)
     outage.watch(engine)
     return engine
 

@@ -2,8 +2,9 @@
 
 Converted once, where SQLAlchemy reports every DBAPI error (its `handle_error` event), so
 every store call raises the same error the HTTP layer maps to 503, and a pooled
-connection the outage broke is thrown away (`pool_pre_ping` checks the others), which is
-how the server recovers by itself when the database answers again.
+connection the outage broke is thrown away (one idle for a while is checked before use,
+store/database.py), which is how the server recovers by itself when the database answers
+again.
 """
 
 from __future__ import annotations

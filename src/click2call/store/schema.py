@@ -186,6 +186,16 @@ call_rate_buckets = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# key_requests_per_minute of each API key, shared by every node (store/admission.py). `at`
+# in seconds since the epoch: the refill is then plain arithmetic in SQL.
+key_rate_buckets = Table(
+    "key_rate_buckets",
+    metadata,
+    Column("key_id", Integer, primary_key=True, autoincrement=False),
+    Column("tokens", Float, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,

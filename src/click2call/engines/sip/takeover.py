@@ -2,9 +2,15 @@
 
 The node that takes over a lost node's calls has no live legs for them: it sends the
 CANCEL (a leg not yet answered) or BYE (an answered one) that `snapshot.hangup_requests`
-builds, each in a client transaction of its own whose outcome is only logged. A CANCEL
-carries the lost node's Via (it must match that node's INVITE), so its reply goes there;
-the BYE's reply comes here.
+builds, each in a client transaction of its own whose outcome is only logged.
+
+Where the replies go: the BYE carries this node's Via, so its reply comes here. A CANCEL's
+one Via must be the INVITE's (RFC 3261 §9.1: the phone matches it to the INVITE by branch
+and sent-by), the lost node's; its `rport` has an RFC 3581 phone answer the CANCEL where it
+came from, here. Only the 487 to the INVITE goes to the lost node and is never ACKed: the
+phone, already silent, retransmits it until its Timer H (32 s) and drops it. The calls end
+all the same. (SIPp answers every request of a call where its INVITE came from, so in the
+tests the survivor's requests are retransmitted until their own timeout.)
 """
 
 from __future__ import annotations
