@@ -49,7 +49,7 @@ def reply(request: Request, code: int, to_tag: str | None = None) -> Response:
     return Response(headers=headers, code=code, reason=REASONS.get(code, "Unknown"))
 
 
-@dataclass
+@dataclass(slots=True)
 class Dialog:
     call_id: str
     local: str  # our From value, with our tag

@@ -101,7 +101,7 @@ def canonical(name: str) -> str:
 # --- messages ------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
@@ -180,7 +180,7 @@ class Message:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
 
-@dataclass
+@dataclass(slots=True)
 class Request(Message):
     method: str = "OPTIONS"
     uri: str = ""
@@ -191,7 +191,7 @@ class Request(Message):
         return self._head_and_body(f"{self.method} {self.uri} SIP/2.0")
 
 
-@dataclass
+@dataclass(slots=True)
 class Response(Message):
     code: int = 200
     reason: str = "OK"
