@@ -320,7 +320,7 @@ class UacLeg:
         request = Request(
             method="INVITE",
             uri=self.invite.uri,
-            headers=[(k, v) for k, v in self.invite.headers if "Authorization" not in k],
+            headers=[h for h in self.invite.headers if "Authorization" not in h[0]],
             body=self.invite.body,
         )
         request.set("Via", self.local.via(self._branch()))
@@ -417,5 +417,5 @@ def _shrink(invite: Request) -> None:
     """Once an INVITE has its final response nothing sends it again (its transaction only
     absorbs retransmissions now, and ACKs were built): keep, in place so the transaction's
     reference shrinks too, what numbers its ACK and names the call in a snapshot."""
-    invite.headers = [(name, value) for name, value in invite.headers if name in _KEPT]
+    invite.headers = [header for header in invite.headers if header[0] in _KEPT]
     invite.body = b""

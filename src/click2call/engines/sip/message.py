@@ -125,7 +125,7 @@ class Message:
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header by one with `value` (appended if absent)."""
         wanted = canonical(name)
-        kept = [(k, v) for k, v in self.headers if k != wanted]
+        kept = [header for header in self.headers if header[0] != wanted]
         index = next((i for i, (k, _) in enumerate(self.headers) if k == wanted), len(kept))
         kept.insert(index, (wanted, value))
         self.headers = kept
@@ -135,7 +135,8 @@ class Message:
 
     def remove(self, name: str) -> None:
         wanted = canonical(name)
-        self.headers = [(k, v) for k, v in self.headers if k != wanted]
+        if any(header[0] == wanted for header in self.headers):
+            self.headers = [header for header in self.headers if header[0] != wanted]
 
     def required(self, name: str) -> str:
         value = self.header(name)

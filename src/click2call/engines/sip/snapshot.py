@@ -68,7 +68,7 @@ def leg_state(leg: UacLeg) -> LegState | None:
     if leg.invite is None or leg.phase is Phase.ENDED:
         return None
     target = leg.target
-    headers = [(k, v) for k, v in leg.invite.headers if k.lower() not in _SECRET_HEADERS]
+    headers = [h for h in leg.invite.headers if h[0].lower() not in _SECRET_HEADERS]
     return LegState(
         role=leg.role.value,
         transport=leg.local.transport.lower(),
