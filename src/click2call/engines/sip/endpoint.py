@@ -47,7 +47,7 @@ class TransactionUser(Protocol):
     def on_transport_error(self, request: Request, cause: str) -> list[lg.Output]: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Client:
     transaction: tx.ClientTransaction
     user: TransactionUser
@@ -55,7 +55,7 @@ class _Client:
     server_name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Server:
     transaction: tx.ServerTransaction
     flow: Flow
