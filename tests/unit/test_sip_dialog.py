@@ -147,6 +147,24 @@ def test_destination_leg_is_acked_at_once_and_a_retransmitted_2xx_again() -> Non
     assert destination.on_response(ok) == [SendAck(ack, only(out, SendAck)[0].destination)]  # type: ignore[attr-defined]
 
 
+def test_an_answered_leg_keeps_only_what_a_connected_call_needs() -> None:
+    # Thousands of calls stay connected at once: the INVITE shrinks in place (its
+    # transaction holds the same object), and an ACK goes once its INVITE's
+    # transaction is over, since the 2xx it answers is no longer resent then.
+    destination = leg(tp.Leg.DESTINATION)
+    invite = sent(destination.start(SDP_A))
+    ok = answer(invite, 200, SDP_D)
+    ack = sent(destination.on_response(ok))
+    assert destination.invite is invite and invite.body == b""
+    assert [name for name, _ in invite.headers] == ["From", "Call-ID", "CSeq"]
+    assert destination.local_sdp == SDP_A  # what a session refresh is answered with
+    assert sent(destination.on_response(ok)) is ack
+    destination.invite_over(invite)
+    assert destination.on_response(ok) == []
+    bye = sent(destination.hangup())  # the ACK left before: no second one
+    assert bye.method == "BYE" and bye.cseq() == (2, "BYE")
+
+
 def test_a_challenge_is_answered_once() -> None:
     agent = leg()
     invite = sent(agent.start(None))

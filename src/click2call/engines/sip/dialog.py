@@ -34,7 +34,7 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
 def reply(request: Request, code: int, to_tag: str | None = None) -> Response:
     """A response to `request` (§8.2.6): its Via, From, Call-ID and CSeq; To with our tag."""
-    headers = [(k, v) for k, v in request.headers if k in ("Via", "Record-Route")]
+    headers = [h for h in request.headers if h[0] in ("Via", "Record-Route")]
     to = request.required("To")
     if to_tag is not None and request.to().tag is None:
         to = f"{to};tag={to_tag}"
@@ -49,7 +49,7 @@ def reply(request: Request, code: int, to_tag: str | None = None) -> Response:
     return Response(headers=headers, code=code, reason=REASONS.get(code, "Unknown"))
 
 
-@dataclass
+@dataclass(slots=True)
 class Dialog:
     call_id: str
     local: str  # our From value, with our tag

@@ -47,7 +47,7 @@ class TransactionUser(Protocol):
     def on_transport_error(self, request: Request, cause: str) -> list[lg.Output]: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Client:
     transaction: tx.ClientTransaction
     user: TransactionUser
@@ -55,7 +55,7 @@ class _Client:
     server_name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Server:
     transaction: tx.ServerTransaction
     flow: Flow
@@ -88,6 +88,7 @@ class SipEndpoint:
         self._servers: dict[tuple[str, str, str], _Server] = {}
         self._awaiting_ack: dict[tuple[str, int], tuple[str, str, str]] = {}
         self._port = settings.port
+        self._locals: dict[str, lg.Local] = {}
 
     async def start(self) -> None:
         """Bind once; every tenant's engine shares this endpoint."""
@@ -99,14 +100,19 @@ class SipEndpoint:
         settings = self.settings
         try:
             self._port = await self.transports.bind(settings.host, settings.port, settings.tls_port)
+            self._locals.clear()  # port 0 became a real port
         except Exception as exc:
             self.error = str(exc)
             raise
 
     def local(self, transport: str = "udp") -> lg.Local:
-        """How we appear in Via and Contact on `transport`."""
-        port = self.settings.tls_port if transport == "tls" else self._port
-        return lg.Local(self.settings.host, port, transport.upper(), self.settings.user_agent)
+        """How we appear in Via and Contact on `transport` (one object, shared by every leg)."""
+        local = self._locals.get(transport)
+        if local is None:
+            port = self.settings.tls_port if transport == "tls" else self._port
+            local = lg.Local(self.settings.host, port, transport.upper(), self.settings.user_agent)
+            self._locals[transport] = local
+        return local
 
     @property
     def running(self) -> bool:
@@ -237,6 +243,9 @@ class SipEndpoint:
                 case tx.Terminated():
                     if self._clients.get(key) is client:
                         del self._clients[key]
+                    request = client.transaction.request
+                    if request.method == "INVITE" and isinstance(client.user, lg.UacLeg):
+                        client.user.invite_over(request)
 
     def _client_timer(self, key: tuple[str, str], client: _Client, timer: str) -> None:
         self._client_outputs(key, client, client.transaction.on_timer(timer))

@@ -41,6 +41,20 @@ _CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
 class SipCall:
     """One click-to-call: the controller's outputs carried out on two legs."""
 
+    __slots__ = (
+        "_controller",
+        "_correlation_id",
+        "_endpoint",
+        "_legs",
+        "_report",
+        "_ringback",
+        "_save",
+        "_saved",
+        "_saving",
+        "_targets",
+        "_timers",
+    )
+
     def __init__(
         self,
         endpoint: SipEndpoint,
@@ -137,7 +151,9 @@ class SipCall:
         self.leg_changed()  # the controller's phase may have moved
 
     def _dial(self, which: tp.Leg, sdp: str | None) -> None:
-        target = self._targets[which]
+        target = self._targets.pop(which)  # each leg is dialled once
+        if not self._targets:
+            self._targets = {}  # an emptied dict keeps its table
         leg = UacLeg(
             which,
             target,

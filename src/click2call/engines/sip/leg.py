@@ -98,7 +98,12 @@ _CHALLENGES = {
 }
 
 
-@dataclass
+# What a leg keeps of an answered INVITE: the rest lives in the dialog. A connected call
+# holds nothing else of its set-up (thousands of them stay up at once).
+_KEPT = ("From", "Call-ID", "CSeq")
+
+
+@dataclass(slots=True)
 class UacLeg:
     role: tp.Leg
     target: LegTarget
@@ -113,7 +118,8 @@ class UacLeg:
     _cancel_wanted: bool = False
     _reinvite: Request | None = None
     _glare_sdp: str | None = None
-    _acks: dict[int, Request] = field(default_factory=dict)
+    _acks: dict[int, Request] = field(default_factory=dict)  # until invite_over()
+    _acked: bool = False  # an ACK left (so hanging up sends no second one)
     _nonce_counts: dict[str, int] = field(default_factory=dict)
 
     # --- what the controller asks ------------------------------------------------------
@@ -184,6 +190,13 @@ class UacLeg:
             number = self.invite.cseq()[0]
             via = self.local.via(self._branch())
             self._acks[number] = self.dialog.request("ACK", via, cseq=number)
+            self._acked = True
+
+    def invite_over(self, invite: Request) -> None:
+        """The transaction of `invite` (or of a re-INVITE) has ended: a 2xx to it is no
+        longer resent (64*T1 after it, §13.3.1.4), so its ACK need not be kept."""
+        if self._acks.pop(invite.cseq()[0], None) is not None and not self._acks:
+            self._acks = {}  # an emptied dict keeps its table
 
     # --- what the peer does ------------------------------------------------------------
 
@@ -270,6 +283,7 @@ class UacLeg:
         except ParseError as exc:
             return [Report(tp.Failed(self.role, 502, f"unusable 2xx: {exc}")), *self._end()]
         self.phase = Phase.CONFIRMED
+        _shrink(self.invite)
         if self._cancel_wanted:  # the 2xx crossed our CANCEL: ACK, then BYE
             return [*self._send_ack(number, None), *self._bye()]
         body = response.body.decode("utf-8", "replace") or None
@@ -284,6 +298,7 @@ class UacLeg:
         if code < 200:
             return []
         self._reinvite = None
+        _shrink(request)
         if code < 300:
             self.dialog.refresh_target(response)
             body = response.body.decode("utf-8", "replace") or None
@@ -305,7 +320,7 @@ class UacLeg:
         request = Request(
             method="INVITE",
             uri=self.invite.uri,
-            headers=[(k, v) for k, v in self.invite.headers if "Authorization" not in k],
+            headers=[h for h in self.invite.headers if "Authorization" not in h[0]],
             body=self.invite.body,
         )
         request.set("Via", self.local.via(self._branch()))
@@ -358,13 +373,14 @@ class UacLeg:
         ack = self.dialog.request("ACK", self.local.via(self._branch()), cseq=number)
         self._with_body(ack, sdp)
         self._acks[number] = ack
+        self._acked = True
         return [SendAck(ack, self._ack_destination())]
 
     def _bye(self, challenge: Response | None = None) -> list[Output]:
         assert self.dialog is not None
         assert self.invite is not None
         out: list[Output] = []
-        if not self._acks and challenge is None:  # never leave a 2xx un-ACKed
+        if not self._acked and challenge is None:  # never leave a 2xx un-ACKed
             out += self._send_ack(self.invite.cseq()[0], None)
         self.phase = Phase.ENDING
         bye = self.dialog.request("BYE", self.local.via(self._branch()))
@@ -395,3 +411,11 @@ class UacLeg:
         if sdp:
             message.add("Content-Type", "application/sdp")
             message.body = sdp.encode()
+
+
+def _shrink(invite: Request) -> None:
+    """Once an INVITE has its final response nothing sends it again (its transaction only
+    absorbs retransmissions now, and ACKs were built): keep, in place so the transaction's
+    reference shrinks too, what numbers its ACK and names the call in a snapshot."""
+    invite.headers = [header for header in invite.headers if header[0] in _KEPT]
+    invite.body = b""

@@ -101,7 +101,7 @@ def canonical(name: str) -> str:
 # --- messages ------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
@@ -125,7 +125,7 @@ class Message:
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header by one with `value` (appended if absent)."""
         wanted = canonical(name)
-        kept = [(k, v) for k, v in self.headers if k != wanted]
+        kept = [header for header in self.headers if header[0] != wanted]
         index = next((i for i, (k, _) in enumerate(self.headers) if k == wanted), len(kept))
         kept.insert(index, (wanted, value))
         self.headers = kept
@@ -135,7 +135,8 @@ class Message:
 
     def remove(self, name: str) -> None:
         wanted = canonical(name)
-        self.headers = [(k, v) for k, v in self.headers if k != wanted]
+        if any(header[0] == wanted for header in self.headers):
+            self.headers = [header for header in self.headers if header[0] != wanted]
 
     def required(self, name: str) -> str:
         value = self.header(name)
@@ -180,7 +181,7 @@ class Message:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
 
-@dataclass
+@dataclass(slots=True)
 class Request(Message):
     method: str = "OPTIONS"
     uri: str = ""
@@ -191,7 +192,7 @@ class Request(Message):
         return self._head_and_body(f"{self.method} {self.uri} SIP/2.0")
 
 
-@dataclass
+@dataclass(slots=True)
 class Response(Message):
     code: int = 200
     reason: str = "OK"

@@ -58,6 +58,8 @@ class CallSnapshot:
 
 
 _LEG_FIELDS = tuple(f.name for f in fields(LegState) if f.name != "dialog")
+_DIALOG_FIELDS = tuple(f.name for f in fields(Dialog))
+_ORIGIN_FIELDS = tuple(f.name for f in fields(Origin))
 _CALL_FIELDS = ("phase", "agent_ring_timeout", "destination_ring_timeout", "max_call_seconds")
 
 
@@ -66,7 +68,7 @@ def leg_state(leg: UacLeg) -> LegState | None:
     if leg.invite is None or leg.phase is Phase.ENDED:
         return None
     target = leg.target
-    headers = [(k, v) for k, v in leg.invite.headers if k.lower() not in _SECRET_HEADERS]
+    headers = [h for h in leg.invite.headers if h[0].lower() not in _SECRET_HEADERS]
     return LegState(
         role=leg.role.value,
         transport=leg.local.transport.lower(),
@@ -114,16 +116,20 @@ def to_json(snap: CallSnapshot) -> str:
     legs = []
     for leg in snap.legs:
         plain = {name: getattr(leg, name) for name in _LEG_FIELDS}
-        plain["dialog"] = None if leg.dialog is None else vars(leg.dialog)
+        plain["dialog"] = None if leg.dialog is None else _plain(leg.dialog, _DIALOG_FIELDS)
         legs.append(plain)
     document = {
         "version": VERSION,
         **{name: getattr(snap, name) for name in _CALL_FIELDS},
-        "agent_origin": vars(snap.agent_origin),
-        "destination_origin": vars(snap.destination_origin),
+        "agent_origin": _plain(snap.agent_origin, _ORIGIN_FIELDS),
+        "destination_origin": _plain(snap.destination_origin, _ORIGIN_FIELDS),
         "legs": legs,
     }
     return json.dumps(document, separators=(",", ":"))
+
+
+def _plain(value: object, names: tuple[str, ...]) -> dict[str, object]:
+    return {name: getattr(value, name) for name in names}
 
 
 def from_json(text: str) -> CallSnapshot:

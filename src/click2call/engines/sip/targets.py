@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from click2call.calls import CallOrder, Extension
-from click2call.settings import HostPort, TenantSip
+from click2call.settings import HostPort, TenantSip, sip_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +27,17 @@ class LegTarget:
         return f"sip:{self.user}@{self.address}{tail}"
 
 
+@lru_cache(maxsize=256)
+def _peer(setting: str) -> tuple[HostPort, str]:
+    """A pbx/trunk setting parsed once: every leg towards it shares one (frozen) address."""
+    return sip_target(setting)
+
+
 def _target(sip: TenantSip, via_pbx: bool, user: str, caller_id: str) -> LegTarget:
+    address, transport = _peer(sip.pbx if via_pbx else sip.trunk)
     return LegTarget(
-        address=sip.pbx_address if via_pbx else sip.trunk_address,
-        transport=sip.pbx_transport if via_pbx else sip.trunk_transport,
+        address=address,
+        transport=transport,
         user=user,
         caller_id=caller_id,
         username=sip.username or None,

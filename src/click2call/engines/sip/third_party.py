@@ -196,7 +196,7 @@ def result_for_failure(leg: Leg, code: int) -> Result:
     return Result.DESTINATION_NO_ANSWER if code in _NO_ANSWER else Result.DESTINATION_FAILED
 
 
-@dataclass
+@dataclass(slots=True)
 class ThirdPartyCall:
     """One click-to-call. `start()` then `handle()` every event; both return outputs in order."""
 

@@ -101,7 +101,7 @@ def cancel_for(invite: Request) -> Request:
     return _copy(invite, "CANCEL", invite.required("To"))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Transaction:
     request: Request
     reliable: bool = False  # TCP/TLS: no retransmissions, no absorbing waits
@@ -133,7 +133,7 @@ class _Transaction:
         return self._armed.pop(timer, None)
 
 
-@dataclass
+@dataclass(slots=True)
 class ClientInvite(_Transaction):
     state: State = State.CALLING
     last_ack: Request | None = None
@@ -180,7 +180,7 @@ class ClientInvite(_Transaction):
         return self._end()  # D or M
 
 
-@dataclass
+@dataclass(slots=True)
 class ClientNonInvite(_Transaction):
     def start(self) -> list[Output]:
         out: list[Output] = [Send(self.request), self._arm("F", 64 * T1)]
@@ -209,7 +209,7 @@ class ClientNonInvite(_Transaction):
         return self._end()  # K
 
 
-@dataclass
+@dataclass(slots=True)
 class ServerInvite(_Transaction):
     state: State = State.PROCEEDING
     last_response: Response | None = None
@@ -251,7 +251,7 @@ class ServerInvite(_Transaction):
         return self._end()  # I
 
 
-@dataclass
+@dataclass(slots=True)
 class ServerNonInvite(_Transaction):
     last_response: Response | None = None
 
