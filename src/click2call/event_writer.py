@@ -85,11 +85,14 @@ class EventWriter(Generic[Write, Stored]):
     def put(self, write: Write) -> asyncio.Future[Stored]:
         """Queue `write` behind its call's earlier writes; call on the event loop. The
         future gives what was stored, or raises what refused it."""
+        done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         if self._waits_out_outage(write):
             lane = zlib.crc32(write.uniqueid.encode()) % self._lanes
+        elif self._outage is not None:  # the other lanes are waiting for the database now
+            done.set_exception(DatabaseUnavailable(self._outage))
+            return done
         else:
             lane = self._lanes
-        done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self.waiting += 1
         self._queues[lane].put_nowait((write, done))
         return done

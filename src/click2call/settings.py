@@ -114,7 +114,7 @@ class SipStackSettings(_Section):
     tls_verify: bool = True  # verify TLS peers' certificates and names (keep it on)
     options_interval: float = Field(30, ge=0)  # OPTIONS probe of each pbx/trunk; 0 = off
     max_connections: int = Field(1024, ge=1)  # TCP/TLS connections peers may hold open
-    connection_idle_timeout: float = Field(600, gt=0)  # s without a message: closed
+    connection_idle_timeout: float = Field(600, gt=0)  # a peer's quiet connection: closed
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SipStackSettings:

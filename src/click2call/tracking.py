@@ -28,6 +28,7 @@ from click2call.event_writer import EventWriter
 from click2call.policy import Limits
 from click2call.store import AuditEntry, Change, NewCall, Store, Subscription, Writes
 from click2call.store.admission import CallLimits
+from click2call.store.repository import UnknownCall
 
 log = logging.getLogger("click2call.tracking")
 
@@ -97,9 +98,25 @@ class Tracking:
         if the cluster admits it (RateLimited otherwise). Once `start`ed, off the event
         loop, with other writes in one transaction; DatabaseUnavailable during an outage."""
         write = NewCallWrite(record, self._clock(), callback, limits)
-        stored = await self._writer.put(write) if self._writer.running else self._store_now(write)
+        if not self._writer.running:
+            stored = self._store_now(write)
+        else:
+            storing = self._writer.put(write)
+            try:
+                stored = await asyncio.shield(storing)
+            except asyncio.CancelledError:
+                # Its request is gone, its row may be stored anyway: never left queued.
+                storing.add_done_callback(self._end_abandoned)
+                raise
         assert stored is not None  # a new call is always a change
         return stored
+
+    def _end_abandoned(self, storing: asyncio.Future[Change | None]) -> None:
+        if storing.cancelled() or storing.exception() is not None:
+            return
+        if (change := storing.result()) is not None:
+            cause = "the request placing it was cancelled before the call was dialled"
+            self.end(change.call.uniqueid, Result.ERROR, cause)
 
     def on_event(self, event: CallEvent) -> None:
         """The engines' event sink: store the step, then announce it. Once `start`ed, off the
@@ -192,7 +209,7 @@ class Tracking:
         with logs.about_call(None, event.uniqueid):
             try:
                 return writes.record(event)
-            except (IllegalTransition, LookupError) as exc:
+            except (IllegalTransition, UnknownCall) as exc:  # both before any write
                 log.error(
                     "engine event %s for call %s refused: %s", event.state, event.uniqueid, exc
                 )

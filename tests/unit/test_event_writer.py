@@ -159,3 +159,22 @@ async def test_an_outage_fails_at_once_the_writes_that_must_not_wait_and_keeps_t
     assert not any(f.done() for f in kept)  # still waiting for the database
     await writer.close()
     assert all(f.result() is not None for f in kept)
+
+
+async def test_during_an_outage_a_write_that_must_not_wait_fails_before_queueing() -> None:
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        raise DatabaseUnavailable("connection refused")
+
+    urgent = CallEvent("1.9", CallState.QUEUED, T0)
+    writer = EventWriter(
+        store, lambda _e: None, lanes=1, retry_max=0.01, waits_out_outage=lambda e: e is not urgent
+    )
+    writer.start()
+    writer.put(events(1)[0])
+    await asyncio.sleep(0.05)  # its lane has met the outage and is retrying
+    refused = writer.put(urgent)
+    assert refused.done()  # at once: not behind the retries, not even in a queue
+    with pytest.raises(DatabaseUnavailable):
+        refused.result()
+    writer._drain_seconds = 0.1  # the kept event cannot be stored: give up on it quickly
+    await writer.close()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -10,7 +11,7 @@ from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import RateLimited
 from click2call.policy import Limits
 from click2call.settings import TenantLimits
-from click2call.store import Change, NewCall, Store
+from click2call.store import Change, NewCall, Store, outbox
 from click2call.tracking import Tracking
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -150,3 +151,46 @@ async def test_new_calls_stored_side_by_side_hold_the_limits_exactly(database: E
     refused = [r for r in results if isinstance(r, RateLimited)]
     assert len(refused) == 5, results  # no other error: the first token bucket made once
     assert all(r.limit == "max_concurrent_calls" for r in refused)
+
+
+async def test_an_event_failing_halfway_leaves_its_call_as_it_was_and_the_others_stored(
+    database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug raising a LookupError after the call's row moved is not a refusal: the batch is
+    rolled back and stored again one event at a time, and that event alone is lost."""
+    store = Store(database)
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock())
+    broken, fine = (await tracking.create(NEW)).call, (await tracking.create(NEW)).call
+    queue = outbox.queue
+
+    def failing_for_one_call(conn: Any, tenant: str, call_id: int, *rest: Any) -> int:
+        if call_id == broken.id:
+            raise KeyError("a bug")
+        return queue(conn, tenant, call_id, *rest)
+
+    monkeypatch.setattr("click2call.store.outbox.queue", failing_for_one_call)
+    tracking.start()
+    for call in (broken, fine):
+        tracking.on_event(CallEvent(call.uniqueid, CallState.AGENT_DIALING, T0))
+    await tracking.close()
+    assert store.get(broken.id).state is CallState.QUEUED  # type: ignore[union-attr]
+    assert [e.type for e in store.events(broken)] == ["call.queued"]
+    assert store.get(fine.id).state is CallState.AGENT_DIALING  # type: ignore[union-attr]
+
+
+async def test_a_new_call_whose_request_is_cancelled_is_ended_not_left_queued(
+    database: Engine,
+) -> None:
+    store = Store(database)
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock())
+    tracking.start()
+    placing = asyncio.ensure_future(tracking.create(NEW))
+    await asyncio.sleep(0)  # queued for the writer
+    placing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await placing
+    await asyncio.sleep(0.2)  # stored, then ended behind it
+    await tracking.close()
+    [call] = store.find()
+    assert (call.state, call.result) == (CallState.ENDED, Result.ERROR)
+    assert call.cause is not None and "cancelled" in call.cause

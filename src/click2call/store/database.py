@@ -111,8 +111,15 @@ def connect(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"check_same_thread": False}, **pooled)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
+        # Room for the store's writer threads (Store.writers) beside the request threads
+        # (Starlette's pool of 40): a writer waiting on requests' reads looked like an outage.
         engine = create_engine(
-            parsed, poolclass=_Pool, pool_timeout=5, connect_args=_POSTGRES_CONNECT
+            parsed,
+            poolclass=_Pool,
+            pool_size=8,
+            max_overflow=32,
+            pool_timeout=5,
+            connect_args=_POSTGRES_CONNECT,
         )
         _check_after_idle(engine)
     outage.watch(engine)

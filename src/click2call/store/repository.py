@@ -63,6 +63,10 @@ class StoredCall:
     node: str | None = None  # the node that placed it (None: stored before nodes had names)
 
 
+class UnknownCall(LookupError):
+    """No stored call has this uniqueid."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """One step of a call's append-only history; `id` orders all events of all calls."""
@@ -188,15 +192,15 @@ class Writes:
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
 
-        Raises LookupError for an unknown call and IllegalTransition for a move the state
-        table forbids, before writing anything: the transaction's other changes stand.
+        Raises UnknownCall and IllegalTransition before writing anything: the
+        transaction's other changes stand (any other error spoils the transaction).
         """
         conn = self._conn
         call = self._calls.get(event.uniqueid)
         if call is None:
             found = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid})
             if (row := found.one_or_none()) is None:
-                raise LookupError(event.uniqueid)
+                raise UnknownCall(event.uniqueid)
             call = _call(row)
         new_state = advance(call.state, event)
         if new_state is None:
@@ -286,7 +290,7 @@ class Store:
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
 
-        Raises LookupError for an unknown call and IllegalTransition for a move
+        Raises UnknownCall (a LookupError) and IllegalTransition for a move
         the state table forbids.
         """
         with self.writing() as writes:

@@ -11,11 +11,13 @@ port refuses to start instead of stealing the first one's replies.
 When a peer cannot be reached (ICMP port unreachable on UDP, a refused connection,
 a failed TLS handshake), `on_unreachable(flow, cause)` says so at once.
 
-Connections are bounded: at most `max_connections` accepted at once (more are closed as
-they open), and any connection that carries no whole message nor a CRLF keep-alive
-(RFC 5626 §3.5.1) for `idle_timeout` seconds is closed, so a peer that opens and never
-speaks, or trickles a message byte by byte, does not hold a descriptor for ever. A closed
-connection costs nothing but a new one: requests towards a peer open it again.
+Connections peers open are bounded: at most `max_connections` at once (more are closed
+as they open), and one that carries no whole message nor a CRLF keep-alive (RFC 5626
+§3.5.1) for `idle_timeout` seconds is closed, so a peer that opens and never speaks, or
+trickles a message byte by byte, does not hold a descriptor for ever; it opens a new one
+when it has something to say. The connections we open towards a pbx or trunk stay open
+however quiet: a connected call sends nothing for minutes, and a peer that only answers
+over the connection it was reached on must still be able to send its BYE.
 """
 
 from __future__ import annotations
@@ -241,11 +243,12 @@ class Transports:
         return False
 
     def _sweep(self) -> None:
-        """Close the connections quiet for longer than `idle_timeout`; again in a while."""
+        """Close the connections peers opened and left quiet for longer than
+        `idle_timeout`; again in a while."""
         loop = asyncio.get_running_loop()
         quiet_since = loop.time() - self._idle_timeout
         for stream in list(self.connections.values()):
-            if stream.heard_at < quiet_since:
+            if stream.accepted and stream.heard_at < quiet_since:
                 log.info(
                     "closing SIP connection %s: quiet for %g s", stream.flow, self._idle_timeout
                 )
