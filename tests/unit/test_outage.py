@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from click2call.demo.sipp import free_port
@@ -49,3 +50,32 @@ def test_no_pooled_connection_free_in_time_is_an_outage_not_a_bug(tmp_path: Path
         conn.close()
     assert check(engine) is None  # free again: answered
     engine.dispose()
+
+
+def test_a_deadlock_is_a_failed_transaction_not_an_outage(database: Engine) -> None:
+    if database.dialect.name != "postgresql":
+        pytest.skip("SQLite locks the whole file: no deadlock between two rows")
+    with database.begin() as conn:
+        conn.execute(text("CREATE TABLE pair (id int primary key)"))
+        conn.execute(text("INSERT INTO pair VALUES (1), (2)"))
+    errors: list[BaseException] = []
+    both_hold_one = threading.Barrier(2)
+
+    def lock(first: int, second: int) -> None:
+        try:
+            with database.begin() as conn:
+                conn.execute(text("SELECT * FROM pair WHERE id = :id FOR UPDATE"), {"id": first})
+                both_hold_one.wait(5)
+                conn.execute(text("SELECT * FROM pair WHERE id = :id FOR UPDATE"), {"id": second})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lock, args=pair) for pair in ((1, 2), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(errors) == 1, errors  # PostgreSQL broke the cycle by failing one of them
+    assert isinstance(errors[0], OperationalError)
+    assert not isinstance(errors[0], DatabaseUnavailable)
+    assert "deadlock" in str(errors[0])

@@ -26,6 +26,10 @@ def _is_outage(context: ExceptionContext) -> bool:
         return True
     if not isinstance(context.sqlalchemy_exception, OperationalError):
         return False
+    # A deadlock or serialization failure (SQLSTATE class 40) is one transaction lost to
+    # another, the database answering: retried as a failure, not every request's 503.
+    if str(getattr(context.original_exception, "sqlstate", "") or "").startswith("40"):
+        return False
     # SQLite reports a missing table as an OperationalError too: that is a bug, not an outage.
     return context.dialect.name != "sqlite" or "locked" in str(context.original_exception)
 
