@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -82,11 +81,11 @@ def ours(workdir: Path, rate: float, seconds: int, profile: Path | None) -> list
             )
             time.sleep(1)
         cpu0 = cpu_seconds(r.server.pid)
-        loop0 = _loop_thread_cpu(r.server.pid)
+        loop0 = cpu_seconds(r.server.pid, r.server.pid)  # the main thread runs the loop
         asyncio.run(paced(r.server.base_url, DIAL, rate, calls))
         ended = _ended(r, calls)
         cpu = cpu_seconds(r.server.pid) - cpu0
-        loop_cpu = _loop_thread_cpu(r.server.pid) - loop0
+        loop_cpu = cpu_seconds(r.server.pid, r.server.pid) - loop0
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes its samples and exits
             spy.wait(30)
@@ -181,12 +180,6 @@ def kamailio(workdir: Path, rate: float, seconds: int) -> list[tuple[str, ...]]:
         ),
         ("Kamailio relayed dialogs", f"{dialogs:,} ({ok})", "", ""),
     ]
-
-
-def _loop_thread_cpu(pid: int) -> float:
-    """CPU seconds of the server's main thread, the one running the event loop."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _tree_cpu(pid: int) -> float:

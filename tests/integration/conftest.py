@@ -20,8 +20,10 @@ from sqlalchemy import text
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SCENARIOS, SippPeer, free_port, free_ports_in_a_row
 from click2call.store.database import connect
+from click2call.webhooks.signing import new_secret
 from tests.ami_replay import ReplayPeer
 from tests.conftest import DATABASES, empty_database
+from tests.webhook_receiver import Receiver
 
 TEST_SCENARIOS = Path(__file__).parents[1] / "sipp"
 
@@ -470,3 +472,14 @@ def assert_nothing_received(sockets: list[socket.socket], wait: float = 0.3) -> 
     for sock in readable:
         data = sock.recv(65535)
         pytest.fail(f"unexpected datagram on {sock.getsockname()}: {data[:80]!r}")
+
+
+TENANT_SECRET = new_secret(b"t" * 32)  # the webhook tests' tenant-wide endpoint secret
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A loopback webhook receiver verifying every delivery with TENANT_SECRET."""
+    running = Receiver(TENANT_SECRET).start()
+    yield running
+    running.stop()

@@ -23,8 +23,8 @@ from sqlalchemy import text
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import SippPeer, free_port
 from click2call.store.database import connect
-from tests.integration.conftest import scenario, upgrade_shared_database
-from tests.integration.test_webhooks import ANSWERED, CALLBACK_SECRET, CONFIG, TENANT_SECRET
+from tests.integration.conftest import TENANT_SECRET, scenario, upgrade_shared_database
+from tests.integration.test_webhooks import ANSWERED, CALLBACK_SECRET, CONFIG
 from tests.postgres_cluster import PostgresCluster
 from tests.webhook_receiver import Receiver
 
@@ -41,13 +41,6 @@ class Cluster:
     urls: list[str]  # each node's HTTP base
     database: str
     workdir: Path
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver(TENANT_SECRET).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ import pytest
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import free_port
 from click2call.webhooks.signing import new_secret
-from tests.integration.conftest import Server, upgrade_shared_database
+from tests.integration.conftest import TENANT_SECRET, Server, upgrade_shared_database
 from tests.webhook_receiver import Receiver
 
-TENANT_SECRET = new_secret(b"t" * 32)
 CALLBACK_SECRET = new_secret(b"c" * 32)
 ANSWERED = [
     "call.queued",
@@ -90,13 +89,6 @@ def _launch(workdir: Path, receiver: Receiver, database: str) -> tuple[ServerPro
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
     return process, Server(base_url, pbx, trunk, trunk, workdir, database=database)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver(TENANT_SECRET).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

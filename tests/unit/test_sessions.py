@@ -75,7 +75,8 @@ def test_admin_flag_and_audit_filters(database: Engine) -> None:
     keys = KeyStore(database)
     plain, _ = keys.create("default", None, T0)
     assert not plain.admin and keys.get(plain.id) == plain and keys.get(999) is None
-    for tenant, allowed in (("default", True), ("default", False), ("other", False)):
-        keys.audit(AuditEntry(T0, tenant, None, None, "v1.calls", allowed, "why"))
+    with Store(database).writing() as writes:
+        for tenant, allowed in (("default", True), ("default", False), ("other", False)):
+            writes.audit(AuditEntry(T0, tenant, None, None, "v1.calls", allowed, "why"))
     refused = keys.audit_entries(tenant="default", refusals_only=True)
     assert [(e.tenant, e.allowed) for e in refused] == [("default", False)]

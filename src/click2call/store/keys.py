@@ -45,7 +45,7 @@ class AuditEntry:
 
 
 def write_audit(conn: Connection, entry: AuditEntry) -> None:
-    """One audit row, in the caller's transaction."""
+    """One audit row, in the caller's transaction (the tracking writer's: Writes.audit)."""
     values = {
         "at": entry.at,
         "tenant": entry.tenant,
@@ -122,10 +122,6 @@ class KeyStore:
         with self._engine.begin() as conn:
             done = conn.execute(query.values(revoked_at=now))
         return bool(done.rowcount)
-
-    def audit(self, entry: AuditEntry) -> None:
-        with self._engine.begin() as conn:
-            write_audit(conn, entry)
 
     def audit_entries(
         self, limit: int = 100, tenant: str | None = None, refusals_only: bool = False

@@ -78,7 +78,7 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            self._write_settled()
+            await self._write_settled()
         except Exception:
             # Unwritten attempts are sent again after a restart, with the same webhook-id.
             log.exception("webhook attempts could not be written at shutdown")
@@ -89,7 +89,7 @@ class Deliverer:
         while True:
             self._wake.clear()
             try:
-                await self._write_settled_off_loop()
+                await self._write_settled()
                 await self._dispatch()
             except DatabaseUnavailable as exc:
                 # Health reports the outage; one line per poll is enough here.
@@ -101,19 +101,11 @@ class Deliverer:
                 await asyncio.wait_for(self._wake.wait(), self._delivery.poll_interval)
             await asyncio.sleep(BATCH_WINDOW)
 
-    def _write_settled(self) -> None:
+    async def _write_settled(self) -> None:
         """Write finished attempts before the outbox is read again: a delivered row must
-        not look due. Kept for the next round if the database refuses them."""
-        settled, gone = self._settled, self._gone
-        self._outbox.settle(settled)
-        self._settled = []
-        for endpoint_id, at in gone:
-            self._outbox.disable_endpoint(endpoint_id, "the receiver answered 410 Gone", at)
-        self._gone = []
-
-    async def _write_settled_off_loop(self) -> None:
-        """_write_settled in a thread (the database must not hold up the event loop), while
-        the attempts finishing meanwhile gather for the next round."""
+        not look due. In a thread (the database must not hold up the event loop), while
+        the attempts finishing meanwhile gather for the next round; kept for the next
+        round if the database refuses them."""
         settled, gone = self._settled, self._gone
         self._settled, self._gone = [], []
         try:
