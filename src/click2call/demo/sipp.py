@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,24 @@ def terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 
 _HANDED_OUT: set[int] = set()
+# One open, flock()ed file per port this process handed out: test suites and benchmarks
+# running side by side on one machine then never pick the same port between a probe and
+# the bind (the kernel drops the lock when the process ends, however it ends).
+_CLAIMS: dict[int, int] = {}
+_CLAIM_FOLDER = Path(tempfile.gettempdir()) / "click2call-ports"
+
+
+def _claim(port: int) -> bool:
+    """Reserve `port` among processes on this machine; False when another one holds it."""
+    _CLAIM_FOLDER.mkdir(exist_ok=True)
+    fd = os.open(_CLAIM_FOLDER / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _CLAIMS[port] = fd
+    return True
 
 
 def _below_ephemeral() -> range:
@@ -53,7 +74,7 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     ports = _below_ephemeral()
     while True:
         port = random.choice(ports)
-        if port not in _HANDED_OUT and _free_on_both(port):
+        if port not in _HANDED_OUT and _free_on_both(port) and _claim(port):
             _HANDED_OUT.add(port)
             return port
 
@@ -74,7 +95,9 @@ def free_ports_in_a_row(count: int) -> int:
     while True:
         first = free_port()
         rest = range(first + 1, first + count)
-        if all(p not in _HANDED_OUT and _free_on_both(p) for p in rest):
+        if all(p not in _HANDED_OUT and _free_on_both(p) for p in rest) and all(
+            _claim(p) for p in rest
+        ):
             _HANDED_OUT.update(rest)
             return first
 
