@@ -12,6 +12,7 @@ from click2call.engines.base import Clock, Engine
 from click2call.errors import DatabaseUnavailable
 from click2call.store import StoredCall
 from click2call.store.hangup_requests import HangupRequests
+from click2call.store_threads import StoreThreads
 
 log = logging.getLogger("click2call.nodes")
 
@@ -23,12 +24,14 @@ class HangupRelay:
         node: str,
         engines: Mapping[str, Engine],
         clock: Clock,
+        threads: StoreThreads,
         poll_interval: float = 0.2,
     ) -> None:
         self._requests = requests
         self._node = node
         self._engines = engines
         self._clock = clock
+        self._threads = threads
         self._poll_interval = poll_interval
         self._runner: asyncio.Task[None] | None = None
 
@@ -52,7 +55,7 @@ class HangupRelay:
     async def _run(self) -> None:
         while True:
             try:
-                asked = await asyncio.to_thread(self._requests.take, self._clock())
+                asked = await self._threads.run(self._requests.take, self._clock())
             except DatabaseUnavailable as exc:
                 log.warning("hang-up requests unreadable, database unavailable: %s", exc.reason)
                 asked = []

@@ -10,6 +10,7 @@ runtimes in one process — tests, or several apps — count separately.
   dialled, from the two events' timestamps);
 - `click2call_engine_up{tenant,engine}`; `click2call_webhook_backlog` (pending deliveries);
   `click2call_webhook_deliveries_total{outcome}`;
+- `click2call_audit_rows_dropped_total` (past the audit backlog during a database outage);
 - `click2call_http_request_duration_seconds{method,route,status}` (route template).
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from click2call.calls import CallState
@@ -35,10 +36,14 @@ class _Live(Collector):
     """Values read at scrape time: what the engines and the outbox hold right now."""
 
     def __init__(
-        self, health: Callable[[], Mapping[str, EngineHealth]], backlog: Callable[[], int]
+        self,
+        health: Callable[[], Mapping[str, EngineHealth]],
+        backlog: Callable[[], int],
+        audit_dropped: Callable[[], int],
     ) -> None:
         self._health = health
         self._backlog = backlog
+        self._audit_dropped = audit_dropped
 
     def collect(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(
@@ -57,11 +62,19 @@ class _Live(Collector):
         yield GaugeMetricFamily(
             "click2call_webhook_backlog", "Webhook deliveries not yet made", self._backlog()
         )
+        yield CounterMetricFamily(
+            "click2call_audit_rows_dropped",
+            "Audit rows dropped: more were waiting for the database than the backlog holds",
+            self._audit_dropped(),
+        )
 
 
 class Metrics:
     def __init__(
-        self, health: Callable[[], Mapping[str, EngineHealth]], backlog: Callable[[], int]
+        self,
+        health: Callable[[], Mapping[str, EngineHealth]],
+        backlog: Callable[[], int],
+        audit_dropped: Callable[[], int] = lambda: 0,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
@@ -100,7 +113,7 @@ class Metrics:
             ["method", "route", "status"],
             registry=registry,
         )
-        registry.register(_Live(health, backlog))
+        registry.register(_Live(health, backlog, audit_dropped))
 
     def on_change(self, change: Change) -> None:
         """A tracking listener: count the stored change."""

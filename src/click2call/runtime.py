@@ -14,7 +14,7 @@ from click2call.calls import Result
 from click2call.engines.asterisk.engine import AsteriskEngine
 from click2call.engines.base import Clock, Engine
 from click2call.engines.sip import SipEndpoint, SipEngine
-from click2call.errors import EngineUnavailable
+from click2call.errors import DatabaseUnavailable, EngineUnavailable
 from click2call.hangup_relay import HangupRelay
 from click2call.metrics import Metrics
 from click2call.policy import Limits
@@ -33,6 +33,7 @@ from click2call.store import (
 from click2call.store.admission import KeyRequests
 from click2call.store.hangup_requests import HangupRequests
 from click2call.store.nodes import NodeRegistry
+from click2call.store_threads import StoreThreads
 from click2call.takeover import NodeWatch
 from click2call.tracking import Tracking
 from click2call.webhooks.delivery import Deliverer
@@ -52,6 +53,8 @@ class Runtime:
         self.clock = clock
         self.node = settings.server.node_id or f"{socket.gethostname()}:{settings.server.port}"
         self.store = Store(database, self.node)
+        # Room in the PostgreSQL pool (store/database.py: 40) beside the writer threads.
+        self.store_threads = StoreThreads(32, settings.server.database_timeout)
         self.keys = KeyStore(database)
         self.key_requests = KeyRequests(database)  # key_requests_per_minute, cluster-wide
         hooks = settings.webhooks
@@ -67,9 +70,9 @@ class Runtime:
             for tenant in settings.tenants
         }
         self.limits = Limits(time.monotonic)
-        self.tracking = Tracking(self.store, self.limits, clock)
+        self.tracking = Tracking(self.store, self.limits, clock, self.store_threads.timeout)
         self.hangups = HangupRelay(
-            HangupRequests(database, self.node), self.node, self.engines, clock
+            HangupRequests(database, self.node), self.node, self.engines, clock, self.store_threads
         )
         server = settings.server
         self.watch = NodeWatch(
@@ -80,19 +83,34 @@ class Runtime:
             clock,
             server.heartbeat_interval,
             server.node_lease,
+            self.store_threads,
         )
         self.service = CallService(
-            settings, self.store, self.engines, self.tracking, self.limits, self.hangups
+            settings,
+            self.store,
+            self.engines,
+            self.tracking,
+            self.limits,
+            self.store_threads,
+            self.hangups,
         )
-        self.metrics = Metrics(self.service.health, self.outbox.backlog)
+        self.metrics = Metrics(
+            self.service.health, self.outbox.backlog, lambda: self.tracking.audit_dropped
+        )
         self.tracking.subscribe(self.metrics.on_change)
         self.tracking.subscribe(logs.log_change)
-        self.deliverer = Deliverer(settings, self.outbox, clock, observe=self.metrics.delivery)
+        self.deliverer = Deliverer(
+            settings, self.outbox, clock, self.store_threads, observe=self.metrics.delivery
+        )
         self.tracking.subscribe(lambda _change: self.deliverer.wake())
 
-    def database_problem(self) -> str | None:
-        """None when the database answers; else why not (for the health check)."""
-        return outage.check(self.database)
+    async def database_problem(self) -> str | None:
+        """None when the database answers; else why not (for the health check), also when
+        it does not answer at all."""
+        try:
+            return await self.store_threads.run(outage.check, self.database)
+        except DatabaseUnavailable as exc:
+            return exc.reason
 
     async def start(self) -> None:
         self._warn_about_access()
@@ -186,4 +204,6 @@ class Runtime:
         await self.watch.leave()  # its calls' endings are stored: nothing to take over
         await self.deliverer.close()
         self.sip_endpoint.stop()
+        # The pollers are stopped, but a thread of theirs may still hold a connection.
+        await self.store_threads.close()
         self.store.close()

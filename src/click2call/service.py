@@ -6,7 +6,6 @@ the engine dials. It places and hangs up calls; their progress is tracking.py's.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from click2call.numbers import PhoneNumber, parse_caller_id, parse_extension, pa
 from click2call.policy import Limits, check_call, check_callback
 from click2call.settings import Settings, TenantSettings
 from click2call.store import NewCall, Store, StoredCall, StoredEvent, Subscription
+from click2call.store_threads import StoreThreads
 from click2call.tracking import Tracking
 
 
@@ -64,6 +64,7 @@ class CallService:
         engines: Mapping[str, Engine],
         tracking: Tracking,
         limits: Limits,
+        threads: StoreThreads,
         hangups: HangupRelay | None = None,
     ) -> None:
         """`hangups`: how a hang-up reaches the node that owns the call (several nodes)."""
@@ -72,6 +73,7 @@ class CallService:
         self._engines = engines
         self._tracking = tracking
         self._limits = limits
+        self._threads = threads
         self._hangups = hangups
 
     async def place(self, request: CallRequest) -> StoredCall:
@@ -109,11 +111,11 @@ class CallService:
 
     async def hangup(self, key: str, tenant: str | None = None) -> StoredCall:
         # The store in a thread: the event loop carries the engines' signalling.
-        call = await asyncio.to_thread(self.get, key, tenant)
+        call = await self._threads.run(self.get, key, tenant)
         if call.state is CallState.ENDED:
             return call
         if self._hangups is not None and self._hangups.owned_elsewhere(call):
-            await asyncio.to_thread(self._hangups.forward, call)
+            await self._threads.run(self._hangups.forward, call)
         else:
             await self._engines[call.tenant].hangup(call.uniqueid)
         return call

@@ -77,6 +77,9 @@ class ServerSettings(_Section):
     # above a restart's length (a node back within it keeps its calls) and clock skew.
     heartbeat_interval: float = Field(2, gt=0)
     node_lease: float = Field(15, gt=0)
+    # A request waits at most this long for the database (a hung host answers nothing and
+    # closes nothing), then gets the 503 of an outage; health names the wait.
+    database_timeout: float = Field(5, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Hostile clients: the call endpoints take a few hundred bytes; a request has this long
     # to send its head and body; one address holds at most this many connections.

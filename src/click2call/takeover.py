@@ -28,6 +28,7 @@ from click2call.engines.base import Clock, Engine
 from click2call.engines.sip import SipEngine
 from click2call.errors import DatabaseUnavailable
 from click2call.store.nodes import Claim, NodeRegistry, OrphanCall
+from click2call.store_threads import StoreThreads
 
 log = logging.getLogger("click2call.nodes")
 Ender = Callable[[str, Result, str], None]  # tracking.end: uniqueid, result, cause
@@ -73,6 +74,7 @@ class NodeWatch:
         clock: Clock,
         interval: float,
         lease: float,
+        threads: StoreThreads,
     ) -> None:
         self._registry = registry
         self._node = node
@@ -81,6 +83,7 @@ class NodeWatch:
         self._clock = clock
         self._interval = interval
         self._lease = timedelta(seconds=lease)
+        self._threads = threads
         self._runner: asyncio.Task[None] | None = None
         self._beating_since: datetime | None = None  # None: the last beat failed
 
@@ -105,7 +108,7 @@ class NodeWatch:
     async def leave(self) -> None:
         """The node ended its calls itself: its row goes, nobody is to take over."""
         with contextlib.suppress(DatabaseUnavailable):
-            await asyncio.to_thread(self._registry.leave)
+            await self._threads.run(self._registry.leave)
 
     async def _run(self) -> None:
         while True:
@@ -121,7 +124,7 @@ class NodeWatch:
 
     async def _beat_and_sweep(self) -> None:
         now = self._clock()
-        if not await asyncio.to_thread(self._registry.beat, now):
+        if not await self._threads.run(self._registry.beat, now):
             log.error(
                 "node %s had stopped heartbeating for longer than the lease: another node "
                 "may have taken over its calls",
@@ -130,7 +133,7 @@ class NodeWatch:
         self._beating_since = self._beating_since or now
         if not may_take_over(self._beating_since, now, self._lease):
             return
-        claims = await asyncio.to_thread(self._registry.claim_lost, self._clock(), self._lease)
+        claims = await self._threads.run(self._registry.claim_lost, self._clock(), self._lease)
         for claim in claims:
             await self._take_over(claim)
 

@@ -23,16 +23,20 @@ from datetime import datetime
 from click2call import logs
 from click2call.calls import CallEvent, CallState, Result
 from click2call.engines.base import Clock
-from click2call.errors import IllegalTransition, RateLimited
+from click2call.errors import DatabaseUnavailable, IllegalTransition, RateLimited
 from click2call.event_writer import EventWriter
 from click2call.policy import Limits
 from click2call.store import AuditEntry, Change, NewCall, Store, Subscription, Writes
 from click2call.store.admission import CallLimits
 from click2call.store.repository import UnknownCall
+from click2call.store_threads import no_answer
 
 log = logging.getLogger("click2call.tracking")
 
 Listener = Callable[[Change], None]
+# Audit rows waiting for the database at most: during a long outage the newer ones are
+# dropped (counted and logged), so the trail cannot grow the process's memory for ever.
+AUDIT_BACKLOG = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +75,22 @@ Write = NewCallWrite | CallEvent | SipState | AuditWrite
 
 
 class Tracking:
-    def __init__(self, store: Store, limits: Limits, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        limits: Limits,
+        clock: Clock,
+        timeout: float = 5.0,
+        audit_backlog: int = AUDIT_BACKLOG,
+    ) -> None:
+        """`timeout`: how long a request waits for its write (a new call, its ending);
+        `audit_backlog`: audit rows kept waiting for the database, at most."""
         self._store = store
+        self._timeout = timeout
+        self._audit_backlog = audit_backlog
+        self._audit_waiting = 0
+        self._audit_dropping = 0  # dropped since the backlog last had room
+        self.audit_dropped = 0  # in all (metrics)
         self._limits = limits
         self._clock = clock
         self._listeners: list[Listener] = []
@@ -103,10 +121,13 @@ class Tracking:
         else:
             storing = self._writer.put(write)
             try:
-                stored = await asyncio.shield(storing)
-            except asyncio.CancelledError:
-                # Its request is gone, its row may be stored anyway: never left queued.
+                stored = await asyncio.wait_for(asyncio.shield(storing), self._timeout)
+            except (asyncio.CancelledError, TimeoutError) as exc:
+                # Its request is gone (cancelled, or answered 503 by a database that hangs),
+                # its row may be stored anyway: never left queued.
                 storing.add_done_callback(self._end_abandoned)
+                if isinstance(exc, TimeoutError):
+                    raise DatabaseUnavailable(no_answer(self._timeout)) from None
                 raise
         assert stored is not None  # a new call is always a change
         return stored
@@ -115,7 +136,7 @@ class Tracking:
         if storing.cancelled() or storing.exception() is not None:
             return
         if (change := storing.result()) is not None:
-            cause = "the request placing it was cancelled before the call was dialled"
+            cause = "the request placing it was cancelled or timed out before the call was dialled"
             self.end(change.call.uniqueid, Result.ERROR, cause)
 
     def on_event(self, event: CallEvent) -> None:
@@ -133,8 +154,31 @@ class Tracking:
         self._write(SipState(uniqueid, state))
 
     def audit(self, entry: AuditEntry) -> None:
-        """Keep a request's audit row; kept through a database outage like call events."""
-        self._write(AuditWrite(entry))
+        """Keep a request's audit row; kept through a database outage like call events,
+        up to `audit_backlog` rows waiting: the rows past that are dropped, and counted."""
+        if not self._writer.running:
+            self._store_now(AuditWrite(entry))
+        elif self._audit_waiting >= self._audit_backlog:
+            self.audit_dropped += 1
+            self._audit_dropping += 1
+            if self._audit_dropping == 1:
+                log.warning(
+                    "%d audit rows wait for the database: newer ones are dropped until it answers",
+                    self._audit_waiting,
+                )
+        else:
+            self._audit_waiting += 1
+            self._writer.put(AuditWrite(entry)).add_done_callback(self._audit_settled)
+
+    def _audit_settled(self, _stored: asyncio.Future[Change | None]) -> None:
+        self._audit_waiting -= 1
+        if self._audit_dropping and self._audit_waiting < self._audit_backlog:
+            log.warning(
+                "%d audit row(s) dropped while the database did not answer (%d since start)",
+                self._audit_dropping,
+                self.audit_dropped,
+            )
+            self._audit_dropping = 0
 
     def _ending(self, uniqueid: str, result: Result, cause: str) -> CallEvent:
         return CallEvent(uniqueid, CallState.ENDED, self._clock(), result, cause)
@@ -151,7 +195,7 @@ class Tracking:
             stored = self._writer.put(event)
             # Through a database outage it stays queued; the reply need not wait for it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(stored), 5)
+                await asyncio.wait_for(asyncio.shield(stored), self._timeout)
         else:
             self.record(event)
 

@@ -7,12 +7,11 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from click2call.api import create_app
 from click2call.auth import csrf_token
@@ -41,12 +40,14 @@ class Served:
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    # SQLite only: on PostgreSQL a poller's thread still running as the runtime closes
-    # leaves a connection to a disposed pool, which a later test's ResourceWarning blames.
+async def served(database_url: str, database: Engine) -> AsyncIterator[Served]:
+    """On SQLite and on PostgreSQL (migrated by `database`), where the per-key request
+    budget is a row too. Runtime.close waits for its pollers' threads before it disposes
+    of the database: a connection one still held would be left to a pool that is gone
+    (psycopg's ResourceWarning then fails a later test)."""
     peer = f"127.0.0.1:{free_port()}"  # nobody there: the calls fail as they start
     settings = Settings(
-        server={"database": f"sqlite:///{tmp_path / 'calls.db'}"},  # type: ignore[arg-type]
+        server={"database": database_url},  # type: ignore[arg-type]
         sip={"port": free_port(), "options_interval": 0},  # type: ignore[arg-type]
         tenants=[  # type: ignore[list-item]
             {

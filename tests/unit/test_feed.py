@@ -17,6 +17,7 @@ from click2call.errors import InvalidInput
 from click2call.policy import Limits
 from click2call.store import NewCall, Store, StoredEvent
 from click2call.store.history import History
+from click2call.store_threads import StoreThreads
 from click2call.tracking import Tracking
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -57,7 +58,9 @@ async def test_a_quiet_feed_sends_keep_alives(parts: tuple[Store, Tracking]) -> 
         await asyncio.sleep(0.35)
         return {"type": "http.disconnect"}
 
-    stream = EventStream(History(store.engine), tracking, "default", 0, keepalive=0.1)
+    stream = EventStream(
+        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, keepalive=0.1
+    )
     await stream({"type": "http"}, receive, send)  # type: ignore[arg-type]
     bodies = [m.get("body") for m in sent[1:]]
     assert bodies[0] == b"retry: 2000\n\n"
@@ -78,7 +81,9 @@ async def test_a_stored_change_wakes_the_feed(parts: tuple[Store, Tracking]) -> 
         await got_event.wait()
         return {"type": "http.disconnect"}
 
-    stream = EventStream(History(store.engine), tracking, "default", 0, keepalive=60)
+    stream = EventStream(
+        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, keepalive=60
+    )
     task = asyncio.create_task(stream({"type": "http"}, receive, send))  # type: ignore[arg-type]
     await asyncio.sleep(0.1)
     await tracking.create(replace(NEW, tenant="other"))  # another tenant's: not sent
@@ -101,7 +106,9 @@ async def test_a_client_that_stops_reading_is_disconnected(parts: tuple[Store, T
         await asyncio.sleep(3600)
         return {"type": "http.disconnect"}
 
-    stream = EventStream(History(store.engine), tracking, "default", 0, send_timeout=0.2)
+    stream = EventStream(
+        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, send_timeout=0.2
+    )
     await asyncio.wait_for(stream({"type": "http"}, receive, send), 5)  # type: ignore[arg-type]
     assert started.is_set()
     assert len(tracking._listeners) == 0  # unsubscribed

@@ -16,6 +16,7 @@ from click2call.engines.sip import SipEndpoint, SipEngine
 from click2call.settings import ServerSettings, SipStackSettings, TenantSettings
 from click2call.store import Store
 from click2call.store.nodes import NodeRegistry, OrphanCall
+from click2call.store_threads import StoreThreads
 from click2call.takeover import Ending, NodeWatch, ending_for, may_take_over, takeover_cause
 from tests.unit.test_store import NEW
 
@@ -85,7 +86,9 @@ async def test_a_watching_node_ends_a_silent_nodes_calls_once_and_keeps_beating(
     Store(database, "a").record(CallEvent(uniqueid, CallState.AGENT_DIALING, clock()))
     ended: list[tuple[str, Result, str]] = []
     registry = NodeRegistry(database, "b")
-    watch = NodeWatch(registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1)
+    watch = NodeWatch(
+        registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1, StoreThreads(2, 5)
+    )
     watch.join()
     watch.start()
     await asyncio.sleep(0.3)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -8,10 +11,10 @@ import pytest
 from sqlalchemy import Engine
 
 from click2call.calls import CallEvent, CallState, Result
-from click2call.errors import RateLimited
+from click2call.errors import DatabaseUnavailable, RateLimited
 from click2call.policy import Limits
 from click2call.settings import TenantLimits
-from click2call.store import Change, NewCall, Store, outbox
+from click2call.store import AuditEntry, Change, KeyStore, NewCall, Store, Writes, outbox
 from click2call.tracking import Tracking
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -194,3 +197,71 @@ async def test_a_new_call_whose_request_is_cancelled_is_ended_not_left_queued(
     [call] = store.find()
     assert (call.state, call.result) == (CallState.ENDED, Result.ERROR)
     assert call.cause is not None and "cancelled" in call.cause
+
+
+class Outage:
+    """The store's writes fail as in a database outage while `down`, or block while
+    `hung` is clear (a database that accepts and never answers)."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.down = False
+        self.hung = threading.Event()
+        self.hung.set()
+        writing = store.writing
+
+        @contextlib.contextmanager
+        def failing() -> Iterator[Writes]:
+            self.hung.wait(10)
+            if self.down:
+                raise DatabaseUnavailable("connection refused")
+            with writing() as writes:
+                yield writes
+
+        monkeypatch.setattr(store, "writing", failing)
+
+
+def _audit_row(n: int) -> AuditEntry:
+    return AuditEntry(T0, "default", None, "127.0.0.1", "dial.php", False, f"refusal {n}")
+
+
+async def test_audit_rows_waiting_for_the_database_are_bounded_and_the_rest_counted(
+    database: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(database)
+    outage = Outage(store, monkeypatch)
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock(), audit_backlog=5)
+    tracking.start()
+    outage.down = True
+    for n in range(8):
+        tracking.audit(_audit_row(n))
+    await asyncio.sleep(0.1)
+    assert tracking.audit_dropped == 3
+    assert "5 audit rows wait for the database: newer ones are dropped" in caplog.text
+    outage.down = False
+    await asyncio.sleep(0.3)  # the writer's retry finds the database again
+    tracking.audit(_audit_row(8))  # room again
+    await tracking.close()
+    stored = KeyStore(database).audit_entries()
+    assert sorted(e.reason or "" for e in stored) == [f"refusal {n}" for n in (0, 1, 2, 3, 4, 8)]
+    assert "3 audit row(s) dropped while the database did not answer" in caplog.text
+    assert tracking.audit_dropped == 3
+
+
+async def test_a_new_call_waits_for_a_hung_database_only_so_long(
+    database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request gets the outage's 503 after the timeout; the row stored once the
+    database wakes up is ended, never left queued."""
+    store = Store(database)
+    outage = Outage(store, monkeypatch)
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock(), timeout=0.2)
+    tracking.start()
+    outage.hung.clear()
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await tracking.create(NEW)
+    assert caught.value.reason == "the database did not answer within 0.2 s"
+    outage.hung.set()
+    await asyncio.sleep(0.3)
+    await tracking.close()
+    [call] = store.find()
+    assert (call.state, call.result) == (CallState.ENDED, Result.ERROR)

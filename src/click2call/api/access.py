@@ -1,9 +1,10 @@
 """The HTTP edge of authentication: reading credentials, the audit trail, the access log.
 
-Endpoints read the store in Starlette's worker threads (`run_in_threadpool`, anyio's
-bounded pool), never on the event loop, which carries the SIP signalling. Not in asyncio's
-default executor either: the SIP engine resolves names there, and reads stuck on a hung
-database must not hold those up. Audit rows go through the tracking writer, off the loop.
+Endpoints read the store in the runtime's store threads (`in_store_thread`, a bounded pool
+of its own: store_threads.py), never on the event loop, which carries the SIP signalling,
+and wait for it at most `[server] database_timeout`. Not in asyncio's default executor:
+the SIP engine resolves names there, and reads stuck on a hung database must not hold
+those up. Audit rows go through the tracking writer, off the loop.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,11 +34,21 @@ log = logging.getLogger("click2call.access")
 _KEY = re.compile(fields.KEY, re.ASCII)
 SESSION_COOKIE = "c2c_session"
 _READS = frozenset({"GET", "HEAD"})
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def in_store_thread(
+    request: Request, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """`work(*args, **kwargs)` in the runtime's store threads: off the event loop, and a
+    503 (DatabaseUnavailable) when the database takes longer than `database_timeout`."""
+    return await runtime_of(request).store_threads.run(work, *args, **kwargs)
 
 
 def credentials(request: Request, form_key: str | None = None) -> Credentials:
@@ -81,7 +92,7 @@ async def _authenticate(
         _session_lookup(runtime),
     )
     if creds.key or creds.session:
-        return await run_in_threadpool(authenticate, *args)
+        return await runtime.store_threads.run(authenticate, *args)
     return authenticate(*args)
 
 
@@ -98,7 +109,7 @@ async def _identify(request: Request, creds: Credentials, claimed_tenant: str | 
         budget = runtime.key_requests
         count = (identity.key_id, tenant.limits.key_requests_per_minute, runtime.clock())
         if budget.in_database:  # a row shared by the cluster's nodes
-            await run_in_threadpool(budget.take, *count)
+            await runtime.store_threads.run(budget.take, *count)
         else:  # this process's memory, on the event loop: not shared with threads
             budget.take(*count)
     return identity
@@ -154,12 +165,13 @@ async def identify_before_body(request: Request) -> Identity | None:
 
 async def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:
     """A key reads only its tenant's calls; without one, the call's own tenant decides."""
-    service = runtime_of(request).service
+    runtime = runtime_of(request)
+    service, run = runtime.service, runtime.store_threads.run
     creds = credentials(request)
     if creds.key:
         identity = await _identify(request, creds, None)
-        return identity, await run_in_threadpool(service.get, ref, identity.tenant)
-    call = await run_in_threadpool(service.get, ref)
+        return identity, await run(service.get, ref, identity.tenant)
+    call = await run(service.get, ref)
     return await _identify(request, creds, call.tenant), call
 
 

@@ -21,15 +21,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from click2call.api import fields
-from click2call.api.access import audited, identify, runtime_of
+from click2call.api.access import audited, identify, in_store_thread, runtime_of
 from click2call.api.schemas import ERRORS
 from click2call.errors import InvalidInput
 from click2call.store import Change, StoredEvent
 from click2call.store.history import History
+from click2call.store_threads import StoreThreads
 from click2call.tracking import Tracking
 
 log = logging.getLogger("click2call.feed")
@@ -69,6 +69,7 @@ class EventStream(Response):
         self,
         history: History,
         tracking: Tracking,
+        threads: StoreThreads,
         tenant: str,
         after_id: int,
         keepalive: float = KEEPALIVE_SECONDS,
@@ -77,6 +78,7 @@ class EventStream(Response):
         super().__init__(media_type=self.media_type)
         self._history = history
         self._tracking = tracking
+        self._threads = threads
         self._tenant = tenant
         self._after = after_id
         self._keepalive = keepalive
@@ -123,7 +125,7 @@ class EventStream(Response):
     async def _stream(self, send: Send, wake: asyncio.Event, gone: asyncio.Task[None]) -> None:
         while not gone.done():
             wake.clear()  # before reading: a change stored meanwhile wakes the next wait
-            batch = await run_in_threadpool(
+            batch = await self._threads.run(
                 self._history.events_after, self._tenant, self._after, BATCH
             )
             if batch:
@@ -184,5 +186,5 @@ async def events(
         after = resume_point(request.headers.get("last-event-id"), last_event_id)
     history = History(runtime.store.engine)
     if after is None:
-        after = await run_in_threadpool(history.last_event_id)
-    return EventStream(history, runtime.tracking, identity.tenant, after)
+        after = await in_store_thread(request, history.last_event_id)
+    return EventStream(history, runtime.tracking, runtime.store_threads, identity.tenant, after)

@@ -17,10 +17,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from click2call.api import fields
-from click2call.api.access import audited, identify, runtime_of
+from click2call.api.access import audited, identify, in_store_thread, runtime_of
 from click2call.api.schemas import ERRORS, CallList, CallOut
 from click2call.auth import SECRET_PARAMS
 from click2call.calls import CallState, Result
@@ -28,6 +27,7 @@ from click2call.calls_csv import csv_lines
 from click2call.errors import InvalidInput, UnknownTenant
 from click2call.search import Search, call_filter
 from click2call.store.history import CallFilter, History
+from click2call.store_threads import StoreThreads
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 _CURSOR_PREFIX = "c1:"
@@ -122,7 +122,7 @@ async def list_calls(
     where = await _filter(request, search, tenant, "v1.list")
     before = decode_cursor(cursor) if cursor else None
     history = History(runtime_of(request).store.engine)
-    calls, after = await run_in_threadpool(history.page, where, limit, before)
+    calls, after = await in_store_thread(request, history.page, where, limit, before)
     return CallList(calls=[CallOut.of(c) for c in calls], next=_next_link(request, after))
 
 
@@ -139,9 +139,9 @@ async def export_calls(
     lines = csv_lines(History(runtime_of(request).store.engine).all(where, EXPORT_ROWS))
     # The first rows are read before the reply starts: a database outage is a 503, not a
     # 200 cut short.
-    first = await run_in_threadpool(_take, lines)
+    first = await in_store_thread(request, _take, lines)
     return StreamingResponse(
-        _in_threads(first, lines),
+        _in_threads(first, lines, runtime_of(request).store_threads),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="calls.csv"'},
     )
@@ -154,10 +154,12 @@ def _take(lines: Iterator[str]) -> str:
     return "".join(itertools.islice(lines, EXPORT_ROWS))
 
 
-async def _in_threads(first: str, lines: Iterator[str]) -> AsyncIterator[str]:
+async def _in_threads(
+    first: str, lines: Iterator[str], threads: StoreThreads
+) -> AsyncIterator[str]:
     """The CSV a page at a time, each read in a worker thread (Starlette would take a
     plain iterator there one line at a time)."""
     chunk = first
     while chunk:
         yield chunk
-        chunk = await run_in_threadpool(_take, lines)
+        chunk = await threads.run(_take, lines)

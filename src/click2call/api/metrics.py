@@ -10,7 +10,6 @@ import ipaddress
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from click2call.api.access import audited, credentials, identify, observe, runtime_of
@@ -42,18 +41,19 @@ def _allowed_address(request: Request) -> bool:
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: an admin API key, or an address in `[server] metrics_allowed_ips`."""
+    runtime = runtime_of(request)
     if not _allowed_address(request):
         with audited(request, "metrics", refusals_only=True) as decision:
             if credentials(request).key is None:
                 raise Unauthorized("an API key or an address in metrics_allowed_ips is needed")
             decision.identity = identity = await identify(request, None)
-            if not await run_in_threadpool(runtime_of(request).keys.is_admin, identity.key_id):
+            if not await runtime.store_threads.run(runtime.keys.is_admin, identity.key_id):
                 # Metrics name every tenant and its volumes: not for one tenant's CRM key.
                 raise Forbidden(
                     "/metrics needs an admin key (keys create --admin) "
                     "or an address in metrics_allowed_ips"
                 )
-    body = await run_in_threadpool(runtime_of(request).metrics.exposition)
+    body = await runtime.store_threads.run(runtime.metrics.exposition)
     return Response(body, media_type=CONTENT_TYPE)
 
 

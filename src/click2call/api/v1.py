@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from click2call.api import fields
 from click2call.api.access import (
@@ -15,6 +14,7 @@ from click2call.api.access import (
     identify,
     identify_before_body,
     identify_for_call,
+    in_store_thread,
     readable_tenants,
     runtime_of,
 )
@@ -83,7 +83,9 @@ async def get_call(ref: CallRef, request: Request) -> CallOut:
     """A call by its integer id or its `epoch.seq` uniqueid, with its event history."""
     with audited(request, "v1.get", refusals_only=True) as decision:
         decision.identity, call = await identify_for_call(request, fields.name("id", ref))
-    return CallOut.of(call, await run_in_threadpool(runtime_of(request).service.history, call))
+    return CallOut.of(
+        call, await in_store_thread(request, runtime_of(request).service.history, call)
+    )
 
 
 @router.get("/calls/{ref}/events", response_model=EventList, responses=ERRORS)
@@ -91,7 +93,7 @@ async def call_events(ref: CallRef, request: Request) -> EventList:
     """The call's append-only history: one event per state change, numbered from 1."""
     with audited(request, "v1.events", refusals_only=True) as decision:
         decision.identity, call = await identify_for_call(request, fields.name("id", ref))
-    events = await run_in_threadpool(runtime_of(request).service.history, call)
+    events = await in_store_thread(request, runtime_of(request).service.history, call)
     return EventList(events=[EventOut.of(e) for e in events])
 
 
@@ -100,7 +102,7 @@ async def call_webhooks(ref: CallRef, request: Request) -> DeliveryList:
     """Every webhook delivery of the call's events: state, attempts, status codes, next try."""
     with audited(request, "v1.webhooks", refusals_only=True) as decision:
         decision.identity, call = await identify_for_call(request, fields.name("id", ref))
-    return await run_in_threadpool(_deliveries, runtime_of(request).outbox, call.id)
+    return await in_store_thread(request, _deliveries, runtime_of(request).outbox, call.id)
 
 
 def _deliveries(outbox: Outbox, call_id: int) -> DeliveryList:
@@ -142,7 +144,7 @@ async def hangup_call(ref: CallRef, request: Request, response: Response) -> Cal
         call = await service.hangup(decision.call.uniqueid, decision.identity.tenant)
     if call.state is CallState.ENDED:
         response.status_code = 200
-    return CallOut.of(call, await run_in_threadpool(service.history, call))
+    return CallOut.of(call, await in_store_thread(request, service.history, call))
 
 
 @router.get(
@@ -153,11 +155,10 @@ async def hangup_call(ref: CallRef, request: Request, response: Response) -> Cal
 async def health(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     engines = runtime.service.health()
-    # In a thread: an unreachable database may take its connect timeout to say so.
-    problem = await run_in_threadpool(runtime.database_problem)
+    problem = await runtime.database_problem()
     # Anyone may ask whether the server is up; only who may read a tenant learns where its
     # PBX and trunk are and why something failed (the database's words name its host).
-    readable = await run_in_threadpool(readable_tenants, request)
+    readable = await in_store_thread(request, readable_tenants, request)
     out = HealthOut(
         ok=problem is None and all(h.ok for h in engines.values()),
         database=DatabaseOut(

@@ -21,10 +21,9 @@ from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from starlette.concurrency import run_in_threadpool
 
 from click2call.api import fields
-from click2call.api.access import audited, identify, runtime_of
+from click2call.api.access import audited, identify, in_store_thread, runtime_of
 from click2call.api.errors import v1_error
 from click2call.api.schemas import ERRORS, CallOut, _grammar, json_body, request_body
 from click2call.auth import (
@@ -136,7 +135,9 @@ async def create_token(request: Request) -> WidgetTokenOut:
         origins=tuple(origins),
         expires=expires,
     )
-    token = mint_widget_token(claims, await run_in_threadpool(runtime.sessions.secret, SECRET_NAME))
+    token = mint_widget_token(
+        claims, await in_store_thread(request, runtime.sessions.secret, SECRET_NAME)
+    )
     return WidgetTokenOut(
         token=token,
         expires_at=datetime.fromtimestamp(expires, UTC),
@@ -205,12 +206,12 @@ async def _claims(request: Request, token: str | None) -> WidgetClaims:
     runtime = runtime_of(request)
     if not token:
         raise Unauthorized("a widget token is required (X-Widget-Token)")
-    secret = await run_in_threadpool(runtime.sessions.secret, SECRET_NAME)
+    secret = await in_store_thread(request, runtime.sessions.secret, SECRET_NAME)
     claims = read_widget_token(token, secret, runtime.clock().timestamp())
     tenant = runtime.settings.tenant(claims.tenant)
     allowed = tenant.widget.allowed_origins if tenant else []
     check_widget_origin(claims, request.headers.get("origin"), allowed)
-    key = await run_in_threadpool(runtime.keys.get, claims.key_id)
+    key = await in_store_thread(request, runtime.keys.get, claims.key_id)
     if key is None or key.revoked_at is not None or key.tenant != claims.tenant:
         raise Unauthorized("the API key that minted this widget token was revoked")
     return claims
@@ -247,7 +248,9 @@ async def place_call(request: Request, token: WidgetToken = None) -> Response:
                 foreignid=fields.foreignid(body.foreignid),
             )
             decision.call = call = await runtime.service.place(order)
-            await run_in_threadpool(runtime.sessions.link_widget_call, call.id, claims.token_id)
+            await in_store_thread(
+                request, runtime.sessions.link_widget_call, call.id, claims.token_id
+            )
     except Click2CallError as exc:
         return _cors(request, v1_error(exc))
     out = CallOut.of(call).model_dump(mode="json")
@@ -264,8 +267,8 @@ async def get_call(
     runtime = runtime_of(request)
     try:
         claims = await _claims(request, token)
-        call = await run_in_threadpool(runtime.service.get, str(ref), claims.tenant)
-        if not await run_in_threadpool(runtime.sessions.placed_by, call.id, claims.token_id):
+        call = await in_store_thread(request, runtime.service.get, str(ref), claims.tenant)
+        if not await in_store_thread(request, runtime.sessions.placed_by, call.id, claims.token_id):
             raise CallNotFound(str(ref))
     except Click2CallError as exc:
         return _cors(request, v1_error(exc))

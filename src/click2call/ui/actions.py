@@ -11,11 +11,10 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from click2call.api import fields
-from click2call.api.access import SESSION_COOKIE, audited, runtime_of
+from click2call.api.access import SESSION_COOKIE, audited, in_store_thread, runtime_of
 from click2call.api.schemas import CallOut
 from click2call.auth import Identity
 from click2call.errors import Forbidden, InvalidInput, Unauthorized
@@ -59,14 +58,14 @@ async def signin(request: Request) -> Response:
     try:
         with audited(request, "ui.signin") as decision:
             valid = _KEY.fullmatch(key_text)
-            key = await run_in_threadpool(runtime.keys.lookup, key_text) if valid else None
+            key = await in_store_thread(request, runtime.keys.lookup, key_text) if valid else None
             if key is None:
                 raise Unauthorized("that API key is not valid or has been revoked")
             decision.identity = Identity(key.tenant, "key", key.id)
     except Unauthorized as exc:
         return signin_page(request, exc.message[:1].upper() + exc.message[1:] + ".", status=401)
     lifetime = timedelta(minutes=runtime.settings.server.session_minutes)
-    token = await run_in_threadpool(runtime.sessions.open, key, runtime.clock(), lifetime)
+    token = await in_store_thread(request, runtime.sessions.open, key, runtime.clock(), lifetime)
     response = RedirectResponse("/ui/live", status_code=303)
     set_cookie(request, response, SESSION_COOKIE, token, int(lifetime.total_seconds()))
     clear_cookie(response, SIGNIN_COOKIE)
@@ -78,7 +77,7 @@ async def signout(request: Request) -> Response:
     form = await request.form()
     who = await form_visitor(request, _text(form, "csrf"))
     runtime = runtime_of(request)
-    await run_in_threadpool(runtime.sessions.close, who.token, runtime.clock())
+    await in_store_thread(request, runtime.sessions.close, who.token, runtime.clock())
     response = RedirectResponse("/ui/signin", status_code=303)
     clear_cookie(response, SESSION_COOKIE)
     return response
@@ -120,7 +119,7 @@ async def hangup(request: Request, ref: str) -> Response:
     with audited(request, "ui.hangup") as decision:
         decision.identity = _identity(who)
         ref = fields.name("id", ref)
-        decision.call = await run_in_threadpool(service.get, ref, who.key.tenant)
+        decision.call = await in_store_thread(request, service.get, ref, who.key.tenant)
         call = await service.hangup(decision.call.uniqueid, who.key.tenant)
     return _reply(request, CallOut.of(call).model_dump(mode="json"), "/ui/live", 202)
 
@@ -140,8 +139,13 @@ async def create_key(request: Request) -> Response:
     if label is not None and not _LABEL.fullmatch(label):
         raise InvalidInput("label", "must be 1-128 characters without control characters")
     runtime = runtime_of(request)
-    key, secret = await run_in_threadpool(
-        runtime.keys.create, who.key.tenant, label, runtime.clock(), admin=form.get("admin") == "on"
+    key, secret = await in_store_thread(
+        request,
+        runtime.keys.create,
+        who.key.tenant,
+        label,
+        runtime.clock(),
+        admin=form.get("admin") == "on",
     )
     body = {"id": key.id, "prefix": key.prefix, "label": key.label, "admin": key.admin}
     return _reply(request, body | {"key": secret}, "/ui/keys", 201)
@@ -152,8 +156,8 @@ async def revoke_key(request: Request, key_id: int) -> Response:
     form = await request.form()
     who = await _admin(request, form)
     runtime = runtime_of(request)
-    revoked = await run_in_threadpool(
-        runtime.keys.revoke, key_id, runtime.clock(), tenant=who.key.tenant
+    revoked = await in_store_thread(
+        request, runtime.keys.revoke, key_id, runtime.clock(), tenant=who.key.tenant
     )
     if not revoked:
         raise InvalidInput("key", f"no active key {key_id} in tenant {who.key.tenant}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from click2call.api.access import runtime_of
+from click2call.api.access import in_store_thread, runtime_of
 from click2call.errors import Forbidden, Unauthorized
 from click2call.ui.session import Visitor, visitor
 
@@ -26,10 +25,10 @@ async def health(request: Request) -> dict[str, object]:
     runtime = runtime_of(request)
     engine = runtime.service.health()[who.key.tenant]
     tenant = who.key.tenant
-    refusals = await run_in_threadpool(
-        runtime.keys.audit_entries, limit=20, tenant=tenant, refusals_only=True
+    refusals = await in_store_thread(
+        request, runtime.keys.audit_entries, limit=20, tenant=tenant, refusals_only=True
     )
-    webhooks = await run_in_threadpool(runtime.outbox.tenant_counts, tenant)
+    webhooks = await in_store_thread(request, runtime.outbox.tenant_counts, tenant)
     return {
         "tenant": who.key.tenant,
         "engine": {"name": engine.name, "ok": engine.ok, "detail": engine.detail},
@@ -46,7 +45,7 @@ async def keys(request: Request) -> dict[str, object]:
     who = await _signed_in(request)
     if not who.key.admin:
         raise Forbidden("only admin keys (keys create --admin) may manage keys")
-    listing = await run_in_threadpool(runtime_of(request).keys.listing, who.key.tenant)
+    listing = await in_store_thread(request, runtime_of(request).keys.listing, who.key.tenant)
     return {
         "keys": [
             {

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
-from starlette.concurrency import run_in_threadpool
 
-from click2call.api.access import SESSION_COOKIE, runtime_of
+from click2call.api.access import SESSION_COOKIE, in_store_thread, runtime_of
 from click2call.auth import csrf_matches, csrf_token
 from click2call.errors import Forbidden, Unauthorized
 from click2call.store import ApiKey
@@ -40,7 +39,7 @@ async def visitor(request: Request) -> Visitor | None:
     if not token:
         return None
     runtime = runtime_of(request)
-    key = await run_in_threadpool(runtime.sessions.lookup, token, runtime.clock())
+    key = await in_store_thread(request, runtime.sessions.lookup, token, runtime.clock())
     return None if key is None else Visitor(key, token)
 
 

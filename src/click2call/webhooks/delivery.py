@@ -25,6 +25,7 @@ from click2call.errors import DatabaseUnavailable
 from click2call.settings import Settings
 from click2call.store import Attempt, Delivery, Outbox
 from click2call.store.outbox import DELIVERED, FAILED, PENDING, Settled
+from click2call.store_threads import StoreThreads
 from click2call.webhooks import signing
 from click2call.webhooks.schedule import Outcome, decide, parse_retry_after
 from click2call.webhooks.urls import is_public, listed
@@ -42,6 +43,7 @@ class Deliverer:
         settings: Settings,
         outbox: Outbox,
         clock: Clock,
+        threads: StoreThreads,
         random_fraction: Callable[[], float] = random.random,
         observe: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
@@ -49,6 +51,7 @@ class Deliverer:
         self._delivery = settings.webhooks
         self._outbox = outbox
         self._clock = clock
+        self._threads = threads
         self._random = random_fraction
         self._observe = observe  # told each attempt's outcome (metrics)
         self._wake = asyncio.Event()
@@ -109,14 +112,14 @@ class Deliverer:
         settled, gone = self._settled, self._gone
         self._settled, self._gone = [], []
         try:
-            await asyncio.to_thread(self._outbox.settle, settled)
+            await self._threads.run(self._outbox.settle, settled)
         except BaseException:
             self._settled[:0], self._gone[:0] = settled, gone
             raise
         for i, (endpoint_id, at) in enumerate(gone):
             why = "the receiver answered 410 Gone"
             try:
-                await asyncio.to_thread(self._outbox.disable_endpoint, endpoint_id, why, at)
+                await self._threads.run(self._outbox.disable_endpoint, endpoint_id, why, at)
             except BaseException:
                 self._gone[:0] = gone[i:]
                 raise
@@ -130,7 +133,7 @@ class Deliverer:
         left_over = []
         # Sent but not yet written as such (finished while the last write ran): not due.
         busy = set(self._in_flight) | {s.delivery.outbox_id for s in self._settled}
-        due = await asyncio.to_thread(self._outbox.claim, self._clock(), room, busy, full)
+        due = await self._threads.run(self._outbox.claim, self._clock(), room, busy, full)
         for delivery in due:
             taken = self._per_endpoint.get(delivery.endpoint_id, 0)
             if taken >= cap:
@@ -141,7 +144,7 @@ class Deliverer:
             self._in_flight[delivery.outbox_id] = task
             task.add_done_callback(self._finished_callback(delivery))
         if left_over:  # claimed, not sent now: free them at once, not when the lease ends
-            await asyncio.to_thread(self._outbox.release, left_over)
+            await self._threads.run(self._outbox.release, left_over)
 
     def _finished_callback(self, delivery: Delivery) -> Callable[[asyncio.Task[None]], None]:
         return lambda _task: self._finished(delivery)

@@ -1,0 +1,68 @@
+"""The threads that do the store's work for the event loop, and how long the loop waits.
+
+The event loop carries the SIP signalling and never waits on the database itself. Requests,
+the pollers (hang-up relay, node watch) and the webhook deliverer hand their store work to
+this pool, which the Runtime owns: not asyncio's default executor, which the SIP engine's
+name lookups share (off uvloop), so a database that hangs holds up no DNS; and bounded, so
+it holds up at most this many threads.
+
+Each wait is bounded too. A PostgreSQL that hangs without closing its connections (its host
+frozen: the kernel still acknowledges, no libpq timeout fires) would otherwise hold a request
+until it wakes; after `timeout` seconds the caller gets DatabaseUnavailable, the 503 of any
+outage. The thread may stay blocked in the driver; the pool's size keeps their number finite,
+and work still queued when its wait ends is dropped, never run late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+from click2call.errors import DatabaseUnavailable
+
+log = logging.getLogger("click2call.store")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def no_answer(timeout: float) -> str:
+    """The outage's reason when the database took longer than `timeout` seconds."""
+    return f"the database did not answer within {timeout:g} s"
+
+
+class StoreThreads:
+    def __init__(self, threads: int, timeout: float) -> None:
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="store")
+        self._running: set[concurrent.futures.Future[Any]] = set()
+
+    async def run(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`work(*args, **kwargs)` in one of the threads, with the caller's context (the
+        call a log line is about); DatabaseUnavailable when it takes over `timeout`."""
+        context = contextvars.copy_context()
+        call = functools.partial(work, *args, **kwargs)
+        future = self._pool.submit(context.run, call)
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable(no_answer(self.timeout)) from None
+
+    async def close(self, wait: float = 10.0) -> None:
+        """Take no more work and wait (at most `wait` seconds) for the threads still working,
+        also those whose caller stopped waiting: disposing of the database under one would
+        leave its connection to a pool that is gone."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        running = [asyncio.wrap_future(future) for future in self._running]
+        if not running:
+            return
+        _, stuck = await asyncio.wait(running, timeout=wait)
+        if stuck:
+            log.error("%d database operation(s) still blocked at shutdown", len(stuck))

@@ -1,0 +1,54 @@
+"""The composition root: what it starts it stops, in an order that leaks nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from click2call.demo.sipp import free_port
+from click2call.runtime import Runtime
+from click2call.settings import Settings
+from click2call.store.hangup_requests import HangupRequest, HangupRequests
+
+
+def _runtime(folder: Path) -> Runtime:
+    peer = f"127.0.0.1:{free_port()}"
+    settings = Settings(
+        server={"database": f"sqlite:///{folder / 'calls.db'}"},  # type: ignore[arg-type]
+        sip={"port": free_port(), "options_interval": 0},  # type: ignore[arg-type]
+        tenants=[{"name": "default", "sip": {"pbx": peer, "trunk": peer}}],  # type: ignore[list-item]
+    )
+    return Runtime(settings)
+
+
+async def test_close_waits_for_a_pollers_thread_before_disposing_of_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hang-up relay is stopped while its thread reads the database: the database is
+    disposed of only once that thread is done with its connection."""
+    runtime = _runtime(tmp_path)
+    polling, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    take = HangupRequests.take
+
+    def slow_take(requests: HangupRequests, now: datetime) -> list[HangupRequest]:
+        polling.set()
+        release.wait(5)
+        found = take(requests, now)
+        order.append("poll done")
+        return found
+
+    monkeypatch.setattr(HangupRequests, "take", slow_take)
+    dispose = runtime.store.close
+    monkeypatch.setattr(runtime.store, "close", lambda: (order.append("disposed"), dispose()))
+    await runtime.start()
+    assert await asyncio.to_thread(polling.wait, 5)
+    closing = asyncio.create_task(runtime.close())
+    await asyncio.sleep(0.3)
+    release.set()
+    await asyncio.wait_for(closing, 10)
+    assert order == ["poll done", "disposed"]
