@@ -135,7 +135,9 @@ def test_a_hung_database_holds_up_only_the_requests_that_read_it(
     """PostgreSQL frozen as a call starts (connections accepted, nothing answered): a read
     with an API key waits for it, while the server answers a request that needs no
     database and the call's SIP signalling goes on; afterwards the call is stored ended."""
-    process, server = launch(tmp_path, cluster.new_database())
+    # The read is to outlast the SIP flow: longer than the call's signalling takes.
+    extra = "database_timeout = 60"
+    process, server = launch(tmp_path, cluster.new_database(), server_extra=extra)
     try:
         headers = {"X-API-Key": new_key(server, "default")[1]}
         agent = server.peer("agent_answer.xml", server.pbx_port)
@@ -171,6 +173,53 @@ def test_a_hung_database_holds_up_only_the_requests_that_read_it(
     else:
         assert read.reply.status_code == 200, read.reply.text
     assert (ended["state"], ended["result"]) == ("ended", "completed"), ended
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_a_hung_database_is_a_503_after_database_timeout_and_health_says_why(
+    cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """PostgreSQL frozen: no driver timeout fires (the kernel still acknowledges), yet a
+    keyed read, a new call and health answer 503 once `database_timeout` has passed,
+    and placement resumes by itself when the database wakes up."""
+    extra = "database_timeout = 1.5"
+    process, server = launch(tmp_path, cluster.new_database(), server_extra=extra)
+    link = {"extension": "200", "destination": "0502760206"}
+    try:
+        server.peer("agent_busy.xml", server.pbx_port, calls=2)
+        headers = {"X-API-Key": new_key(server, "default")[1]}
+        with server.client() as client:
+            assert client.get("/api/v1/calls", headers=headers).status_code == 200
+            with cluster.frozen():
+                replies, took = {}, {}
+                for name, ask in (
+                    ("read", lambda: client.get("/api/v1/calls", headers=headers)),
+                    ("dial", lambda: client.get("/web/dial.php", params=link)),
+                    ("health", lambda: client.get("/api/v1/health")),
+                ):
+                    started = time.monotonic()
+                    replies[name] = ask()
+                    took[name] = time.monotonic() - started
+            deadline = time.monotonic() + 15
+            while (after := client.get("/web/dial.php", params=link)).status_code != 200:
+                assert time.monotonic() < deadline, after.text
+                time.sleep(0.2)
+        call_id = int(after.text.split("unique: ")[1])
+        assert server.wait_for(call_id)["result"] == "agent_busy"
+    finally:
+        process.stop()
+
+    read, dial, health = replies["read"], replies["dial"], replies["health"]
+    assert read.status_code == 503, read.text
+    assert read.json()["error"] == {"id": "database_unavailable", "message": UNAVAILABLE}
+    assert dial.status_code == 503, dial.text
+    assert dial.text == f"response: false\nunique: \nerror: {UNAVAILABLE}\n"
+    assert health.status_code == 503
+    assert health.json()["database"] == {
+        "ok": False,
+        "detail": "the database did not answer within 1.5 s",
+    }
+    assert all(1.5 <= seconds < 4.5 for seconds in took.values()), took
     assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
