@@ -204,6 +204,8 @@ def db(args: argparse.Namespace) -> int:
 
     settings = _settings(args.config)
     print(_database(settings), file=sys.stderr)
+    if args.action == "prune":
+        return _prune(settings, args.older_than)
     engine = connect(settings.server.database)
     try:
         with _database_errors():
@@ -219,6 +221,30 @@ def db(args: argparse.Namespace) -> int:
             return 0 if found == wanted else 1
     finally:
         engine.dispose()
+
+
+def _prune(settings: Settings, days: float | None) -> int:
+    """Remove what is older than `days` (store/retention.py), printing how much."""
+    from datetime import UTC, datetime, timedelta
+
+    from click2call.store import open_database
+    from click2call.store.retention import prune
+
+    if days is None or not days > 0:
+        raise SystemExit("click2call: db prune needs --older-than DAYS, a number above 0")
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    with _database_errors():
+        engine = open_database(settings.server.database, migrate=False)
+        try:
+            gone = prune(engine, cutoff)
+        finally:
+            engine.dispose()
+    print(
+        f"removed what ended before {cutoff:%Y-%m-%d %H:%M} UTC: {gone.calls} call(s) with "
+        f"{gone.events} event(s), {gone.deliveries} webhook deliveries with {gone.attempts} "
+        f"attempt(s), {gone.audit_rows} audit row(s)"
+    )
+    return 0
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -290,9 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     command.set_defaults(func=webhooks)
     cli_calls.add_commands(commands, config, _settings)
     command = commands.add_parser(
-        "db", help="database schema: upgrade once per deploy, status", parents=[config]
+        "db",
+        help="database schema: upgrade once per deploy, status; prune old history",
+        parents=[config],
     )
-    command.add_argument("action", choices=("upgrade", "status"))
+    command.add_argument("action", choices=("upgrade", "status", "prune"))
+    command.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        help="prune: ended calls, finished webhook deliveries and audit rows older than this",
+    )
     command.set_defaults(func=db)
     command = commands.add_parser(
         "demo", help="place one call between two SIPp phones on loopback (its own settings)"
