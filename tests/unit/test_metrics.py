@@ -32,7 +32,7 @@ async def test_a_call_s_changes_move_its_counters_and_histograms(tmp_path: Path)
     store = Store(open_database(f"sqlite:///{tmp_path / 'calls.db'}"))
     tracking = Tracking(store, Limits(time.monotonic), lambda: T0)
     health = {"default": EngineHealth("sip", True, "bound", 3)}
-    metrics = Metrics(lambda: health, lambda: 4)
+    metrics = Metrics(lambda: health, lambda: 4, lambda: 2)
     other = Metrics(lambda: {}, lambda: 0)
     tracking.subscribe(metrics.on_change)
     call = (await tracking.create(NEW)).call
@@ -51,4 +51,5 @@ async def test_a_call_s_changes_move_its_counters_and_histograms(tmp_path: Path)
     assert got[("click2call_engine_up", (("engine", "sip"), *tenant))] == 1
     assert got[("click2call_webhook_backlog", ())] == 4
     assert got[("click2call_webhook_deliveries_total", (("outcome", "delivered"),))] == 1
+    assert got[("click2call_audit_rows_dropped_total", ())] == 2
     assert ("click2call_calls_placed_total", tenant) not in samples(other)  # own registry
