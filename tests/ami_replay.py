@@ -194,6 +194,7 @@ class ReplayPeer:
     port: int = 0
     mismatches: list[str] = field(default_factory=list)
     actions: list[Message] = field(default_factory=list)  # every action received, in order
+    received: list[bytearray] = field(default_factory=list)  # each connection's bytes, as read
     logins: int = 0
     _queue: deque[tuple[str, str | None, str | None, bool]] = field(default_factory=deque)
     _resumes: deque[_Play] = field(default_factory=deque)  # next connections to play
@@ -281,6 +282,8 @@ class ReplayPeer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
+        received = bytearray()
+        self.received.append(received)
         decoder = AmiDecoder()
         decoder.feed(_NO_BANNER)  # only the server sends a banner
         pending: deque[Message] = deque()
@@ -301,7 +304,7 @@ class ReplayPeer:
                     if not await self._write(writer, play, chunk):
                         return
                     continue
-                action = await self._next_action(reader, decoder, pending)
+                action = await self._next_action(reader, decoder, pending, received)
                 play = await self._answer(writer, play, action)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass  # the client left, or the peer stops
@@ -379,12 +382,17 @@ class ReplayPeer:
         return run
 
     async def _next_action(
-        self, reader: asyncio.StreamReader, decoder: AmiDecoder, pending: deque[Message]
+        self,
+        reader: asyncio.StreamReader,
+        decoder: AmiDecoder,
+        pending: deque[Message],
+        received: bytearray,
     ) -> Message:
         while not pending:
             data = await reader.read(65536)
             if not data:
                 raise ConnectionError("client closed")
+            received += data
             pending.extend(m for m in decoder.feed(data) if isinstance(m, Message))
         action = pending.popleft()
         self.actions.append(action)

@@ -334,7 +334,8 @@ ASTERISK_CONFIG = """
 [server]
 host = "127.0.0.1"
 port = {http}
-database = "sqlite:///{db}"
+database = "{database}"
+{server_extra}
 
 [[tenants]]
 name = "default"
@@ -393,17 +394,24 @@ def launch_asterisk(
     wait_logins: int = 3,
     tenants: int = 3,
     last_tenant_extra: str = "",
+    database: str | None = None,
+    server_extra: str = "",
 ) -> AsteriskServer:
     """A server whose first `tenants` tenants (of three) use the Asterisk engine on `peer`;
-    `last_tenant_extra`: more TOML for the last of them (e.g. its [tenants.limits])."""
+    `last_tenant_extra`: more TOML for the last of them (e.g. its [tenants.limits]);
+    `database`: a shared one (else SQLite under `workdir`); `server_extra`: more [server]."""
     http = free_port(socket.SOCK_STREAM)
     config = workdir / "click2call.toml"
-    text = ASTERISK_CONFIG.format(http=http, db=workdir / "calls.db", ami=peer.port)
+    database = database or f"sqlite:///{workdir / 'calls.db'}"
+    text = ASTERISK_CONFIG.format(
+        http=http, database=database, server_extra=server_extra, ami=peer.port
+    )
     text = "[[tenants]]".join(text.split("[[tenants]]")[: tenants + 1]) + last_tenant_extra
     config.write_text(text.replace('secret = "test"', f'secret = "{secret}"'))
+    upgrade_shared_database(config, database)
     base_url = f"http://127.0.0.1:{http}"
     process = ServerProcess(config, base_url, workdir / "server.log").start()
-    server = Server(base_url, 0, 0, 0, workdir)
+    server = Server(base_url, 0, 0, 0, workdir, database=database)
     deadline = time.monotonic() + 10
     while peer.logins < wait_logins and time.monotonic() < deadline:  # tenants logged in
         time.sleep(0.05)

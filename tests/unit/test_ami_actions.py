@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -116,3 +117,22 @@ def test_hangup_and_status_match_the_recordings() -> None:
     listing = sent("reconnect-during-call.txt", conn=2)
     assert bytes(actions.core_show_channels("csc-2")) == listing[1]
     assert bytes(actions.status("status-2")) == listing[2]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# "ChannelId = our uniqueid", "(ChannelId on Originate) to our call's uniqueid": the ids
+# before c2c-<epoch>-<seq>, which collided with Asterisk's own (issue 12).
+STALE_CHANNEL_ID = re.compile(
+    r"ChannelId[^.]{0,30}?(=|\bto\b|\bis\b)\s*(our( call's)?|the call's)\s*`?uniqueid", re.I
+)
+
+
+def test_the_docs_name_the_channel_id_we_send() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"uniqueid (\d+\.\d+) .*→\s+(\S+)", readme)
+    assert example is not None
+    assert actions.channel_id(example[1]) == example[2]
+    engine = ROOT / "src" / "click2call" / "engines" / "asterisk"
+    for path in [ROOT / "README.md", *engine.glob("*.py")]:
+        stale = STALE_CHANNEL_ID.search(" ".join(path.read_text().split()))
+        assert stale is None, f"{path.name}: {stale[0] if stale else ''}"

@@ -7,8 +7,9 @@ checks it). Anything not in the table changes nothing. How a call ends, and with
 result, is decided by `_ending()` from the facts gathered on the way.
 
 Asterisk gives every channel of one call the `Linkedid` of the first one, and we preset
-that first channel's id (`ChannelId` on Originate) to our call's uniqueid, so every event
-of a call names it: as `Linkedid`, `Uniqueid`, `DestLinkedid` or, for the Originate's
+that first channel's id (`ChannelId` on Originate) to `c2c-<epoch>-<seq>`, our call's
+uniqueid made unlike any id Asterisk mints (`actions.channel_id`), so every event of a
+call names it: as `Linkedid`, `Uniqueid`, `DestLinkedid` or, for the Originate's
 response and OriginateResponse, by our `ActionID`. Which channel an event is about tells
 the leg:
 
