@@ -24,6 +24,10 @@ else (an extra header, a different value, an injected line) is refused with
   replies, with the items of a list, are not events and all pass.
 * The one reply no file holds: a Hangup of a channel whose Hangup event was played gets
   `Response: Error` / `Message: No such channel`, as probed on the real Asterisk (README).
+* Actions named in `refused` get the peer's own `Response: Error` ("not in the recordings",
+  as any unscripted action) even where a recording answers them: an account that may not
+  run them. No recording holds Asterisk's own refusal ("Permission denied"), so its text is
+  not imitated; a client only learns that the action failed.
 """
 
 from __future__ import annotations
@@ -196,6 +200,7 @@ class ReplayPeer:
     actions: list[Message] = field(default_factory=list)  # every action received, in order
     received: list[bytearray] = field(default_factory=list)  # each connection's bytes, as read
     logins: int = 0
+    refused: set[str] = field(default_factory=set)  # action names (lower case) refused
     _queue: deque[tuple[str, str | None, str | None, bool]] = field(default_factory=deque)
     _resumes: deque[_Play] = field(default_factory=deque)  # next connections to play
     _loop: asyncio.AbstractEventLoop | None = None
@@ -315,6 +320,9 @@ class ReplayPeer:
     async def _answer(self, writer: asyncio.StreamWriter, play: _Play, action: Message) -> _Play:
         """Match the client's action to the gate ahead; the play that goes on from there."""
         name = _name(action)
+        if name in self.refused:
+            await self._reply_error(writer, action, "not in the recordings")
+            return play
         ahead = play.items[0] if play.items and isinstance(play.items[0], Gate) else None
         if name in play.held:
             recorded, reply = play.held.pop(name)

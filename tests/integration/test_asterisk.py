@@ -110,16 +110,30 @@ def test_injection_never_reaches_the_pbx(asterisk: AsteriskServer) -> None:
     assert len(asterisk.peer.actions) == before
 
 
+@pytest.mark.parametrize(
+    ("refused", "listing"),
+    [
+        ((), ["CoreShowChannels"]),
+        # An account without the reporting/system class: Status answers instead.
+        (("coreshowchannels",), ["CoreShowChannels", "Status"]),
+    ],
+    ids=["CoreShowChannels", "Status-after-CoreShowChannels-refused"],
+)
 def test_a_call_outlives_a_lost_link_and_ends_with_its_real_result(
-    asterisk: AsteriskServer,
+    asterisk: AsteriskServer, refused: tuple[str, ...], listing: list[str]
 ) -> None:
     # Connection 1 drops once the call is bridged; connection 2 lists the channels.
     logins = asterisk.peer.logins
-    asterisk.peer.play("reconnect-during-call.txt")
-    call = asterisk.server.wait_for(int(dial(asterisk).text.split("unique: ")[1]))
+    asterisk.peer.refused.update(refused)
+    try:
+        asterisk.peer.play("reconnect-during-call.txt")
+        call = asterisk.server.wait_for(int(dial(asterisk).text.split("unique: ")[1]))
+    finally:
+        asterisk.peer.refused.clear()
     assert asterisk.peer.mismatches == []
     assert asterisk.peer.logins == logins + 1
-    assert asterisk.peer.actions[-1]["Action"] == "CoreShowChannels"
+    sent = [a["Action"] for a in asterisk.peer.actions]
+    assert sent[-1 - len(listing) :] == ["Login", *listing]
     assert (call["result"], call["cause"]) == (
         "completed",
         "destination hung up; Cause 16 Normal Clearing",
