@@ -136,7 +136,13 @@ class Runtime:
         for call in on_the_pbx.values():
             engine = self.engines[call.tenant]
             assert isinstance(engine, AsteriskEngine)
-            engine.resume(call.uniqueid, call.state, call.created_at, self.tracking.on_event)
+            # The store keeps no timeouts per call (yet): the tenant's are the ones the call
+            # was placed with, unless the configuration changed across the restart.
+            placed = self.settings.tenant(call.tenant)
+            assert placed is not None
+            engine.resume(
+                call.uniqueid, call.state, call.created_at, self.tracking.on_event, placed
+            )
         if on_the_pbx:
             log.warning("looking for %d Asterisk call(s) of the previous run", len(on_the_pbx))
         for engine in self.engines.values():

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from datetime import datetime
+from typing import Protocol
 
 from click2call.calls import CallEvent, CallOrder, CallState, Result
 from click2call.engines.asterisk import actions
@@ -31,6 +32,24 @@ from click2call.errors import EngineUnavailable, InvalidInput
 from click2call.settings import TenantSettings
 
 log = logging.getLogger("click2call.asterisk")
+
+
+class Timeouts(Protocol):
+    """What bounds a call's life: a `CallOrder`'s, or the tenant settings it came from."""
+
+    @property
+    def agent_ring_timeout(self) -> float: ...
+    @property
+    def destination_ring_timeout(self) -> float: ...
+    @property
+    def max_call_seconds(self) -> float: ...
+
+
+def longest_life(timeouts: Timeouts) -> float:
+    """Both ring timeouts and the longest talk: past that, a call is overdue."""
+    return (
+        timeouts.agent_ring_timeout + timeouts.destination_ring_timeout + timeouts.max_call_seconds
+    )
 
 
 class _Call:
@@ -58,7 +77,6 @@ class _Call:
 
 class AsteriskEngine:
     def __init__(self, tenant: TenantSettings, clock: Clock) -> None:
-        self._tenant = tenant
         self._settings = tenant.asterisk
         self._clock = clock
         self._calls: dict[str, _Call] = {}  # by channel id (= Linkedid of every channel)
@@ -101,25 +119,25 @@ class AsteriskEngine:
             raise EngineUnavailable(f"Asterisk refused the call: {reply.get('Message', '')}")
         # The tracker saw the reply in the stream, in order with the events that follow.
         if key in self._calls:
-            # Both ring timeouts and the longest talk: past that, the call is overdue.
-            longest = order.agent_ring_timeout + order.destination_ring_timeout
-            longest += order.max_call_seconds
             loop = asyncio.get_running_loop()
-            call.deadline = loop.call_later(longest, self._overdue, key)
+            call.deadline = loop.call_later(longest_life(order), self._overdue, key)
 
     def resume(
-        self, uniqueid: str, state: CallState, created_at: datetime, events: EventSink
+        self,
+        uniqueid: str,
+        state: CallState,
+        created_at: datetime,
+        events: EventSink,
+        placed: Timeouts,
     ) -> None:
         """Follow again a call a previous run of this node placed and left in flight (call
-        before `start`): the first login re-finds it in the PBX's channel list."""
+        before `start`): the first login re-finds it in the PBX's channel list. `placed`:
+        the timeouts the call was placed with, which bound its life as they did then."""
         key = actions.channel_id(uniqueid)
         call = _Call(uniqueid, CallTracker(key, None, state), events)
         call.link_lost, call.away = "click2call restarted", "click2call was restarting"
         self._calls[key] = call
-        tenant = self._tenant
-        longest = tenant.agent_ring_timeout + tenant.destination_ring_timeout
-        longest += tenant.max_call_seconds
-        left = longest - (self._clock() - created_at).total_seconds()
+        left = longest_life(placed) - (self._clock() - created_at).total_seconds()
         call.deadline = asyncio.get_running_loop().call_later(max(left, 0), self._overdue, key)
 
     async def hangup(self, call_uniqueid: str) -> None:
