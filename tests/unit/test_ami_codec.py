@@ -102,6 +102,22 @@ def test_fields_of_a_real_event() -> None:
         reply["Nope"]
 
 
+@pytest.mark.parametrize("parsed", [True, False], ids=["received", "built"])
+def test_the_first_copy_of_a_header_wins_whatever_its_spelling(parsed: bool) -> None:
+    headers = (("Event", "Status"), ("BridgeID", "b-1"), ("BRIDGEID", "b-2"), ("bridgeid", "b-3"))
+    message = Message(headers)
+    if parsed:
+        [parsed_message] = AmiDecoder().feed(b"Asterisk Call Manager/9.0.0\r\n" + bytes(message))[
+            1:
+        ]
+        assert isinstance(parsed_message, Message)
+        message = parsed_message
+    assert message.headers == headers
+    for spelling in ("BridgeID", "BridgeId", "BRIDGEID", "bridgeid"):
+        assert message.get(spelling) == "b-1", spelling
+    assert message.get("Missing", "none") == "none"
+
+
 def test_login_failure_is_an_error_response() -> None:
     messages = decode(received("login-bad-secret.txt"))
     reply = messages[1]

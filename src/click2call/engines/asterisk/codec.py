@@ -38,8 +38,10 @@ class Banner:
 @dataclass(frozen=True, slots=True)
 class Message:
     headers: tuple[tuple[str, str], ...]
-    # Lower-cased name → first value, built on the first get(): a message is read a few
-    # times (its reply matching, its call's lookup, the tracker), each by name.
+    # Name → first value, under the lower-cased name and as the first copy spells it (most
+    # lookups use Asterisk's own spelling: one dict hit): a message is read a few times
+    # (its reply matching, its call's lookup, the tracker), each by name. Built as a
+    # received message is parsed, else on the first get().
     _first: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
@@ -50,10 +52,13 @@ class Message:
         first = self._first
         if first is None:
             first = {}
-            for k, v in reversed(self.headers):
-                first[k.lower()] = v  # the earliest copy is written last, and wins
+            for k, v in self.headers:
+                _index(first, k, v)
             object.__setattr__(self, "_first", first)
-        return first.get(key.lower(), default)
+        value = first.get(key)
+        if value is None:
+            value = first.get(key.lower(), default)
+        return value
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key)
@@ -99,10 +104,19 @@ def check_safe(key: str, value: str) -> None:
         raise UnsafeValue(f"AMI header name {key!r} is not a plain name")
 
 
+def _index(first: dict[str, str], key: str, value: str) -> None:
+    """Add a header to a message's name index, unless an earlier copy of it is there."""
+    lower = key.lower()
+    if lower not in first:
+        first[lower] = first[key] = value
+
+
 def _parse_block(block: bytes) -> Message:
+    # One decode for the block: CR and LF never occur inside a UTF-8 multi-byte sequence,
+    # so this splits where splitting the bytes would. The name index is built on the way.
     headers = []
-    for raw in block.split(b"\r\n"):
-        line = raw.decode("utf-8", errors="replace")
+    first: dict[str, str] = {}
+    for line in block.decode("utf-8", errors="replace").split("\r\n"):
         key, sep, value = line.partition(": ")
         if not sep:
             # "Key:" with an empty value is written without the space.
@@ -110,7 +124,12 @@ def _parse_block(block: bytes) -> Message:
         if not sep:
             raise AmiProtocolError(f"not a header line: {line[:80]!r}")
         headers.append((key, value))
-    return Message(tuple(headers))
+        lower = key.lower()  # as _index(), inline: this loop runs for every header received
+        if lower not in first:
+            first[lower] = first[key] = value
+    message = Message(tuple(headers))
+    object.__setattr__(message, "_first", first)
+    return message
 
 
 class AmiDecoder:
