@@ -91,8 +91,11 @@ def thread_cpu(work: Callable[[], float]) -> tuple[float, float]:
     return result, time.thread_time() - started
 
 
-def server_cpu_per_call(peer: ReplayPeer, calls: int, concurrency: int) -> tuple[float, float]:
-    """(server CPU ms per whole call, server CPU ms per health check), one server."""
+def server_cpu_per_call(
+    peer: ReplayPeer, calls: int, concurrency: int
+) -> tuple[float, float, float]:
+    """(server CPU ms per whole call, of which its event loop's thread, server CPU ms per
+    health check), one server."""
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         running = launch_asterisk(
@@ -109,11 +112,12 @@ def server_cpu_per_call(peer: ReplayPeer, calls: int, concurrency: int) -> tuple
             ended = "SELECT count(*) FROM calls WHERE state = 'ended'"
             asyncio.run(hammer(base_url, DIAL, 20, 1))  # warm-up
             wait_rows(db, ended, 20, 30)
-            before = cpu_seconds(server.pid)
+            before, loop_before = cpu_seconds(server.pid), cpu_seconds(server.pid, server.pid)
             _rate, _latencies, accepted = asyncio.run(hammer(base_url, DIAL, calls, concurrency))
             assert accepted == calls, f"{accepted} of {calls} calls accepted"
             done = wait_rows(db, ended, calls + 20, 60)
             per_call = (cpu_seconds(server.pid) - before) / calls * 1000
+            on_loop = (cpu_seconds(server.pid, server.pid) - loop_before) / calls * 1000
             assert done == calls + 20, f"{done - 20} of {calls} calls ended"
             with sqlite3.connect(db) as conn:
                 results = dict(conn.execute("SELECT result, count(*) FROM calls GROUP BY 1"))
@@ -123,7 +127,7 @@ def server_cpu_per_call(peer: ReplayPeer, calls: int, concurrency: int) -> tuple
             per_health = (cpu_seconds(server.pid) - before) / calls * 1000
         finally:
             server.stop()
-    return per_call, per_health
+    return per_call, on_loop, per_health
 
 
 def masked_to_call_events(stream: bytes) -> bytes:
@@ -200,7 +204,7 @@ def main() -> None:
         naive, naive_cpu = thread_cpu(
             lambda: asyncio.run(login_per_request(settings, args.requests))
         )
-        per_call, per_health = server_cpu_per_call(peer, args.calls, args.concurrency)
+        per_call, on_loop, per_health = server_cpu_per_call(peer, args.calls, args.concurrency)
     finally:
         peer.stop()
     assert peer.mismatches == [], peer.mismatches[:3]
@@ -225,6 +229,11 @@ def main() -> None:
                 f"{args.concurrency} in flight)",
                 f"{per_call:.2f}",
                 "≤ 1",
+            ),
+            (
+                "  of which the event loop's thread (the rest: store writer threads)",
+                f"{on_loop:.2f}",
+                "",
             ),
             (
                 "baseline: login per request, client CPU per request (AMI only)",
