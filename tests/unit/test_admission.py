@@ -97,9 +97,9 @@ def test_the_live_call_count_reads_the_live_index_not_the_tenants_history(
             explain = "EXPLAIN"  # among indexes, not a whole table this small
         else:
             explain = "EXPLAIN QUERY PLAN"
-        count = admission._USAGE.params(tenant="default", agent="200")
-        sql = count.compile(database, compile_kwargs={"literal_binds": True})
-        plan = conn.exec_driver_sql(f"{explain} {sql}").all()
+        postgres = database.dialect.name == "postgresql"
+        sql = admission._USAGE.postgresql if postgres else admission._USAGE.sqlite
+        plan = conn.exec_driver_sql(f"{explain} {sql}", {"tenant": "default", "agent": "200"}).all()
     assert "ix_calls_live" in " ".join(str(row) for row in plan)
 
 

@@ -18,25 +18,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Engine,
-    Float,
-    bindparam,
-    case,
-    func,
-    insert,
-    literal_column,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Engine, Float, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql
 
 from click2call.calls import CallState
 from click2call.errors import RateLimited
-from click2call.store.schema import call_rate_buckets, calls, key_rate_buckets
+from click2call.store.driver import Driver, Sql
+from click2call.store.schema import key_rate_buckets
 
 
 class CallLimits(Protocol):
@@ -50,51 +38,41 @@ class CallLimits(Protocol):
     def burst(self) -> int: ...
 
 
-# Built once (a statement built per call cost more than running it). The live states as a
-# literal IN list, not `!= ended`: the state index then finds the few live calls among the
-# many ended ones; both counts in one pass over them.
-_LIVE: list[ColumnElement[str]] = [
-    literal_column(f"'{state.value}'") for state in CallState if state is not CallState.ENDED
-]
-_BUCKET_TOKENS = select(call_rate_buckets.c.tokens).where(
-    call_rate_buckets.c.tenant == bindparam("tenant")
+# On the write path of every new call: run on the driver (store/driver.py). The live states
+# as a literal IN list, not `<> 'ended'`: the state index then finds the few live calls
+# among the many ended ones; both counts in one pass over them.
+_LIVE = ", ".join(f"'{state}'" for state in CallState if state is not CallState.ENDED)
+_USAGE = Sql(
+    "SELECT count(*), count(CASE WHEN agent_number = :agent THEN 1 END),"  # noqa: S608
+    " (SELECT tokens FROM call_rate_buckets WHERE tenant = :tenant),"
+    " (SELECT updated_at FROM call_rate_buckets WHERE tenant = :tenant)"
+    f" FROM calls WHERE tenant = :tenant AND state IN ({_LIVE})"
 )
-_BUCKET_AT = select(call_rate_buckets.c.updated_at).where(
-    call_rate_buckets.c.tenant == bindparam("tenant")
+_TENANT_LOCK = Sql("SELECT pg_advisory_xact_lock(hashtext(:key))")
+_NEW_BUCKET = Sql(
+    "INSERT INTO call_rate_buckets (tenant, tokens, updated_at) VALUES (:tenant, :tokens, :now)"
 )
-_USAGE = select(
-    func.count(),
-    func.count(case((calls.c.agent_number == bindparam("agent"), 1))),
-    _BUCKET_TOKENS.scalar_subquery(),
-    _BUCKET_AT.scalar_subquery(),
-).where(calls.c.tenant == bindparam("tenant"), calls.c.state.in_(_LIVE))
-_TENANT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
-_NEW_BUCKET = insert(call_rate_buckets)
-_TAKE = (
-    update(call_rate_buckets)
-    .where(call_rate_buckets.c.tenant == bindparam("of_tenant"))
-    .values(tokens=bindparam("left"), updated_at=bindparam("now"))
-)
+_TAKE = Sql("UPDATE call_rate_buckets SET tokens = :left, updated_at = :now WHERE tenant = :tenant")
 
 
-def admit(conn: Connection, tenant: str, agent: str, limits: CallLimits, now: datetime) -> None:
+def admit(driver: Driver, tenant: str, agent: str, limits: CallLimits, now: datetime) -> None:
     """Raise RateLimited naming the limit a new call would break; else take its token."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(_TENANT_LOCK, {"key": f"c2c:{tenant}"})
-    up, agent_up, tokens, updated_at = conn.execute(
+    if driver.postgres:
+        driver.execute(_TENANT_LOCK, {"key": f"c2c:{tenant}"})
+    up, agent_up, tokens, updated_at = driver.execute(
         _USAGE, {"tenant": tenant, "agent": agent}
-    ).one()
+    ).fetchone()
     if up >= limits.max_concurrent_calls:
         cap = limits.max_concurrent_calls
         raise RateLimited("max_concurrent_calls", f"{cap} calls are already up", None)
     if agent_up >= limits.max_calls_per_agent:
         per_agent = limits.max_calls_per_agent
         raise RateLimited("max_calls_per_agent", f"{agent} already has {per_agent} calls up", None)
-    _take_token(conn, tenant, limits, now, tokens, updated_at)
+    _take_token(driver, tenant, limits, now, tokens, driver.read_time(updated_at))
 
 
 def _take_token(
-    conn: Connection,
+    driver: Driver,
     tenant: str,
     limits: CallLimits,
     now: datetime,
@@ -102,9 +80,10 @@ def _take_token(
     saved_at: datetime | None,
 ) -> None:
     """`saved` tokens at `saved_at`: the bucket as stored (None: the tenant's first call)."""
+    stored_now = driver.time(now)
     if saved is None or saved_at is None:
         tokens = float(limits.burst)
-        conn.execute(_NEW_BUCKET, {"tenant": tenant, "tokens": tokens, "updated_at": now})
+        driver.execute(_NEW_BUCKET, {"tenant": tenant, "tokens": tokens, "now": stored_now})
     else:
         elapsed = max(0.0, (now - saved_at).total_seconds())
         tokens = min(float(limits.burst), saved + elapsed * limits.calls_per_second)
@@ -112,7 +91,7 @@ def _take_token(
         wait = (1 - tokens) / limits.calls_per_second
         rate = f"more than {limits.calls_per_second:g} calls a second"
         raise RateLimited("calls_per_second", rate, wait)
-    conn.execute(_TAKE, {"of_tenant": tenant, "left": tokens - 1, "now": now})
+    driver.execute(_TAKE, {"tenant": tenant, "left": tokens - 1, "now": stored_now})
 
 
 _KEY = key_rate_buckets.c

@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 
+from click2call.store.driver import Driver, Sql
 from click2call.store.schema import api_keys, audit_log
 
 KEY_PREFIX = "c2c_"
-_INSERT_AUDIT = insert(audit_log)  # built once: SQLAlchemy reuses its compiled form
+# On the tracking writer's path: run on the driver (store/driver.py).
+_INSERT_AUDIT = Sql(
+    "INSERT INTO audit_log (at, tenant, key_id, client_ip, endpoint, allowed, reason, call_id)"
+    " VALUES (:at, :tenant, :key_id, :client_ip, :endpoint, :allowed, :reason, :call_id)"
+)
 
 
 def hash_key(key: str) -> str:
@@ -44,10 +49,10 @@ class AuditEntry:
     call_id: int | None = None
 
 
-def write_audit(conn: Connection, entry: AuditEntry) -> None:
+def write_audit(driver: Driver, entry: AuditEntry) -> None:
     """One audit row, in the caller's transaction (the tracking writer's: Writes.audit)."""
     values = {
-        "at": entry.at,
+        "at": driver.time(entry.at),
         "tenant": entry.tenant,
         "key_id": entry.key_id,
         "client_ip": entry.client_ip,
@@ -56,7 +61,7 @@ def write_audit(conn: Connection, entry: AuditEntry) -> None:
         "reason": entry.reason[:256] if entry.reason else None,
         "call_id": entry.call_id,
     }
-    conn.execute(_INSERT_AUDIT, values)
+    driver.execute(_INSERT_AUDIT, values)
 
 
 class KeyStore:

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
     exists,
     func,
@@ -27,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from click2call.store.driver import Driver, Sql
 from click2call.store.schema import call_events, webhook_attempts, webhook_endpoints, webhook_outbox
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -105,17 +105,16 @@ def _wants(events: str | None, type_: str) -> bool:
     return events is None or type_ in events.split()
 
 
-_ENDPOINTS_OF_CALL = select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
-    webhook_endpoints.c.disabled_at.is_(None),
-    or_(
-        and_(
-            webhook_endpoints.c.tenant == bindparam("tenant"),
-            webhook_endpoints.c.call_id.is_(None),
-        ),
-        webhook_endpoints.c.call_id == bindparam("call_id"),
-    ),
+# On the write path of every event: run on the driver (store/driver.py).
+_ENDPOINTS_OF_CALL = Sql(
+    "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL"
+    " AND ((tenant = :tenant AND call_id IS NULL) OR call_id = :call_id)"
 )
-_INSERT_DELIVERY = insert(webhook_outbox)
+_INSERT_DELIVERY = Sql(
+    "INSERT INTO webhook_outbox (endpoint_id, call_id, event_id, state, attempts,"
+    " next_attempt_at) VALUES (:endpoint_id, :call_id, :event_id, :state, :attempts,"
+    " :next_attempt_at)"
+)
 _INSERT_ATTEMPT = insert(webhook_attempts)
 _SETTLE = (
     update(webhook_outbox)
@@ -151,14 +150,14 @@ def subscribe_call(
 Endpoints = list[tuple[int, str | None]]  # (endpoint id, the events it wants)
 
 
-def endpoints_of_call(conn: Connection, tenant: str, call_id: int) -> Endpoints:
+def endpoints_of_call(driver: Driver, tenant: str, call_id: int) -> Endpoints:
     """The live endpoints that may want the call's events: the tenant's and its own."""
-    found = conn.execute(_ENDPOINTS_OF_CALL, {"tenant": tenant, "call_id": call_id})
-    return [(row.id, row.events) for row in found]
+    found = driver.execute(_ENDPOINTS_OF_CALL, {"tenant": tenant, "call_id": call_id})
+    return [(endpoint_id, events) for endpoint_id, events in found.fetchall()]
 
 
 def queue(
-    conn: Connection,
+    driver: Driver,
     tenant: str,
     call_id: int,
     event_id: int,
@@ -169,7 +168,8 @@ def queue(
     """Queue the event for every live endpoint that wants it; how many were queued.
     `endpoints`: the call's, when already read in this transaction."""
     if endpoints is None:
-        endpoints = endpoints_of_call(conn, tenant, call_id)
+        endpoints = endpoints_of_call(driver, tenant, call_id)
+    next_attempt_at = driver.time(at)
     rows = [
         {
             "endpoint_id": endpoint_id,
@@ -177,13 +177,13 @@ def queue(
             "event_id": event_id,
             "state": PENDING,
             "attempts": 0,
-            "next_attempt_at": at,
+            "next_attempt_at": next_attempt_at,
         }
         for endpoint_id, events in endpoints
         if _wants(events, type_)
     ]
     if rows:
-        conn.execute(_INSERT_DELIVERY, rows)
+        driver.execute_many(_INSERT_DELIVERY, rows)
     return len(rows)
 
 

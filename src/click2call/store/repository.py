@@ -7,16 +7,19 @@ endpoint that wants the event (store/outbox.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, or_, select
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
+from click2call.errors import IllegalTransition
 from click2call.store import admission, keys, outbox, sip_dialogs
+from click2call.store.driver import Driver, Sql
 from click2call.store.event_body import event_body
 from click2call.store.keys import AuditEntry
 from click2call.store.schema import call_events, calls
@@ -109,25 +112,45 @@ def _event(row: Row[Any], call: StoredCall | None = None) -> StoredEvent:
     )
 
 
-# Built once: SQLAlchemy then reuses their compiled form on every call.
-_INSERT_CALL = insert(calls)
-_SET_UNIQUEID = (
-    update(calls).where(calls.c.id == bindparam("call_id")).values(uniqueid=bindparam("uniqueid"))
-)
-_INSERT_EVENT = insert(call_events)
+_BY_UNIQUEID = select(calls).where(calls.c.uniqueid == bindparam("uniqueid"))
 # Locked until the change commits, so two writers of one call (two nodes on PostgreSQL)
 # take turns and never read the same last_sequence; SQLite locks the whole file anyway.
-_BY_UNIQUEID_FOR_UPDATE = (
-    select(calls).where(calls.c.uniqueid == bindparam("uniqueid")).with_for_update()
+_BY_UNIQUEID_FOR_UPDATE = _BY_UNIQUEID.with_for_update()
+
+# The write path's statements run on the driver (store/driver.py). A new call's uniqueid
+# comes from its id in the same statement: on SQLite the id the table would give it (one
+# more than the largest: no AUTOINCREMENT), on PostgreSQL the next of its sequence.
+_CALL_COLUMNS = (
+    "tenant, agent_kind, agent_tech, agent_number, destination, destination_caller_id,"
+    " agent_caller_id, foreignid, state, created_at, last_sequence, node"
 )
-# Every column an event may move, all bound: one compiled statement for every event
-# (a statement built per event cost more CPU than running it).
-_MOVED = ("state", "last_sequence", "result", "cause", *_TIMESTAMP_OF_STATE.values())
-_ADVANCE = (
-    update(calls)
-    .where(calls.c.id == bindparam("call_id"))
-    .values({column: bindparam(f"new_{column}") for column in _MOVED})
+_NEW_CALL_VALUES = (
+    f"INSERT INTO calls (id, uniqueid, {_CALL_COLUMNS})"
+    " SELECT n, CAST(:epoch AS TEXT) || '.' || CAST(n AS TEXT), :tenant, :agent_kind,"
+    " :agent_tech, :agent_number, :destination, :destination_caller_id, :agent_caller_id,"
+    " :foreignid, :state, :created_at, :last_sequence, :node"
 )
+_NEW_CALL = Sql(
+    _NEW_CALL_VALUES + " FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM calls) AS next_id",  # noqa: S608
+    postgresql=_NEW_CALL_VALUES
+    + " FROM (SELECT nextval(pg_get_serial_sequence('calls', 'id')) AS n) AS next_id"
+    + " RETURNING id",
+)
+# Every column an event may move, in one statement, moved only if the row is still as this
+# process last left it (`was`, its node): the row cached from an earlier transaction then
+# needs no locking read, as the UPDATE locks it; a row someone else moved meanwhile is
+# read again (Writes.record).
+_ADVANCE_SET = (
+    "UPDATE calls SET state = :state, last_sequence = :last_sequence, result = :result,"
+    " cause = :cause, agent_answered_at = :agent_answered_at, connected_at = :connected_at,"
+    " ended_at = :ended_at WHERE id = :id AND last_sequence = :was AND node "
+)
+_ADVANCE = Sql(_ADVANCE_SET + "IS :node", postgresql=_ADVANCE_SET + "IS NOT DISTINCT FROM :node")
+_NEW_EVENT_VALUES = (
+    "INSERT INTO call_events (call_id, state, result, cause, at, sequence, type, payload)"
+    " VALUES (:call_id, :state, :result, :cause, :at, :sequence, :type, :payload)"
+)
+_NEW_EVENT = Sql(_NEW_EVENT_VALUES, postgresql=_NEW_EVENT_VALUES + " RETURNING id")
 
 
 def uniqueid_for(call_id: int, created_at: datetime) -> str:
@@ -138,13 +161,23 @@ def uniqueid_for(call_id: int, created_at: datetime) -> str:
 class Writes:
     """Changes made in one transaction (Store.writing). What it read or wrote of a call
     (the row, its webhook endpoints) it keeps for the transaction's later changes: a
-    batch often holds several events of one call."""
+    batch often holds several events of one call. `known`: the calls as earlier
+    transactions of this process left them, read only to spare a locking read."""
 
-    def __init__(self, conn: Connection, node: str | None) -> None:
+    def __init__(
+        self, conn: Connection, node: str | None, known: Mapping[str, StoredCall] | None = None
+    ) -> None:
         self._conn = conn
+        self._driver = Driver(conn)
         self._node = node
+        self._known: Mapping[str, StoredCall] = known or {}
         self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
+
+    @property
+    def calls(self) -> Mapping[str, StoredCall]:
+        """The calls this transaction wrote, as it left them."""
+        return self._calls
 
     def create_call(
         self,
@@ -158,35 +191,48 @@ class Writes:
         `callback` subscribes the call's own URL before its first event is queued; with
         `limits`, the call is first admitted cluster-wide (RateLimited before anything is
         written: the transaction's other changes stand)."""
-        conn = self._conn
+        driver = self._driver
         if limits is not None:
-            admission.admit(conn, new.tenant, new.agent_number, limits, now)
+            admission.admit(driver, new.tenant, new.agent_number, limits, now)
         values = {
-            **asdict(new),
+            "epoch": str(int(now.timestamp())),
+            "tenant": new.tenant,
+            "agent_kind": new.agent_kind,
+            "agent_tech": new.agent_tech,
+            "agent_number": new.agent_number,
+            "destination": new.destination,
+            "destination_caller_id": new.destination_caller_id,
+            "agent_caller_id": new.agent_caller_id,
+            "foreignid": new.foreignid,
             "state": CallState.QUEUED.value,
-            "created_at": now,
+            "created_at": driver.time(now),
             "last_sequence": 1,
             "node": self._node,
         }
-        call_id = int(conn.execute(_INSERT_CALL, values).inserted_primary_key[0])  # type: ignore[index]
-        uniqueid = uniqueid_for(call_id, now)
-        conn.execute(_SET_UNIQUEID, {"call_id": call_id, "uniqueid": uniqueid})
+        call_id = driver.insert(_NEW_CALL, values)
         call = StoredCall(
-            id=call_id,
-            uniqueid=uniqueid,
-            **asdict(new),
-            state=CallState.QUEUED,
-            result=None,
-            cause=None,
-            created_at=now,
-            agent_answered_at=None,
-            connected_at=None,
-            ended_at=None,
-            last_sequence=1,
-            node=self._node,
+            call_id,
+            uniqueid_for(call_id, now),
+            new.tenant,
+            new.agent_kind,
+            new.agent_tech,
+            new.agent_number,
+            new.destination,
+            new.destination_caller_id,
+            new.agent_caller_id,
+            new.foreignid,
+            CallState.QUEUED,
+            None,
+            None,
+            now,
+            None,
+            None,
+            None,
+            1,
+            self._node,
         )
         if callback is not None:
-            outbox.subscribe_call(conn, call.tenant, call.id, callback, now)
+            outbox.subscribe_call(self._conn, call.tenant, call.id, callback, now)
         return Change(call, self._append(call, None, now))
 
     def record(self, event: CallEvent) -> Change | None:
@@ -195,54 +241,93 @@ class Writes:
         Raises UnknownCall and IllegalTransition before writing anything: the
         transaction's other changes stand (any other error spoils the transaction).
         """
-        conn = self._conn
         call = self._calls.get(event.uniqueid)
+        if call is None and (known := self._known.get(event.uniqueid)) is not None:
+            # As an earlier transaction left it; only a change it allows is made from it.
+            with contextlib.suppress(IllegalTransition):
+                if (change := self._move(known, event)) is not None:
+                    return change
         if call is None:
-            found = conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": event.uniqueid})
-            if (row := found.one_or_none()) is None:
-                raise UnknownCall(event.uniqueid)
-            call = _call(row)
+            call = self._locked(event.uniqueid)
+        return self._move(call, event)
+
+    def _locked(self, uniqueid: str) -> StoredCall:
+        found = self._conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": uniqueid})
+        if (row := found.one_or_none()) is None:
+            raise UnknownCall(uniqueid)
+        return _call(row)
+
+    def _move(self, call: StoredCall, event: CallEvent) -> Change | None:
+        """The change `event` makes to `call` as given, stored; None when it changes nothing
+        or the row is no longer as given (moved by another writer)."""
         new_state = advance(call.state, event)
         if new_state is None:
             return None
         cause = event.cause[:256] if event.cause is not None else None
-        changes: dict[str, Any] = {"state": new_state, "last_sequence": call.last_sequence + 1}
-        if stamp := _TIMESTAMP_OF_STATE.get(new_state):
-            changes[stamp] = event.at
-        if event.result is not None:
-            changes["result"] = event.result
-        if cause is not None:
-            changes["cause"] = cause
-        call = replace(call, **changes)
-        conn.execute(
-            _ADVANCE,
-            {"call_id": call.id, **{f"new_{column}": getattr(call, column) for column in _MOVED}},
+        stamp = _TIMESTAMP_OF_STATE.get(new_state)
+        moved = StoredCall(
+            call.id,
+            call.uniqueid,
+            call.tenant,
+            call.agent_kind,
+            call.agent_tech,
+            call.agent_number,
+            call.destination,
+            call.destination_caller_id,
+            call.agent_caller_id,
+            call.foreignid,
+            new_state,
+            event.result if event.result is not None else call.result,
+            cause if cause is not None else call.cause,
+            call.created_at,
+            event.at if stamp == "agent_answered_at" else call.agent_answered_at,
+            event.at if stamp == "connected_at" else call.connected_at,
+            event.at if stamp == "ended_at" else call.ended_at,
+            call.last_sequence + 1,
+            call.node,
         )
+        driver = self._driver
+        values = {
+            "id": call.id,
+            "was": call.last_sequence,
+            "node": call.node,
+            "state": new_state.value,
+            "last_sequence": moved.last_sequence,
+            "result": moved.result.value if moved.result is not None else None,
+            "cause": moved.cause,
+            "agent_answered_at": driver.time(moved.agent_answered_at),
+            "connected_at": driver.time(moved.connected_at),
+            "ended_at": driver.time(moved.ended_at),
+        }
+        if not driver.execute(_ADVANCE, values).rowcount:
+            return None
         if new_state is CallState.ENDED:
-            sip_dialogs.forget(conn, call.id)
-        return Change(call, self._append(call, cause, event.at))
+            sip_dialogs.forget(driver, call.id)
+        return Change(moved, self._append(moved, cause, event.at))
 
     def _append(self, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
         """The event row for the call's newest state, and its deliveries."""
         self._calls[call.uniqueid] = call
         sequence, type_ = call.last_sequence, event_type(call.state, call.result)
         payload = event_body(call, sequence, type_, at)
+        result = call.result.value if call.result and call.state is CallState.ENDED else None
+        driver = self._driver
         values = {
             "call_id": call.id,
             "state": call.state.value,
-            "result": call.result.value if call.result and call.state is CallState.ENDED else None,
+            "result": result,
             "cause": cause,
-            "at": at,
+            "at": driver.time(at),
             "sequence": sequence,
             "type": type_,
             "payload": payload,
         }
-        event_id = int(self._conn.execute(_INSERT_EVENT, values).inserted_primary_key[0])  # type: ignore[index]
+        event_id = driver.insert(_NEW_EVENT, values)
         endpoints = self._endpoints.get(call.id)
         if endpoints is None:
-            endpoints = outbox.endpoints_of_call(self._conn, call.tenant, call.id)
+            endpoints = outbox.endpoints_of_call(driver, call.tenant, call.id)
             self._endpoints[call.id] = endpoints
-        outbox.queue(self._conn, call.tenant, call.id, event_id, type_, at, endpoints)
+        outbox.queue(driver, call.tenant, call.id, event_id, type_, at, endpoints)
         return StoredEvent(
             event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
         )
@@ -251,10 +336,13 @@ class Writes:
         """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
         unknown, and nothing is kept. Written by the node's one writer of that call, in
         line with its events (tracking.py), so no row lock is needed."""
-        return sip_dialogs.save(self._conn, uniqueid, state, now)
+        return sip_dialogs.save(self._driver, uniqueid, state, now)
 
     def audit(self, entry: AuditEntry) -> None:
-        keys.write_audit(self._conn, entry)
+        keys.write_audit(self._driver, entry)
+
+
+_KNOWN_MAX = 100_000  # live calls remembered between transactions (a few MB)
 
 
 class Store:
@@ -262,6 +350,9 @@ class Store:
         """`node` names this process among those sharing the database; its calls carry it."""
         self._engine = engine
         self._node = node
+        # uniqueid → each live call as this process's last committed write left it
+        # (Writes.record): a dict, whose single steps the writer threads may share.
+        self._known: dict[str, StoredCall] = {}
 
     @property
     def engine(self) -> Engine:
@@ -300,7 +391,20 @@ class Store:
     def writing(self) -> Iterator[Writes]:
         """Several changes in one transaction, committed when the block ends."""
         with self._engine.begin() as conn:
-            yield Writes(conn, self._node)
+            writes = Writes(conn, self._node, self._known)
+            yield writes
+        self._remember(writes.calls)
+
+    def _remember(self, written: Mapping[str, StoredCall]) -> None:
+        known = self._known
+        for uniqueid, call in written.items():
+            if call.state is CallState.ENDED:
+                known.pop(uniqueid, None)
+            else:
+                known[uniqueid] = call
+        if len(known) > _KNOWN_MAX:  # calls another node ended or took over: oldest first
+            for uniqueid in list(known)[: len(known) - _KNOWN_MAX // 2]:
+                known.pop(uniqueid, None)
 
     def get(self, call_id: int) -> StoredCall | None:
         with self._engine.connect() as conn:

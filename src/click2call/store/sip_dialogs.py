@@ -9,50 +9,38 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, or_, select
 
 from click2call.calls import CallState
+from click2call.store.driver import Driver, Sql
 from click2call.store.schema import calls, sip_dialogs
 
-# Built once, like repository.py's statements. Both skip an ended call: its state is gone
-# with its end, and a late write must not bring it back.
-_LIVE_CALL = (
-    select(calls.c.id)
-    .where(calls.c.uniqueid == bindparam("uniqueid"))
-    .where(calls.c.state != CallState.ENDED.value)
-    .scalar_subquery()
+# On the write path: run on the driver (store/driver.py). Both skip an ended call: its
+# state is gone with its end, and a late write must not bring it back.
+_UPDATE = Sql(
+    "UPDATE sip_dialogs SET state = :state, updated_at = :now WHERE call_id ="
+    " (SELECT id FROM calls WHERE uniqueid = :uniqueid AND state <> 'ended')"
 )
-_UPDATE = (
-    update(sip_dialogs)
-    .where(sip_dialogs.c.call_id == _LIVE_CALL)
-    .values(state=bindparam("state"), updated_at=bindparam("now"))
-)
-_INSERT = (
-    insert(sip_dialogs)
-    .from_select(
-        ["call_id", "state", "updated_at"],
-        select(calls.c.id, bindparam("state"), bindparam("now"))
-        .where(calls.c.uniqueid == bindparam("uniqueid"))
-        .where(calls.c.state != CallState.ENDED.value),
-    )
-    .returning(sip_dialogs.c.call_id)  # rowcount of INSERT … SELECT is not portable
+_INSERT = Sql(
+    "INSERT INTO sip_dialogs (call_id, state, updated_at)"
+    " SELECT id, :state, :now FROM calls WHERE uniqueid = :uniqueid AND state <> 'ended'"
 )
 
 
-def save(conn: Connection, uniqueid: str, state: str, now: datetime) -> bool:
+def save(driver: Driver, uniqueid: str, state: str, now: datetime) -> bool:
     """Replace the call's stored state; False when the call is unknown or ended. One
     statement when the row exists (every write but the first)."""
-    values = {"uniqueid": uniqueid, "state": state, "now": now}
-    if conn.execute(_UPDATE, values).rowcount:
+    values = {"uniqueid": uniqueid, "state": state, "now": driver.time(now)}
+    if driver.execute(_UPDATE, values).rowcount:
         return True
-    return conn.execute(_INSERT, values).first() is not None
+    return bool(driver.execute(_INSERT, values).rowcount)  # both drivers count these rows
 
 
-_DELETE = delete(sip_dialogs).where(sip_dialogs.c.call_id == bindparam("call_id"))
+_DELETE = Sql("DELETE FROM sip_dialogs WHERE call_id = :call_id")
 
 
-def forget(conn: Connection, call_id: int) -> None:
-    conn.execute(_DELETE, {"call_id": call_id})
+def forget(driver: Driver, call_id: int) -> None:
+    driver.execute(_DELETE, {"call_id": call_id})
 
 
 def in_flight(conn: Connection, node: str | None) -> dict[str, str]:
