@@ -70,10 +70,11 @@ class Driver:
         SQLAlchemy writes there, in UTC."""
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        value = value.astimezone(UTC)
-        return value if self.postgres else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if value.tzinfo is not UTC:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the store")
+            value = value.astimezone(UTC)
+        return value if self.postgres else value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def read_time(self, value: datetime | str | None) -> datetime | None:
         """A UtcDateTime column's value as the driver returned it, aware and in UTC."""
