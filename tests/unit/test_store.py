@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import IllegalTransition
 from click2call.store import NewCall, Store, open_database
+from click2call.store.schema import calls
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 NEW = NewCall(
@@ -140,3 +143,67 @@ def test_a_live_calls_sip_state_is_kept_replaced_and_dropped_with_its_end(
     assert not a.save_sip_state(mine.uniqueid, '{"v": 3}', T0)  # a late write keeps nothing
     assert not a.save_sip_state("1.999", "{}", T0)
     assert a.sip_states() == {}
+
+
+def test_a_call_another_node_moved_is_read_again_before_this_node_moves_it(
+    database: Engine,
+) -> None:
+    """A node keeps each call as its last write left it, to spare a read per event; a row
+    another writer moved meanwhile is read again, so no sequence is taken twice."""
+    a, b = Store(database, "a:8080"), Store(database, "b:8080")
+    call = a.create_call(NEW, T0).call
+    b.record(step(call.uniqueid, CallState.AGENT_DIALING, 1))
+    change = a.record(step(call.uniqueid, CallState.AGENT_RINGING, 2))
+    assert change is not None
+    assert (change.call.state, change.event.sequence) == (CallState.AGENT_RINGING, 3)
+    assert [e.state for e in a.events(call)] == [
+        CallState.QUEUED,
+        CallState.AGENT_DIALING,
+        CallState.AGENT_RINGING,
+    ]
+
+
+def test_a_call_ended_by_another_node_refuses_what_this_node_remembers_as_legal(
+    database: Engine,
+) -> None:
+    a, b = Store(database, "a:8080"), Store(database, "b:8080")
+    call = a.create_call(NEW, T0).call
+    b.record(step(call.uniqueid, CallState.ENDED, 1, Result.ERROR))
+    with pytest.raises(IllegalTransition):
+        a.record(step(call.uniqueid, CallState.AGENT_DIALING, 2))
+    assert len(a.events(call)) == 2
+
+
+def test_a_call_taken_over_by_another_node_is_reported_with_its_new_owner(
+    database: Engine,
+) -> None:
+    a = Store(database, "a:8080")
+    call = a.create_call(NEW, T0).call
+    with database.begin() as conn:  # what store/nodes.py does to a lost node's calls
+        conn.execute(update(calls).where(calls.c.id == call.id).values(node="b:8080"))
+    change = a.record(step(call.uniqueid, CallState.AGENT_DIALING, 1))
+    assert change is not None and change.call.node == "b:8080"
+
+
+def test_two_writers_of_one_call_take_turns_and_never_take_one_sequence_twice(
+    database: Engine,
+) -> None:
+    a, b = Store(database, "a:8080"), Store(database, "a:8080")  # two workers of one node
+    call = a.create_call(NEW, T0).call
+    a.record(step(call.uniqueid, CallState.AGENT_DIALING, 1))  # a remembers it dialling
+    moved = threading.Event()
+    results: list[object] = []
+
+    def a_moves() -> None:
+        moved.set()
+        results.append(a.record(step(call.uniqueid, CallState.AGENT_RINGING, 3)))
+
+    with b.writing() as writes:  # b holds the row (the file, on SQLite) while a tries
+        writes.record(step(call.uniqueid, CallState.AGENT_RINGING, 2))
+        other = threading.Thread(target=a_moves)
+        other.start()
+        moved.wait()
+        time.sleep(0.2)
+    other.join()
+    assert results == [None]  # a found it ringing already: nothing to change
+    assert [e.sequence for e in a.events(call)] == [1, 2, 3]
