@@ -151,6 +151,11 @@ _NEW_EVENT_VALUES = (
     " VALUES (:call_id, :state, :result, :cause, :at, :sequence, :type, :payload)"
 )
 _NEW_EVENT = Sql(_NEW_EVENT_VALUES, postgresql=_NEW_EVENT_VALUES + " RETURNING id")
+# A call's first event in a transaction brings back its webhook endpoints too.
+_NEW_EVENT_AND_ENDPOINTS = Sql(
+    f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON.sqlite}",
+    postgresql=f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON.postgresql}",
+)
 
 
 def uniqueid_for(call_id: int, created_at: datetime) -> str:
@@ -322,11 +327,13 @@ class Writes:
             "type": type_,
             "payload": payload,
         }
-        event_id = driver.insert(_NEW_EVENT, values)
         endpoints = self._endpoints.get(call.id)
         if endpoints is None:
-            endpoints = outbox.endpoints_of_call(driver, call.tenant, call.id)
-            self._endpoints[call.id] = endpoints
+            values["tenant"] = call.tenant
+            event_id, found = driver.execute(_NEW_EVENT_AND_ENDPOINTS, values).fetchone()
+            endpoints = self._endpoints[call.id] = outbox.endpoints_from_json(found)
+        else:
+            event_id = driver.insert(_NEW_EVENT, values)
         outbox.queue(driver, call.tenant, call.id, event_id, type_, at, endpoints)
         return StoredEvent(
             event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
