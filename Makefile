@@ -63,6 +63,7 @@ bench: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python -m bench.spine
 	$(BIN)/python -m bench.sip
+	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.ami
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.history

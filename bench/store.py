@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +33,7 @@ import psycopg
 from sqlalchemy import Engine
 from tests.postgres_cluster import PostgresCluster
 
+from bench.scale import _children, _cpu, _family, _postmaster
 from click2call.calls import CallEvent, CallState, Result
 from click2call.store import AuditEntry, NewCall, Store, open_database
 from click2call.store.outbox import Outbox, Subscription
@@ -118,12 +119,11 @@ def drive(store: Store, calls: int, batched: bool) -> None:
                     writes.record(CallEvent(uniqueids[call], CallState(what), now, result, cause))
 
 
-def baseline(url: str, calls: int, batched: bool) -> None:
-    """The driver alone: ROWS_PER_CALL plain inserts a call, committed like `drive`."""
+def baseline(url: str, calls: int, batched: bool) -> Any:
+    """The driver alone: ROWS_PER_CALL plain inserts a call, committed like `drive`; the
+    connection, still open (its server process's CPU is counted before it goes)."""
     sql = "INSERT INTO bench_rows (call, at, body) VALUES ({0}, {0}, {0})"
     if url.startswith("sqlite"):
-        import sqlite3
-
         connection: Any = sqlite3.connect(url.removeprefix("sqlite:///"))
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
@@ -143,33 +143,24 @@ def baseline(url: str, calls: int, batched: bool) -> None:
                 cursor.execute(sql, (call, str(n), "x" * 100))
                 done -= 1
         connection.commit()
-    connection.close()
-
-
-def _cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return connection
 
 
 @dataclass
 class Database:
     name: str
     new_url: Callable[[], str]
-    server_pids: Callable[[], list[int]]
+    postmaster: int | None = None  # PostgreSQL: its processes' CPU is shown apart
+
+    def server_cpu(self) -> float:
+        return _cpu(_family(self.postmaster, _children())) if self.postmaster else 0.0
 
 
-def measure(run: Callable[[], None], server_pids: Callable[[], list[int]]) -> tuple[float, float]:
-    """(our CPU seconds, the database server's)."""
-    server0 = _cpu_of(server_pids())
-    ours0 = time.process_time()
-    run()
-    return time.process_time() - ours0, _cpu_of(server_pids()) - server0
+def measure(database: Database, run: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(our CPU seconds, the database server's) running `run`, and what it returned."""
+    server0, ours0 = database.server_cpu(), time.process_time()
+    returned = run()
+    return time.process_time() - ours0, database.server_cpu() - server0, returned
 
 
 def _store(url: str, webhook: bool) -> tuple[Store, Engine]:
@@ -184,15 +175,14 @@ def rows(database: Database, calls: int) -> list[tuple[str, float, float, float]
     table = []
     for batched, how in ((True, f"{WRITES_PER_CALL} writes a transaction"), (False, "1 write")):
         url = database.new_url()
-        run_baseline = functools.partial(baseline, url, calls, batched)
-        base, base_server = measure(run_baseline, database.server_pids)
+        run = functools.partial(baseline, url, calls, batched)
+        base, base_server, connection = measure(database, run)
+        connection.close()
         table.append((f"{database.name}, {how}: driver baseline", base, 1.0, base_server))
         for webhook in (False, True):
             store, engine = _store(database.new_url(), webhook)
             drive(store, 50, batched)  # warm: statements compiled, caches filled
-            ours, server = measure(
-                functools.partial(drive, store, calls, batched), database.server_pids
-            )
+            ours, server, _ = measure(database, functools.partial(drive, store, calls, batched))
             engine.dispose()
             title = f"{database.name}, {how}" + (", with a webhook" if webhook else "")
             table.append((title, ours, ours / base, server))
@@ -202,27 +192,20 @@ def rows(database: Database, calls: int) -> list[tuple[str, float, float, float]
 @contextmanager
 def databases(folder: Path, postgres: bool) -> Iterator[list[Database]]:
     counter = iter(range(1_000_000))
-    sqlite = Database("SQLite", lambda: f"sqlite:///{folder / f'{next(counter)}.db'}", list)
+    sqlite = Database("SQLite", lambda: f"sqlite:///{folder / f'{next(counter)}.db'}")
     if not postgres:
         yield [sqlite]
         return
     cluster = PostgresCluster().start()
     try:
-        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
-
-        def backends() -> list[int]:
-            from tests.postgres_cluster import _children
-
-            return [postmaster, *_children(postmaster)]
-
-        yield [sqlite, Database("PostgreSQL", cluster.new_database, backends)]
+        yield [sqlite, Database("PostgreSQL", cluster.new_database, _postmaster(cluster))]
     finally:
         cluster.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=1500)
+    parser.add_argument("--calls", type=int, default=600)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     with (
@@ -233,7 +216,8 @@ def main() -> None:
         print(f"{'':58} {'ms/call':>8} {'x base':>7} {'db ms/call':>11}")
         for database in found:
             for title, ours, times, server in rows(database, args.calls):
-                print(f"{title:58} {ours:8.2f} {times:6.2f}x {server:11.2f}")
+                shown = f"{server:11.2f}" if database.postmaster else f"{'(in ours)':>11}"
+                print(f"{title:58} {ours:8.2f} {times:6.2f}x {shown}")
 
 
 if __name__ == "__main__":
