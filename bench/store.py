@@ -178,12 +178,14 @@ def rows(database: Database, calls: int) -> list[tuple[str, float, float, float]
         run = functools.partial(baseline, url, calls, batched)
         base, base_server, connection = measure(database, run)
         connection.close()
+        time.sleep(0.3)  # its server process gone before the next measure starts
         table.append((f"{database.name}, {how}: driver baseline", base, 1.0, base_server))
         for webhook in (False, True):
             store, engine = _store(database.new_url(), webhook)
             drive(store, 50, batched)  # warm: statements compiled, caches filled
             ours, server, _ = measure(database, functools.partial(drive, store, calls, batched))
             engine.dispose()
+            time.sleep(0.3)
             title = f"{database.name}, {how}" + (", with a webhook" if webhook else "")
             table.append((title, ours, ours / base, server))
     return [(t, s / calls * 1000, x, srv / calls * 1000) for t, s, x, srv in table]

@@ -184,6 +184,8 @@ def queue(
     `endpoints`: the call's, when already read in this transaction."""
     if endpoints is None:
         endpoints = endpoints_of_call(driver, tenant, call_id)
+    if not endpoints:  # the usual case: no webhook
+        return 0
     next_attempt_at = driver.time(at)
     rows = [
         {

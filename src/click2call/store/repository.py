@@ -136,16 +136,27 @@ _NEW_CALL = Sql(
     + " FROM (SELECT nextval(pg_get_serial_sequence('calls', 'id')) AS n) AS next_id"
     + " RETURNING id",
 )
-# Every column an event may move, in one statement, moved only if the row is still as this
-# process last left it (`was`, its node): the row cached from an earlier transaction then
-# needs no locking read, as the UPDATE locks it; a row someone else moved meanwhile is
-# read again (Writes.record).
-_ADVANCE_SET = (
-    "UPDATE calls SET state = :state, last_sequence = :last_sequence, result = :result,"
-    " cause = :cause, agent_answered_at = :agent_answered_at, connected_at = :connected_at,"
-    " ended_at = :ended_at WHERE id = :id AND last_sequence = :was AND node "
-)
-_ADVANCE = Sql(_ADVANCE_SET + "IS :node", postgresql=_ADVANCE_SET + "IS NOT DISTINCT FROM :node")
+
+
+# The columns an event moves (the state, the sequence, result and cause, and the timestamp
+# of its state, if it has one), moved only if the row is still as this process last left
+# it (`was`, its node): the row kept from an earlier transaction then needs no locking
+# read, as the UPDATE locks it; a row someone else moved meanwhile is read again
+# (Writes.record). One text per timestamp: a statement binds only what it changes.
+def _advance(stamp: str | None) -> Sql:
+    moved = ", ".join(
+        f"{column} = :{column}"
+        for column in ("state", "last_sequence", "result", "cause", stamp)
+        if column is not None
+    )
+    where = "WHERE id = :id AND last_sequence = :was AND node"
+    return Sql(
+        f"UPDATE calls SET {moved} {where} IS :node",  # noqa: S608 (constants only)
+        postgresql=f"UPDATE calls SET {moved} {where} IS NOT DISTINCT FROM :node",  # noqa: S608
+    )
+
+
+_ADVANCE = {stamp: _advance(stamp) for stamp in (None, *_TIMESTAMP_OF_STATE.values())}
 _NEW_EVENT_VALUES = (
     "INSERT INTO call_events (call_id, state, result, cause, at, sequence, type, payload)"
     " VALUES (:call_id, :state, :result, :cause, :at, :sequence, :type, :payload)"
@@ -292,7 +303,7 @@ class Writes:
             call.node,
         )
         driver = self._driver
-        values = {
+        values: dict[str, Any] = {
             "id": call.id,
             "was": call.last_sequence,
             "node": call.node,
@@ -300,11 +311,10 @@ class Writes:
             "last_sequence": moved.last_sequence,
             "result": moved.result.value if moved.result is not None else None,
             "cause": moved.cause,
-            "agent_answered_at": driver.time(moved.agent_answered_at),
-            "connected_at": driver.time(moved.connected_at),
-            "ended_at": driver.time(moved.ended_at),
         }
-        if not driver.execute(_ADVANCE, values).rowcount:
+        if stamp is not None:
+            values[stamp] = driver.time(event.at)
+        if not driver.execute(_ADVANCE[stamp], values).rowcount:
             return None
         if new_state is CallState.ENDED:
             sip_dialogs.forget(driver, call.id)
