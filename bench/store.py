@@ -152,15 +152,21 @@ class Database:
     new_url: Callable[[], str]
     postmaster: int | None = None  # PostgreSQL: its processes' CPU is shown apart
 
-    def server_cpu(self) -> float:
-        return _cpu(_family(self.postmaster, _children())) if self.postmaster else 0.0
+    def server_cpu(self) -> dict[int, float]:
+        """CPU seconds of each of the server's processes."""
+        if self.postmaster is None:
+            return {}
+        return {pid: _cpu([pid]) for pid in _family(self.postmaster, _children())}
 
 
 def measure(database: Database, run: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(our CPU seconds, the database server's) running `run`, and what it returned."""
+    """(our CPU seconds, the database server's) running `run`, and what it returned. A
+    server process that ended meanwhile (an autovacuum worker) is not counted."""
     server0, ours0 = database.server_cpu(), time.process_time()
     returned = run()
-    return time.process_time() - ours0, database.server_cpu() - server0, returned
+    ours = time.process_time() - ours0
+    server = sum(cpu - server0.get(pid, 0.0) for pid, cpu in database.server_cpu().items())
+    return ours, server, returned
 
 
 def _store(url: str, webhook: bool) -> tuple[Store, Engine]:
