@@ -39,16 +39,7 @@ from click2call.store import AuditEntry, NewCall, Store, open_database
 from click2call.store.outbox import Outbox, Subscription
 
 T0 = datetime(2026, 11, 25, tzinfo=UTC)
-NEW = NewCall(
-    tenant="default",
-    agent_kind="extension",
-    agent_tech="sip",
-    agent_number="200",
-    destination="0502760206",
-    destination_caller_id="036411111",
-    agent_caller_id="0502760206",
-    foreignid=None,
-)
+NEW = NewCall("default", "extension", "sip", "200", "0502760206", "036411111", "0502760206", None)
 
 
 @dataclass(frozen=True)
