@@ -112,10 +112,11 @@ def _event(row: Row[Any], call: StoredCall | None = None) -> StoredEvent:
     )
 
 
-_BY_UNIQUEID = select(calls).where(calls.c.uniqueid == bindparam("uniqueid"))
 # Locked until the change commits, so two writers of one call (two nodes on PostgreSQL)
 # take turns and never read the same last_sequence; SQLite locks the whole file anyway.
-_BY_UNIQUEID_FOR_UPDATE = _BY_UNIQUEID.with_for_update()
+_BY_UNIQUEID_FOR_UPDATE = (
+    select(calls).where(calls.c.uniqueid == bindparam("uniqueid")).with_for_update()
+)
 
 # The write path's statements run on the driver (store/driver.py). A new call's uniqueid
 # comes from its id in the same statement: on SQLite the id the table would give it (one
