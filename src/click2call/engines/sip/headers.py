@@ -2,12 +2,17 @@
 
 Parameter names are lower-cased when parsed (they are case-insensitive, §19.1.4), so
 `transport=UDP` and `TRANSPORT=udp` read the same. Every failure is a `ParseError`.
+
+The parsed values are immutable, and a call reads the same few header values many times
+(a From is checked on arrival, then matched, copied into replies and the dialog): the
+latest parses are kept, keyed by their text, in small bounded caches.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 class ParseError(ValueError):
@@ -19,8 +24,22 @@ TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 Params = tuple[tuple[str, str | None], ...]
 
 
+_PARSED = 512  # values of each kind kept parsed: a few calls' worth of headers
+
+
 def split_outside(text: str, sep: str) -> list[str]:
     """Split on `sep` outside quoted strings and <...> (header lists, parameters)."""
+    if '"' not in text:  # the usual case, at C speed: rejoin pieces cut inside <...>
+        pieces = text.split(sep)
+        if "<" not in text:
+            return pieces
+        joined: list[str] = []
+        for piece in pieces:
+            if joined and joined[-1].rfind("<") > joined[-1].rfind(">"):
+                joined[-1] += sep + piece
+            else:
+                joined.append(piece)
+        return joined
     parts, start, quoted, angle, i = [], 0, False, False, 0
     while i < len(text):
         ch = text[i]
@@ -100,19 +119,7 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
-        scheme, colon, rest = text.strip().partition(":")
-        scheme = scheme.lower()
-        if not colon or scheme not in ("sip", "sips"):
-            raise ParseError(f"not a sip: or sips: URI: {text!r}")
-        user: str | None = None
-        if "@" in rest:  # the user part may hold ? and ; (RFC 4475 §3.1.1.2)
-            user, _, rest = rest.rpartition("@")
-            if not user or any(c in user for c in ' <>"\t'):
-                raise ParseError(f"bad user part in {text!r}")
-        rest, _, headers = rest.partition("?")
-        hostport, *params = rest.split(";")
-        host, port = _host_port(hostport, "URI")
-        return cls(host.lower(), user, port, scheme, _params(params), headers)
+        return _uri(text)
 
     def param(self, name: str) -> str | None:
         return _param(self.params, name)
@@ -141,27 +148,7 @@ class Address:
 
     @classmethod
     def parse(cls, text: str) -> Address:
-        text = text.strip()
-        display: str | None = None
-        if "<" in text or text.startswith('"'):
-            if text.startswith('"'):
-                end = _closing_quote(text)
-                display, text = text[: end + 1], text[end + 1 :].lstrip()
-            start, end = text.find("<"), text.find(">")
-            if start < 0 or end < start:
-                raise ParseError(f"unbalanced <> in address {text!r}")
-            if display is None and text[:start].strip():
-                display = text[:start].strip()
-            uri, tail = SipUri.parse(text[start + 1 : end]), text[end + 1 :].strip()
-        else:
-            uri_text, _, tail = text.partition(";")
-            tail = f";{tail}" if tail else ""
-            if any(c in uri_text for c in ",?"):
-                raise ParseError(f"an address with , or ? needs <>: {text!r}")
-            uri = SipUri.parse(uri_text)
-        if tail and not tail.startswith(";"):
-            raise ParseError(f"unexpected text after address: {tail!r}")
-        return cls(uri, display, _params(split_outside(tail, ";")[1:]))
+        return _address(text)
 
     @property
     def tag(self) -> str | None:
@@ -199,12 +186,7 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        match = _VIA.match(text)
-        if not match:
-            raise ParseError(f"bad Via {text[:80]!r}")
-        sent_by, *params = split_outside(match.group(2), ";")
-        host, port = _host_port(sent_by, "Via")
-        return cls(match.group(1).upper(), host, port, _params(params))
+        return _via(text)
 
     @property
     def branch(self) -> str | None:
@@ -216,3 +198,55 @@ class Via:
     def __str__(self) -> str:
         host = _format_host(self.host, self.port)
         return f"SIP/2.0/{self.transport} {host}{_format_params(self.params)}"
+
+
+@lru_cache(maxsize=_PARSED)
+def _uri(text: str) -> SipUri:
+    scheme, colon, rest = text.strip().partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in ("sip", "sips"):
+        raise ParseError(f"not a sip: or sips: URI: {text!r}")
+    user: str | None = None
+    if "@" in rest:  # the user part may hold ? and ; (RFC 4475 §3.1.1.2)
+        user, _, rest = rest.rpartition("@")
+        if not user or any(c in user for c in ' <>"\t'):
+            raise ParseError(f"bad user part in {text!r}")
+    rest, _, headers = rest.partition("?")
+    hostport, *params = rest.split(";")
+    host, port = _host_port(hostport, "URI")
+    return SipUri(host.lower(), user, port, scheme, _params(params), headers)
+
+
+@lru_cache(maxsize=_PARSED)
+def _address(text: str) -> Address:
+    text = text.strip()
+    display: str | None = None
+    if "<" in text or text.startswith('"'):
+        if text.startswith('"'):
+            end = _closing_quote(text)
+            display, text = text[: end + 1], text[end + 1 :].lstrip()
+        start, end = text.find("<"), text.find(">")
+        if start < 0 or end < start:
+            raise ParseError(f"unbalanced <> in address {text!r}")
+        if display is None and text[:start].strip():
+            display = text[:start].strip()
+        uri, tail = _uri(text[start + 1 : end]), text[end + 1 :].strip()
+    else:
+        uri_text, _, tail = text.partition(";")
+        tail = f";{tail}" if tail else ""
+        if any(c in uri_text for c in ",?"):
+            raise ParseError(f"an address with , or ? needs <>: {text!r}")
+        uri = _uri(uri_text)
+    if tail and not tail.startswith(";"):
+        raise ParseError(f"unexpected text after address: {tail!r}")
+    return Address(uri, display, _params(split_outside(tail, ";")[1:]))
+
+
+@lru_cache(maxsize=_PARSED)
+def _via(text: str) -> Via:
+    match = _VIA.match(text)
+    if not match:
+        raise ParseError(f"bad Via {text[:80]!r}")
+    sent_by, *params = split_outside(match.group(2), ";")
+    host, port = _host_port(sent_by, "Via")
+    return Via(match.group(1).upper(), host, port, _params(params))

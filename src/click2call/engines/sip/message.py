@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from click2call.engines.sip.headers import (
     TOKEN,
@@ -84,13 +85,16 @@ _SPELLING = {
     )
 }
 # Headers whose comma-separated values are separate entries (§7.3.1).
-_LISTS = frozenset({"via", "route", "record-route", "contact", "allow", "supported", "require"})
+_LISTS = frozenset({"Via", "Route", "Record-Route", "Contact", "Allow", "Supported", "Require"})
 _METHOD = TOKEN
 _UNSAFE = re.compile(r"[\r\n\x00]")
 _REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length")
+_SPELLED = frozenset(_SPELLING.values())  # names known to be tokens
+_NAMES = 1024  # header spellings remembered (the same few dozen come again and again)
 
 
+@lru_cache(maxsize=_NAMES)
 def canonical(name: str) -> str:
     lower = name.lower()
     if len(lower) == 1 and lower in COMPACT:
@@ -118,9 +122,16 @@ class Message:
         """Every entry of a header, multiple lines and comma lists flattened (§7.3.1)."""
         wanted = canonical(name)
         found = [value for key, value in self.headers if key == wanted]
-        if wanted.lower() not in _LISTS:
+        if wanted not in _LISTS:
             return found
-        return [p.strip() for value in found for p in split_outside(value, ",") if p.strip()]
+        return [entry for value in found for entry in _entries(value)]
+
+    def top_via(self) -> Via:
+        """The first Via entry: what matches a response or request to its transaction."""
+        for key, value in self.headers:
+            if key == "Via" and (entries := _entries(value)):
+                return Via.parse(entries[0])
+        raise ParseError("missing Via header")
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header by one with `value` (appended if absent)."""
@@ -149,13 +160,7 @@ class Message:
         return self.required("Call-ID").strip()
 
     def cseq(self) -> tuple[int, str]:
-        number, _, method = self.required("CSeq").strip().partition(" ")
-        method = method.strip()
-        if not number.isdigit() or len(number) > 10 or not _METHOD.fullmatch(method):
-            raise ParseError(f"bad CSeq {self.header('CSeq')!r}")
-        if int(number) >= 2**31:
-            raise ParseError(f"CSeq number out of range: {number}")
-        return int(number), method
+        return _cseq(self.required("CSeq"))
 
     def via(self) -> list[Via]:
         return [Via.parse(v) for v in self.values("Via")]
@@ -174,11 +179,39 @@ class Message:
         for name, value in self.headers:
             if name == "Content-Length":
                 continue
-            if not TOKEN.fullmatch(name) or _UNSAFE.search(value):
+            if name not in _SPELLED and not TOKEN.fullmatch(name):
                 raise UnsafeValue(f"header {name!r} holds a line break or NUL")
             lines.append(f"{name}: {value}")
         lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+        head = "\r\n".join(lines)
+        # One look at the whole head: only the line ends we put there may be in it.
+        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+            raise UnsafeValue(f"header {_unsafe_name(self.headers)!r} holds a line break")
+        if "\x00" in head:
+            raise UnsafeValue(f"header {_unsafe_name(self.headers)!r} holds a NUL")
+        return (head + "\r\n\r\n").encode() + self.body
+
+
+def _unsafe_name(headers: list[tuple[str, str]]) -> str:
+    """The first header whose value holds CR, LF or NUL (the start line, if none does)."""
+    return next((name for name, value in headers if _UNSAFE.search(value)), "start line")
+
+
+@lru_cache(maxsize=_NAMES)
+def _entries(value: str) -> tuple[str, ...]:
+    """The entries of one line of a list header (§7.3.1), stripped, empty ones dropped."""
+    return tuple(part.strip() for part in split_outside(value, ",") if part.strip())
+
+
+@lru_cache(maxsize=_NAMES)
+def _cseq(value: str) -> tuple[int, str]:
+    number, _, method = value.strip().partition(" ")
+    method = method.strip()
+    if not number.isdigit() or len(number) > 10 or not _METHOD.fullmatch(method):
+        raise ParseError(f"bad CSeq {value!r}")
+    if int(number) >= 2**31:
+        raise ParseError(f"CSeq number out of range: {number}")
+    return int(number), method
 
 
 @dataclass(slots=True)
@@ -243,14 +276,21 @@ def _head(raw: bytes) -> Request | Response:
             headers[-1][1] += " " + line.strip()
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not TOKEN.fullmatch(name):
+        known = _header_name(name) if colon else None
+        if known is None:
             raise ParseError(f"bad header line {line[:80]!r}")
-        headers.append([canonical(name), value.strip(" \t")])
+        headers.append([known, value.strip(" \t")])
     if len(headers) > MAX_HEADERS:
         raise ParseError(f"more than {MAX_HEADERS} headers")
     message.headers = [(name, value) for name, value in headers]
     return message
+
+
+@lru_cache(maxsize=_NAMES)
+def _header_name(name: str) -> str | None:
+    """The canonical form of a header name as written before its colon; None if not a token."""
+    name = name.rstrip(" \t")
+    return canonical(name) if TOKEN.fullmatch(name) else None
 
 
 def _content_length(message: Message, required: bool) -> int | None:
@@ -265,8 +305,10 @@ def _content_length(message: Message, required: bool) -> int | None:
 
 
 def _check(message: Request | Response) -> Request | Response:
+    names = [name for name, _ in message.headers]
     for name in _REQUIRED:
-        message.required(name)
+        if name not in names:
+            raise ParseError(f"missing {name} header")
     _number, method = message.cseq()
     if isinstance(message, Request):
         if method != message.method:
@@ -277,7 +319,7 @@ def _check(message: Request | Response) -> Request | Response:
         if message.uri[:4].lower() in ("sip:", "sips") and "?" in message.uri.rpartition("@")[2]:
             raise ParseError("a Request-URI must not carry headers (?…)")
     for name in _SINGLE:
-        if len(message.values(name)) > 1:
+        if names.count(name) > 1:
             raise ParseError(f"more than one {name} header")
     if not message.via():  # the top Via must parse: responses follow it
         raise ParseError("empty Via header")

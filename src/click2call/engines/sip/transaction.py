@@ -68,12 +68,12 @@ class State(enum.Enum):
 
 def client_key(message: Request | Response) -> tuple[str, str]:
     """What a response shares with its client transaction (§17.1.3): branch and method."""
-    return message.via()[0].branch or "", message.cseq()[1]
+    return message.top_via().branch or "", message.cseq()[1]
 
 
 def server_key(request: Request) -> tuple[str, str, str]:
     """What a retransmission or ACK shares with its server transaction (§17.2.3)."""
-    via = request.via()[0]
+    via = request.top_via()
     method = "INVITE" if request.method == "ACK" else request.method
     return via.branch or "", f"{via.host}:{via.port or 5060}", method
 

@@ -31,6 +31,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import cast
 
 from click2call.engines.sip.message import (
@@ -369,6 +370,17 @@ def server_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
+@lru_cache(maxsize=256)
+def _literal(host: str) -> str | None:
+    """`host` without brackets when it is an IP address, else None (a name to look up)."""
+    bare = host.strip("[]")
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        return None
+    return bare
+
+
 class Resolver:
     """Host name → address, looked up once and kept for `_DNS_TTL` seconds."""
 
@@ -377,12 +389,9 @@ class Resolver:
 
     def cached(self, host: str, port: int) -> Peer | None:
         """The address at once when `host` is a literal or still cached."""
-        bare = host.strip("[]")
-        try:
-            ipaddress.ip_address(bare)
-            return bare, port
-        except ValueError:
-            pass
+        literal = _literal(host)
+        if literal is not None:
+            return literal, port
         hit = self._cache.get((host, port))
         if hit is not None and hit[1] > asyncio.get_running_loop().time():
             return hit[0]

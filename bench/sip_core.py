@@ -1,0 +1,180 @@
+"""The SIP engine's own CPU per two-leg call, in process, without the network's noise.
+
+    python -m bench.sip_core [--calls 2000] [--profile]
+
+The real engine and endpoint (parsing, transactions, legs, the RFC 3725 controller,
+snapshots) on a real event loop; only the socket is replaced by a scripted pair of
+phones answering in the same process (the agent answers and takes the re-INVITE, the
+destination answers and hangs up): the same 15 messages a call as bench.sip's SIPp
+peers. The phones' own time is measured apart and left out of the figure. No HTTP, no
+store: this is the share of the loop thread bench.sip cannot separate from the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import time
+from datetime import UTC, datetime
+
+from click2call.calls import CallEvent, CallOrder, Destination, Extension, Tech
+from click2call.engines.sip.endpoint import SipEndpoint
+from click2call.engines.sip.engine import SipEngine
+from click2call.engines.sip.transport import Flow, _Datagrams
+from click2call.settings import SipStackSettings, TenantSettings, TenantSip
+
+_SDP = (
+    "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\n"
+)
+_COPIED = (b"via:", b"from:", b"to:", b"call-id:", b"cseq:")
+
+
+class Phones:
+    """The agent's phone (PBX port) and the destination (trunk port), scripted."""
+
+    def __init__(self, pbx: int, trunk: int) -> None:
+        self.pbx, self.trunk = pbx, trunk
+        self.spent = 0.0  # CPU seconds the phones themselves took
+        self.feed: _Datagrams | None = None
+        self.count = 0
+
+    def send(self, data: bytes, flow: Flow, _name: str | None = None) -> None:
+        started = time.process_time()
+        head, _, _ = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        start = lines[0]
+        answers: list[bytes] = []
+        port = flow.peer[1]
+        copied = [line for line in lines[1:] if line.lower().startswith(_COPIED)]
+        if start.startswith(b"INVITE "):
+            self.count += 1
+            to_tagged = any(line.lower().startswith(b"to:") and b"tag=" in line for line in copied)
+            if to_tagged:  # the bridging re-INVITE
+                answers.append(_response(b"200 OK", copied, None, port, _SDP))
+            else:
+                answers.append(_response(b"180 Ringing", copied, self.count, port, None))
+                answers.append(_response(b"200 OK", copied, self.count, port, _SDP))
+        elif start.startswith(b"BYE "):
+            answers.append(_response(b"200 OK", copied, None, port, None))
+        elif start.startswith(b"ACK ") and flow.peer[1] == self.trunk:
+            if b"CSeq: 1 ACK" in head:
+                answers.append(_bye(copied))
+        self.spent += time.process_time() - started
+        loop = asyncio.get_running_loop()
+        for answer in answers:
+            loop.call_soon(self._deliver, answer, flow.peer)
+
+    def _deliver(self, data: bytes, peer: tuple[str, int]) -> None:
+        assert self.feed is not None
+        self.feed._handle(data, peer)
+
+
+def _response(
+    status: bytes, copied: list[bytes], tag: int | None, port: int, sdp: str | None
+) -> bytes:
+    lines = [b"SIP/2.0 " + status]
+    for line in copied:
+        if tag is not None and line.lower().startswith(b"to:"):
+            line += b";tag=phone%d" % tag
+        lines.append(line)
+    lines.append(b"Contact: <sip:phone@127.0.0.1:%d;transport=UDP>" % port)
+    body = b"" if sdp is None else sdp.encode()
+    if body:
+        lines.append(b"Content-Type: application/sdp")
+    lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _bye(copied: list[bytes]) -> bytes:
+    """The destination hangs up: From and To swapped, its own Via and CSeq."""
+    fields = {line.split(b":", 1)[0].lower(): line.split(b":", 1)[1].strip() for line in copied}
+    lines = [
+        b"BYE sip:click2call@127.0.0.1:5060 SIP/2.0",
+        b"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-bye-" + fields[b"call-id"][:8],
+        b"From: " + fields[b"to"],
+        b"To: " + fields[b"from"],
+        b"Call-ID: " + fields[b"call-id"],
+        b"CSeq: 9000 BYE",
+        b"Max-Forwards: 70",
+        b"Content-Length: 0",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def run(calls: int, profile: cProfile.Profile | None) -> tuple[float, float, int]:
+    """(CPU seconds in all, of which the phones', calls ended)."""
+    pbx, trunk = 5998, 5999
+    stack = SipStackSettings(port=0, options_interval=0)
+    tenant = TenantSettings(
+        name="bench",
+        sip=TenantSip(pbx=f"127.0.0.1:{pbx}", trunk=f"127.0.0.1:{trunk}", ringback="off"),
+    )
+    endpoint = SipEndpoint(stack)
+    await endpoint.start()
+    phones = Phones(pbx, trunk)
+    transports = endpoint.transports
+    phones.feed = transports._datagrams
+    transports.send = phones.send  # type: ignore[method-assign]
+    saved: list[str] = []
+    ended: list[CallEvent] = []
+
+    def save(_uniqueid: str, state: str) -> None:
+        saved.append(state)
+
+    def events(event: CallEvent) -> None:
+        if event.result is not None:
+            ended.append(event)
+
+    engine = SipEngine(tenant, endpoint, lambda: datetime.now(UTC), save=save)
+    await engine.start()
+    started = time.process_time()
+    if profile is not None:
+        profile.enable()
+    for i in range(calls):
+        order = CallOrder(
+            call_id=i,
+            uniqueid=f"1700000000.{i}",
+            tenant="bench",
+            agent=Extension(Tech.SIP, "200"),
+            destination=Destination("0502760206"),
+            destination_caller_id="036411111",
+            agent_caller_id="0502760206",
+            agent_ring_timeout=30,
+            destination_ring_timeout=30,
+            max_call_seconds=3600,
+        )
+        await engine.originate(order, events)
+        if i % 20 == 19:  # a few calls in flight at once, as under load
+            while len(ended) < i - 20:
+                await asyncio.sleep(0)
+    while len(ended) < calls:
+        await asyncio.sleep(0)
+    if profile is not None:
+        profile.disable()
+    spent = time.process_time() - started
+    endpoint.stop()
+    return spent, phones.spent, len(ended)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--profile", action="store_true", help="cProfile's top functions")
+    args = parser.parse_args()
+    profile = cProfile.Profile() if args.profile else None
+    spent, phones, ended = asyncio.run(run(args.calls, profile))
+    ours = (spent - phones) / args.calls * 1000
+    print(f"SIP engine CPU per two-leg call, in process: {ours:.3f} ms ({ended} calls ended)")
+    if profile is not None:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)
+        print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
