@@ -114,7 +114,7 @@ class SipCall:
         key = snap.fingerprint(self._controller, legs)
         if key != self._saved:
             self._saved = key
-            self._save(self._correlation_id, snap.to_json(snap.snapshot(self._controller, legs)))
+            self._save(self._correlation_id, snap.to_json(self._controller, legs))
 
     def _run(self, outputs: list[tp.Output]) -> None:
         for output in outputs:

@@ -57,50 +57,13 @@ class CallSnapshot:
     legs: list[LegState]
 
 
-_LEG_FIELDS = tuple(f.name for f in fields(LegState) if f.name != "dialog")
 _DIALOG_FIELDS = tuple(f.name for f in fields(Dialog))
 _ORIGIN_FIELDS = tuple(f.name for f in fields(Origin))
-_CALL_FIELDS = ("phase", "agent_ring_timeout", "destination_ring_timeout", "max_call_seconds")
-
-
-def leg_state(leg: UacLeg) -> LegState | None:
-    """What a restart needs of `leg`; None once it sent nothing or has ended."""
-    if leg.invite is None or leg.phase is Phase.ENDED:
-        return None
-    target = leg.target
-    headers = [h for h in leg.invite.headers if h[0].lower() not in _SECRET_HEADERS]
-    return LegState(
-        role=leg.role.value,
-        transport=leg.local.transport.lower(),
-        host=target.address.host,
-        port=target.address.port,
-        user=target.user,
-        caller_id=target.caller_id,
-        target_transport=target.transport,
-        invite_uri=leg.invite.uri,
-        invite_headers=headers,
-        local_sdp=leg.local_sdp,
-        correlation_id=leg.correlation_id,
-        dialog=None if leg.dialog is None else _copy(leg.dialog),
-    )
-
-
-def snapshot(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> CallSnapshot:
-    states = [state for leg in legs if (state := leg_state(leg)) is not None]
-    return CallSnapshot(
-        phase=controller.phase.value,
-        agent_ring_timeout=controller.agent_ring_timeout,
-        destination_ring_timeout=controller.destination_ring_timeout,
-        max_call_seconds=controller.max_call_seconds,
-        agent_origin=replace(controller.agent_origin),
-        destination_origin=replace(controller.destination_origin),
-        legs=states,
-    )
 
 
 def fingerprint(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> tuple[object, ...]:
-    """Cheap to compute, and different whenever `snapshot` would be (the SIP engine checks
-    it on every message and builds a snapshot only when it moved)."""
+    """Cheap to compute, and different whenever `to_json` would be (the SIP engine checks
+    it on every message and encodes a snapshot only when it moved)."""
     key: list[object] = [controller.phase]
     for leg in legs:
         dialog = leg.dialog
@@ -110,22 +73,45 @@ def fingerprint(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> tuple[obje
     return tuple(key)
 
 
-def to_json(snap: CallSnapshot) -> str:
-    # By hand rather than asdict(), which deep-copies everything: this runs on the event
-    # loop a few times per call, and is four times faster so.
-    legs = []
-    for leg in snap.legs:
-        plain = {name: getattr(leg, name) for name in _LEG_FIELDS}
-        plain["dialog"] = None if leg.dialog is None else _plain(leg.dialog, _DIALOG_FIELDS)
-        legs.append(plain)
+def to_json(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> str:
+    """The call's state as `from_json` reads it back: a `CallSnapshot`, of every leg that
+    sent an INVITE and has not ended."""
+    # Straight from the live objects to plain values, without a CallSnapshot in between
+    # (nor asdict(), which deep-copies everything): this runs on the event loop at every
+    # step of every call, and json.dumps copies nothing it is given.
     document = {
         "version": VERSION,
-        **{name: getattr(snap, name) for name in _CALL_FIELDS},
-        "agent_origin": _plain(snap.agent_origin, _ORIGIN_FIELDS),
-        "destination_origin": _plain(snap.destination_origin, _ORIGIN_FIELDS),
-        "legs": legs,
+        "phase": controller.phase.value,
+        "agent_ring_timeout": controller.agent_ring_timeout,
+        "destination_ring_timeout": controller.destination_ring_timeout,
+        "max_call_seconds": controller.max_call_seconds,
+        "agent_origin": _plain(controller.agent_origin, _ORIGIN_FIELDS),
+        "destination_origin": _plain(controller.destination_origin, _ORIGIN_FIELDS),
+        "legs": [plain for leg in legs if (plain := _leg(leg)) is not None],
     }
     return json.dumps(document, separators=(",", ":"))
+
+
+def _leg(leg: UacLeg) -> dict[str, object] | None:
+    """A `LegState`'s fields as plain values; None once it sent nothing or has ended."""
+    invite = leg.invite
+    if invite is None or leg.phase is Phase.ENDED:
+        return None
+    target = leg.target
+    return {
+        "role": leg.role.value,
+        "transport": leg.local.transport.lower(),
+        "host": target.address.host,
+        "port": target.address.port,
+        "user": target.user,
+        "caller_id": target.caller_id,
+        "target_transport": target.transport,
+        "invite_uri": invite.uri,
+        "invite_headers": [h for h in invite.headers if h[0].lower() not in _SECRET_HEADERS],
+        "local_sdp": leg.local_sdp,
+        "correlation_id": leg.correlation_id,
+        "dialog": None if leg.dialog is None else _plain(leg.dialog, _DIALOG_FIELDS),
+    }
 
 
 def _plain(value: object, names: tuple[str, ...]) -> dict[str, object]:
