@@ -13,7 +13,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from click2call.engines.sip import leg as lg
@@ -47,12 +47,16 @@ class TransactionUser(Protocol):
     def on_transport_error(self, request: Request, cause: str) -> list[lg.Output]: ...
 
 
+Timers = list[tuple[str, asyncio.TimerHandle]]
+
+
 @dataclass(slots=True)
 class _Client:
     transaction: tx.ClientTransaction
     user: TransactionUser
     flow: Flow
     server_name: str
+    timers: Timers = field(default_factory=list)  # armed on the loop, by name
 
 
 @dataclass(slots=True)
@@ -60,6 +64,27 @@ class _Server:
     transaction: tx.ServerTransaction
     flow: Flow
     ack: tuple[str, int] | None = None  # (Call-ID, CSeq) of the 2xx waiting for its ACK
+    timers: Timers = field(default_factory=list)
+
+
+def _arm(timers: Timers, name: str, handle: asyncio.TimerHandle) -> None:
+    for i, (armed, earlier) in enumerate(timers):
+        if armed == name:
+            earlier.cancel()  # it fired (re-armed from its own callback) or is replaced
+            del timers[i]
+            break
+    timers.append((name, handle))
+
+
+def _settle(timers: Timers, transaction: tx.ClientTransaction | tx.ServerTransaction) -> None:
+    """Cancel the timers the transaction no longer expects (B once a response came, all of
+    them once it ended): a pending timer holds the transaction and its messages for up to
+    32 s, which thousands of calls set up a minute would otherwise keep."""
+    if timers and not all(transaction.expects(name) for name, _ in timers):
+        for name, handle in timers:
+            if not transaction.expects(name):
+                handle.cancel()
+        timers[:] = [(name, h) for name, h in timers if transaction.expects(name)]
 
 
 class SipEndpoint:
@@ -157,8 +182,8 @@ class SipEndpoint:
             match output:
                 case lg.SendRequest(request=request, destination=destination):
                     self._send_request(leg, request, destination)
-                case lg.SendAck(request=request, destination=destination):
-                    self._send_stateless(request, destination)
+                case lg.SendAck(request=request, destination=destination, data=data):
+                    self._send_stateless(request, data, destination)
                 case lg.Report(event=event):
                     entry = self._legs.get(leg.call_id)
                     if entry is not None:
@@ -216,12 +241,12 @@ class SipEndpoint:
         self._clients[key] = client
         self._client_outputs(key, client, transaction.start())
 
-    def _send_stateless(self, request: Request, destination: SipUri) -> None:
+    def _send_stateless(self, request: Request, data: bytes, destination: SipUri) -> None:
         def unreachable(cause: str) -> None:
             log.warning("SIP %s to %s not sent: %s", request.method, destination, cause)
 
         def write(flow: Flow) -> None:
-            self._write(request, flow, destination.host)
+            self._write_bytes(data, flow, destination.host)
 
         self._flow_to(destination, write, unreachable)
 
@@ -236,7 +261,8 @@ class SipEndpoint:
                     self._carry(client.user, client.user.on_response(response))
                 case tx.Arm(timer=timer, seconds=seconds):
                     loop = asyncio.get_running_loop()
-                    loop.call_later(seconds, self._client_timer, key, client, timer)
+                    handle = loop.call_later(seconds, self._client_timer, key, client, timer)
+                    _arm(client.timers, timer, handle)
                 case tx.TimedOut():
                     request = client.transaction.request
                     self._carry(client.user, client.user.on_timeout(request))
@@ -246,6 +272,7 @@ class SipEndpoint:
                     request = client.transaction.request
                     if request.method == "INVITE" and isinstance(client.user, lg.UacLeg):
                         client.user.invite_over(request)
+        _settle(client.timers, client.transaction)
 
     def _client_timer(self, key: tuple[str, str], client: _Client, timer: str) -> None:
         self._client_outputs(key, client, client.transaction.on_timer(timer))
@@ -259,12 +286,14 @@ class SipEndpoint:
                     self._write(message, server.flow)
                 case tx.Arm(timer=timer, seconds=seconds):
                     loop = asyncio.get_running_loop()
-                    loop.call_later(seconds, self._server_timer, key, server, timer)
+                    handle = loop.call_later(seconds, self._server_timer, key, server, timer)
+                    _arm(server.timers, timer, handle)
                 case tx.Terminated():
                     if self._servers.get(key) is server:
                         del self._servers[key]
                     if server.ack is not None:
                         self._awaiting_ack.pop(server.ack, None)
+        _settle(server.timers, server.transaction)
 
     def _server_timer(self, key: tuple[str, str, str], server: _Server, timer: str) -> None:
         self._server_outputs(key, server, server.transaction.on_timer(timer))
@@ -272,7 +301,9 @@ class SipEndpoint:
     # --- the wire ----------------------------------------------------------------------
 
     def _write(self, message: Request | Response, flow: Flow, name: str | None = None) -> None:
-        data = bytes(message)
+        self._write_bytes(bytes(message), flow, name)
+
+    def _write_bytes(self, data: bytes, flow: Flow, name: str | None = None) -> None:
         if self.settings.log_messages:
             log.debug("SIP to %s\n%s", flow, _SECRET_HEADERS.sub(rb"\1 (hidden)", data))
         try:
@@ -296,6 +327,7 @@ class SipEndpoint:
             if client.flow == flow and client.transaction.state in waiting:
                 del self._clients[key]
                 client.transaction.abandon()
+                _settle(client.timers, client.transaction)
                 request = client.transaction.request
                 log.warning("SIP %s to %s failed: %s", request.method, flow, cause)
                 self._carry(client.user, client.user.on_transport_error(request, cause))

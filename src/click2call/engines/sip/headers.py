@@ -24,7 +24,7 @@ TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 Params = tuple[tuple[str, str | None], ...]
 
 
-_PARSED = 512  # values of each kind kept parsed: a few calls' worth of headers
+_PARSED = 256  # values of each kind kept parsed: a few calls' worth of headers
 
 
 def split_outside(text: str, sep: str) -> list[str]:

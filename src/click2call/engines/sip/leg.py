@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip.auth import authorization, best_challenge
 from click2call.engines.sip.dialog import Dialog, reply
-from click2call.engines.sip.message import ParseError, Request, Response, SipUri
+from click2call.engines.sip.message import ParseError, Request, Response, SipUri, parse_datagram
 from click2call.engines.sip.targets import LegTarget
 from click2call.engines.sip.transaction import cancel_for
 
@@ -62,6 +62,7 @@ class SendAck:
 
     request: Request
     destination: SipUri
+    data: bytes  # `request` on the wire: what goes out, and what the leg keeps to resend
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,9 @@ class UacLeg:
     _cancel_wanted: bool = False
     _reinvite: Request | None = None
     _glare_sdp: str | None = None
-    _acks: dict[int, Request] = field(default_factory=dict)  # until invite_over()
+    # The wire form of each ACK, by CSeq, until invite_over(): a third of the objects'
+    # size, and a call set up a second ago holds its ACKs for 32 s.
+    _acks: dict[int, bytes] = field(default_factory=dict)
     _acked: bool = False  # an ACK left (so hanging up sends no second one)
     _nonce_counts: dict[str, int] = field(default_factory=dict)
 
@@ -189,7 +192,7 @@ class UacLeg:
         if self.dialog is not None and self.invite is not None:
             number = self.invite.cseq()[0]
             via = self.local.via(self._branch())
-            self._acks[number] = self.dialog.request("ACK", via, cseq=number)
+            self._acks[number] = bytes(self.dialog.request("ACK", via, cseq=number))
             self._acked = True
 
     def invite_over(self, invite: Request) -> None:
@@ -208,7 +211,7 @@ class UacLeg:
         if method == "INVITE" and pending is not None and number == pending.cseq()[0]:
             return self._reinvite_response(response)
         if method == "INVITE" and number in self._acks and 200 <= response.code < 300:
-            return [SendAck(self._acks[number], self._ack_destination())]
+            return self._ack_again(number)
         if method == "BYE" and response.code >= 200:
             if response.code in _CHALLENGES and self._may_retry(response):
                 return self._bye(response)
@@ -276,8 +279,7 @@ class UacLeg:
         assert self.invite is not None
         number = self.invite.cseq()[0]
         if self.dialog is not None:  # a retransmitted 2xx: ACK it again
-            ack = self._acks.get(number)
-            return [] if ack is None else [SendAck(ack, self._ack_destination())]
+            return self._ack_again(number)
         try:
             self.dialog = Dialog.from_response(self.invite, response)
         except ParseError as exc:
@@ -372,9 +374,18 @@ class UacLeg:
         assert self.dialog is not None
         ack = self.dialog.request("ACK", self.local.via(self._branch()), cseq=number)
         self._with_body(ack, sdp)
-        self._acks[number] = ack
+        data = self._acks[number] = bytes(ack)
         self._acked = True
-        return [SendAck(ack, self._ack_destination())]
+        return [SendAck(ack, self._ack_destination(), data)]
+
+    def _ack_again(self, number: int) -> list[Output]:
+        """The ACK sent for CSeq `number`, once more (its 2xx came again); [] if not kept."""
+        data = self._acks.get(number)
+        if data is None:
+            return []
+        ack = parse_datagram(data)
+        assert isinstance(ack, Request)
+        return [SendAck(ack, self._ack_destination(), data)]
 
     def _bye(self, challenge: Response | None = None) -> list[Output]:
         assert self.dialog is not None

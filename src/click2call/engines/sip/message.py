@@ -91,7 +91,7 @@ _UNSAFE = re.compile(r"[\r\n\x00]")
 _REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length")
 _SPELLED = frozenset(_SPELLING.values())  # names known to be tokens
-_NAMES = 1024  # header spellings remembered (the same few dozen come again and again)
+_NAMES = 512  # header spellings remembered (the same few dozen come again and again)
 
 
 @lru_cache(maxsize=_NAMES)

@@ -5,7 +5,8 @@ Each transaction is fed messages and timer firings and answers with outputs:
     Send(message)      put it on the wire (to the transaction's peer)
     Deliver(response)  a response for the transaction user (client side)
     Arm(timer, secs)   call `on_timer(timer)` after `secs`; a timer the state no longer
-                       expects is ignored, so the shell never needs to cancel one
+                       expects is ignored, so the shell need not cancel one (it may, to
+                       free what the timer holds at once: `expects(timer)` says)
     TimedOut()         timer B, F or H: the peer never answered (the TU reports 408)
     Terminated()       the transaction is over; forget it
 
@@ -116,6 +117,10 @@ class _Transaction:
         self.state = State.TERMINATED
         self._armed.clear()
         return [Terminated()]
+
+    def expects(self, timer: str) -> bool:
+        """Whether `timer`, armed before, still matters: the shell may cancel it if not."""
+        return timer in self._armed
 
     def abandon(self) -> None:
         """The peer cannot be reached: stop at once (no retransmission, no timer)."""
