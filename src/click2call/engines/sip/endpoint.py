@@ -21,6 +21,7 @@ from click2call.engines.sip import third_party as tp
 from click2call.engines.sip import transaction as tx
 from click2call.engines.sip.dialog import reply
 from click2call.engines.sip.message import Request, Response, SipUri
+from click2call.engines.sip.timers import Timer, Timers
 from click2call.engines.sip.transport import (
     Flow,
     Resolver,
@@ -47,7 +48,7 @@ class TransactionUser(Protocol):
     def on_transport_error(self, request: Request, cause: str) -> list[lg.Output]: ...
 
 
-Timers = list[tuple[str, asyncio.TimerHandle]]
+Armed = list[tuple[str, Timer]]
 
 
 @dataclass(slots=True)
@@ -56,7 +57,7 @@ class _Client:
     user: TransactionUser
     flow: Flow
     server_name: str
-    timers: Timers = field(default_factory=list)  # armed on the loop, by name
+    timers: Armed = field(default_factory=list)  # what is armed, by timer name
 
 
 @dataclass(slots=True)
@@ -64,27 +65,29 @@ class _Server:
     transaction: tx.ServerTransaction
     flow: Flow
     ack: tuple[str, int] | None = None  # (Call-ID, CSeq) of the 2xx waiting for its ACK
-    timers: Timers = field(default_factory=list)
+    timers: Armed = field(default_factory=list)
 
 
-def _arm(timers: Timers, name: str, handle: asyncio.TimerHandle) -> None:
+def _arm(clock: Timers, timers: Armed, name: str, timer: Timer) -> None:
     for i, (armed, earlier) in enumerate(timers):
         if armed == name:
-            earlier.cancel()  # it fired (re-armed from its own callback) or is replaced
+            clock.cancel(earlier)  # it fired (re-armed from its own callback) or is replaced
             del timers[i]
             break
-    timers.append((name, handle))
+    timers.append((name, timer))
 
 
-def _settle(timers: Timers, transaction: tx.ClientTransaction | tx.ServerTransaction) -> None:
+def _settle(
+    clock: Timers, timers: Armed, transaction: tx.ClientTransaction | tx.ServerTransaction
+) -> None:
     """Cancel the timers the transaction no longer expects (B once a response came, all of
     them once it ended): a pending timer holds the transaction and its messages for up to
     32 s, which thousands of calls set up a minute would otherwise keep."""
     if timers and not all(transaction.expects(name) for name, _ in timers):
-        for name, handle in timers:
+        for name, timer in timers:
             if not transaction.expects(name):
-                handle.cancel()
-        timers[:] = [(name, h) for name, h in timers if transaction.expects(name)]
+                clock.cancel(timer)
+        timers[:] = [(name, t) for name, t in timers if transaction.expects(name)]
 
 
 class SipEndpoint:
@@ -106,6 +109,7 @@ class SipEndpoint:
             settings.connection_idle_timeout,
         )
         self.resolver = Resolver()
+        self.timers = Timers()  # transactions' and calls' timers, thousands at once
         self.error: str | None = None
         self._starting: asyncio.Task[None] | None = None
         self._legs: dict[str, tuple[lg.UacLeg, LegOwner]] = {}
@@ -260,9 +264,8 @@ class SipEndpoint:
                 case tx.Deliver(response=response):
                     self._carry(client.user, client.user.on_response(response))
                 case tx.Arm(timer=timer, seconds=seconds):
-                    loop = asyncio.get_running_loop()
-                    handle = loop.call_later(seconds, self._client_timer, key, client, timer)
-                    _arm(client.timers, timer, handle)
+                    armed = self.timers.call_later(seconds, self._client_timer, key, client, timer)
+                    _arm(self.timers, client.timers, timer, armed)
                 case tx.TimedOut():
                     request = client.transaction.request
                     self._carry(client.user, client.user.on_timeout(request))
@@ -272,7 +275,7 @@ class SipEndpoint:
                     request = client.transaction.request
                     if request.method == "INVITE" and isinstance(client.user, lg.UacLeg):
                         client.user.invite_over(request)
-        _settle(client.timers, client.transaction)
+        _settle(self.timers, client.timers, client.transaction)
 
     def _client_timer(self, key: tuple[str, str], client: _Client, timer: str) -> None:
         self._client_outputs(key, client, client.transaction.on_timer(timer))
@@ -285,15 +288,14 @@ class SipEndpoint:
                 case tx.Send(message=message):
                     self._write(message, server.flow)
                 case tx.Arm(timer=timer, seconds=seconds):
-                    loop = asyncio.get_running_loop()
-                    handle = loop.call_later(seconds, self._server_timer, key, server, timer)
-                    _arm(server.timers, timer, handle)
+                    armed = self.timers.call_later(seconds, self._server_timer, key, server, timer)
+                    _arm(self.timers, server.timers, timer, armed)
                 case tx.Terminated():
                     if self._servers.get(key) is server:
                         del self._servers[key]
                     if server.ack is not None:
                         self._awaiting_ack.pop(server.ack, None)
-        _settle(server.timers, server.transaction)
+        _settle(self.timers, server.timers, server.transaction)
 
     def _server_timer(self, key: tuple[str, str, str], server: _Server, timer: str) -> None:
         self._server_outputs(key, server, server.transaction.on_timer(timer))
@@ -327,7 +329,7 @@ class SipEndpoint:
             if client.flow == flow and client.transaction.state in waiting:
                 del self._clients[key]
                 client.transaction.abandon()
-                _settle(client.timers, client.transaction)
+                _settle(self.timers, client.timers, client.transaction)
                 request = client.transaction.request
                 log.warning("SIP %s to %s failed: %s", request.method, flow, cause)
                 self._carry(client.user, client.user.on_transport_error(request, cause))

@@ -29,6 +29,7 @@ from click2call.engines.sip.ringback_player import RingbackPlayer
 from click2call.engines.sip.sdp import Origin
 from click2call.engines.sip.takeover import end_stored_call
 from click2call.engines.sip.targets import LegTarget, agent_target, destination_target
+from click2call.engines.sip.timers import Timer
 from click2call.errors import EngineUnavailable
 from click2call.settings import TenantSettings, sip_target
 
@@ -72,7 +73,7 @@ class SipCall:
         self._report = report
         self._ringback = ringback
         self._legs: dict[tp.Leg, UacLeg] = {}
-        self._timers: dict[tp.Timer, asyncio.TimerHandle] = {}
+        self._timers: dict[tp.Timer, Timer] = {}
         self._save = save
         self._saved: tuple[object, ...] = ()  # what the last stored state was made of
         self._saving = False
@@ -130,11 +131,11 @@ class SipCall:
                 case tp.Hangup(leg=which):
                     self._on_leg(which, UacLeg.hangup)
                 case tp.StartTimer(timer=timer, seconds=seconds):
-                    loop = asyncio.get_running_loop()
-                    self._timers[timer] = loop.call_later(seconds, self._timer_fired, timer)
+                    clock = self._endpoint.timers
+                    self._timers[timer] = clock.call_later(seconds, self._timer_fired, timer)
                 case tp.CancelTimer(timer=timer):
                     if (pending := self._timers.pop(timer, None)) is not None:
-                        pending.cancel()
+                        self._endpoint.timers.cancel(pending)
                 case tp.StartRingback(target=target):
                     if self._ringback is not None:
                         self._ringback.start(target)

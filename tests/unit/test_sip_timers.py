@@ -1,0 +1,88 @@
+"""Timers kept in one FIFO queue per duration (timers.py), on a real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from click2call.engines.sip.timers import Timers
+
+
+def test_timers_run_once_in_deadline_order_across_durations() -> None:
+    async def scenario() -> list[str]:
+        timers, fired = Timers(), []
+        timers.call_later(0.03, fired.append, "late")
+        timers.call_later(0.01, fired.append, "first")
+        timers.call_later(0.01, fired.append, "second")
+        timers.call_later(0.02, fired.append, "middle")
+        await asyncio.sleep(0.08)
+        assert len(timers) == 0
+        return fired
+
+    assert asyncio.run(scenario()) == ["first", "second", "middle", "late"]
+
+
+def test_a_cancelled_timer_never_runs_and_lets_go_of_its_callback_at_once() -> None:
+    async def scenario() -> None:
+        timers, fired = Timers(), []
+        kept = timers.call_later(0.01, fired.append, "kept")
+        gone = timers.call_later(0.01, fired.append, "gone")
+        timers.cancel(gone)
+        timers.cancel(gone)  # twice: nothing more
+        assert (gone.callback, gone.args) == (None, ())
+        assert len(timers) == 1
+        await asyncio.sleep(0.03)
+        timers.cancel(kept)  # after it ran: nothing
+        assert fired == ["kept"]
+
+    asyncio.run(scenario())
+
+
+def test_a_queue_mostly_cancelled_is_compacted_and_the_rest_still_runs() -> None:
+    async def scenario() -> None:
+        timers, fired = Timers(), []
+        armed = [timers.call_later(0.02, fired.append, i) for i in range(100)]
+        for timer in armed[:90]:
+            timers.cancel(timer)
+        assert len(timers._queues[0.02]) < 100  # ended calls do not wait out their hour
+        await asyncio.sleep(0.05)
+        assert fired == list(range(90, 100))
+
+    asyncio.run(scenario())
+
+
+def test_a_timer_armed_from_a_callback_and_a_failing_callback_leave_the_rest_running() -> None:
+    async def scenario() -> list[str]:
+        timers, fired = Timers(), []
+
+        def again() -> None:
+            fired.append("again")
+            timers.call_later(0.01, fired.append, "re-armed")
+
+        def broken() -> None:
+            raise RuntimeError("boom")
+
+        loop = asyncio.get_running_loop()
+        errors: list[object] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+        timers.call_later(0.01, again)
+        timers.call_later(0.01, broken)
+        timers.call_later(0.01, fired.append, "after")
+        await asyncio.sleep(0.05)
+        assert [str(e) for e in errors] == ["boom"]
+        return fired
+
+    assert asyncio.run(scenario()) == ["again", "after", "re-armed"]
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.001])
+def test_a_short_or_zero_delay_runs_on_a_later_loop_turn(seconds: float) -> None:
+    async def scenario() -> None:
+        timers, fired = Timers(), []
+        timers.call_later(seconds, fired.append, "now")
+        assert fired == []
+        await asyncio.sleep(0.01)
+        assert fired == ["now"]
+
+    asyncio.run(scenario())
