@@ -5,6 +5,7 @@ SIPp playing the agent's PBX and the trunk, httpx as the CRM. The load generator
 SIPp share the machine's cores with the server, as they would on a small box.
 
     python -m bench.spine [--seconds 5] [--calls 500] [--concurrent 10000]
+                          [--only requests|setups|memory]
 """
 
 from __future__ import annotations
@@ -366,13 +367,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--concurrent", type=int, default=10_000)
+    parser.add_argument("--only", choices=("requests", "setups", "memory"), help="one phase")
     args = parser.parse_args()
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="click2call-bench-") as tmp:
         workdir = Path(tmp)
-        rows += requests_phase(workdir, args.seconds)
-        rows += setups_phase(workdir, args.calls)
-        rows += memory_phase(workdir, args.concurrent)
+        if args.only in (None, "requests"):
+            rows += requests_phase(workdir, args.seconds)
+        if args.only in (None, "setups"):
+            rows += setups_phase(workdir, args.calls)
+        if args.only in (None, "memory"):
+            rows += memory_phase(workdir, args.concurrent)
     header = ("metric", "click2call", "baseline (same run)", "target")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     for row in [header, tuple("-" * w for w in widths), *rows]:
