@@ -55,6 +55,8 @@ class Phones:
         self.feed: _Datagrams | None = None
         self.count = 0
         self.hold = False  # True: the destination never hangs up
+        self.answered: dict[bytes, float] = {}  # agent's 200 OK handed in, by X-Click2Call-Id
+        self.delays: list[float] = []  # from there to the destination's INVITE leaving, ms
 
     def send(self, data: bytes, flow: Flow, _name: str | None = None) -> None:
         started = time.process_time()
@@ -62,14 +64,20 @@ class Phones:
         lines = head.split(b"\r\n")
         start = lines[0]
         answers: list[bytes] = []
+        answering: bytes | None = None
         port = flow.peer[1]
         copied = [line for line in lines[1:] if line.lower().startswith(_COPIED)]
         if start.startswith(b"INVITE "):
             self.count += 1
+            tag = _correlation(head)
+            if flow.peer[1] == self.trunk and tag in self.answered:
+                self.delays.append((time.perf_counter() - self.answered.pop(tag)) * 1000)
             to_tagged = any(line.lower().startswith(b"to:") and b"tag=" in line for line in copied)
             if to_tagged:  # the bridging re-INVITE
                 answers.append(_response(b"200 OK", copied, None, port, _SDP))
             else:
+                if port == self.pbx:  # the agent's answer: time it to the destination's INVITE
+                    answering = _correlation(head)
                 answers.append(_response(b"180 Ringing", copied, self.count, port, None))
                 answers.append(_response(b"200 OK", copied, self.count, port, _SDP))
         elif start.startswith(b"BYE "):
@@ -85,11 +93,17 @@ class Phones:
         loop = asyncio.get_running_loop()
         for answer in answers:  # a loop turn later, as from the network: the engine's
             # work queued for the end of this turn (its snapshot above all) comes first
-            loop.call_soon(loop.call_soon, self._deliver, answer, flow.peer)
+            loop.call_soon(loop.call_soon, self._deliver, answer, flow.peer, answering)
 
-    def _deliver(self, data: bytes, peer: tuple[str, int]) -> None:
+    def _deliver(self, data: bytes, peer: tuple[str, int], tag: bytes | None) -> None:
         assert self.feed is not None
+        if tag is not None and data.startswith(b"SIP/2.0 200"):
+            self.answered[tag] = time.perf_counter()
         self.feed._handle(data, peer)
+
+
+def _correlation(head: bytes) -> bytes:
+    return head.partition(b"X-Click2call-Id: ")[2].partition(b"\r\n")[0]
 
 
 def _response(
@@ -190,6 +204,9 @@ async def run(calls: int, profile: cProfile.Profile | None) -> tuple[float, floa
     spent = time.process_time() - started
     endpoint.stop()
     print(f"{len(saved) / calls:.1f} SIP snapshots stored per call")
+    delays = sorted(phones.delays)
+    p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99)]
+    print(f"agent 200 OK handed in → destination INVITE out: p50 {p50:.3f} / p99 {p99:.3f} ms")
     return spent, phones.spent, len(ended)
 
 
