@@ -140,6 +140,16 @@ def test_address_forms() -> None:
         Address.parse("sip:a@b?x=y")  # needs <>
 
 
+def test_parsed_values_are_kept_for_short_texts_only() -> None:
+    # A call reads its From and To many times: parsed once. A peer's huge values are
+    # parsed each time rather than kept, so they cannot fill the caches.
+    short = "<sip:200@pbx.example>;tag=a1"
+    assert Address.parse(short) is Address.parse(short)
+    huge = f"<sip:{'9' * 600}@pbx.example>;tag=a1"
+    assert Address.parse(huge) == Address.parse(huge)
+    assert Address.parse(huge) is not Address.parse(huge)
+
+
 def test_via_with_odd_whitespace() -> None:
     via = Via.parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw")
     assert (via.transport, via.host, via.branch) == ("UDP", "192.0.2.2", "390skdjuw")

@@ -11,8 +11,10 @@ latest parses are kept, keyed by their text, in small bounded caches.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 
 class ParseError(ValueError):
@@ -25,6 +27,24 @@ Params = tuple[tuple[str, str | None], ...]
 
 
 _PARSED = 256  # values of each kind kept parsed: a few calls' worth of headers
+_LONGEST = 512  # characters of a text worth keeping: a peer's huge values are not kept
+Parsed = TypeVar("Parsed")
+
+
+def text_cache(size: int) -> Callable[[Callable[[str], Parsed]], Callable[[str], Parsed]]:
+    """Keep the results of a pure function of one text for its latest `size` texts (not
+    for failures, nor for texts over `_LONGEST` characters, which a peer could send to fill
+    the cache with 64 KiB values)."""
+
+    def wrap(function: Callable[[str], Parsed]) -> Callable[[str], Parsed]:
+        kept = lru_cache(maxsize=size)(function)
+
+        def parse(text: str) -> Parsed:
+            return kept(text) if len(text) <= _LONGEST else function(text)
+
+        return parse
+
+    return wrap
 
 
 def split_outside(text: str, sep: str) -> list[str]:
@@ -200,7 +220,7 @@ class Via:
         return f"SIP/2.0/{self.transport} {host}{_format_params(self.params)}"
 
 
-@lru_cache(maxsize=_PARSED)
+@text_cache(_PARSED)
 def _uri(text: str) -> SipUri:
     scheme, colon, rest = text.strip().partition(":")
     scheme = scheme.lower()
@@ -217,7 +237,7 @@ def _uri(text: str) -> SipUri:
     return SipUri(host.lower(), user, port, scheme, _params(params), headers)
 
 
-@lru_cache(maxsize=_PARSED)
+@text_cache(_PARSED)
 def _address(text: str) -> Address:
     text = text.strip()
     display: str | None = None
@@ -242,7 +262,7 @@ def _address(text: str) -> Address:
     return Address(uri, display, _params(split_outside(tail, ";")[1:]))
 
 
-@lru_cache(maxsize=_PARSED)
+@text_cache(_PARSED)
 def _via(text: str) -> Via:
     match = _VIA.match(text)
     if not match:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from click2call.engines.sip.headers import (
     TOKEN,
@@ -24,6 +23,7 @@ from click2call.engines.sip.headers import (
     SipUri,
     Via,
     split_outside,
+    text_cache,
 )
 
 __all__ = [
@@ -94,7 +94,7 @@ _SPELLED = frozenset(_SPELLING.values())  # names known to be tokens
 _NAMES = 512  # header spellings remembered (the same few dozen come again and again)
 
 
-@lru_cache(maxsize=_NAMES)
+@text_cache(_NAMES)
 def canonical(name: str) -> str:
     lower = name.lower()
     if len(lower) == 1 and lower in COMPACT:
@@ -197,13 +197,13 @@ def _unsafe_name(headers: list[tuple[str, str]]) -> str:
     return next((name for name, value in headers if _UNSAFE.search(value)), "start line")
 
 
-@lru_cache(maxsize=_NAMES)
+@text_cache(_NAMES)
 def _entries(value: str) -> tuple[str, ...]:
     """The entries of one line of a list header (§7.3.1), stripped, empty ones dropped."""
     return tuple(part.strip() for part in split_outside(value, ",") if part.strip())
 
 
-@lru_cache(maxsize=_NAMES)
+@text_cache(_NAMES)
 def _cseq(value: str) -> tuple[int, str]:
     number, _, method = value.strip().partition(" ")
     method = method.strip()
@@ -286,7 +286,7 @@ def _head(raw: bytes) -> Request | Response:
     return message
 
 
-@lru_cache(maxsize=_NAMES)
+@text_cache(_NAMES)
 def _header_name(name: str) -> str | None:
     """The canonical form of a header name as written before its colon; None if not a token."""
     name = name.rstrip(" \t")
