@@ -86,3 +86,22 @@ def test_a_short_or_zero_delay_runs_on_a_later_loop_turn(seconds: float) -> None
         assert fired == ["now"]
 
     asyncio.run(scenario())
+
+
+def test_a_timer_armed_and_cancelled_by_the_last_callback_of_its_queue_leaves_nothing() -> None:
+    async def scenario() -> None:
+        timers, fired = Timers(), []
+
+        def last() -> None:
+            fired.append("last")
+            timers.cancel(timers.call_later(0.01, fired.append, "never"))
+
+        timers.call_later(0.01, last)
+        await asyncio.sleep(0.03)
+        assert fired == ["last"]
+        assert (timers._queues, timers._wakers) == ({}, {})
+        timers.call_later(0.01, fired.append, "again")  # the duration works as before
+        await asyncio.sleep(0.03)
+        assert fired == ["last", "again"]
+
+    asyncio.run(scenario())

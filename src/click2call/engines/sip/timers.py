@@ -60,7 +60,9 @@ class Timers:
     def _expire(self, seconds: float) -> None:
         del self._wakers[seconds]
         loop = asyncio.get_running_loop()
-        queue = self._queues[seconds]
+        queue = self._queues.get(seconds)
+        if queue is None:
+            return
         now = loop.time()
         while queue and queue[0].deadline <= now:
             timer = queue.popleft()
@@ -79,7 +81,9 @@ class Timers:
         if queue:
             if seconds not in self._wakers:  # a callback may have armed one already
                 self._wakers[seconds] = loop.call_at(queue[0].deadline, self._expire, seconds)
-        else:
+        else:  # a callback may have armed and cancelled one: its waker goes too
+            if (waker := self._wakers.pop(seconds, None)) is not None:
+                waker.cancel()
             del self._queues[seconds]
             del self._cancelled[seconds]
 
