@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip.auth import authorization, best_challenge
 from click2call.engines.sip.dialog import Dialog, reply
-from click2call.engines.sip.message import ParseError, Request, Response, SipUri, parse_datagram
+from click2call.engines.sip.message import ParseError, Request, Response, SipUri
 from click2call.engines.sip.targets import LegTarget
 from click2call.engines.sip.transaction import cancel_for
 
@@ -62,7 +62,7 @@ class SendAck:
 
     request: Request
     destination: SipUri
-    data: bytes  # `request` on the wire: what goes out, and what the leg keeps to resend
+    data: bytes  # `request` on the wire, serialised once
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +119,10 @@ class UacLeg:
     _cancel_wanted: bool = False
     _reinvite: Request | None = None
     _glare_sdp: str | None = None
-    # The wire form of each ACK, by CSeq, until invite_over(): a third of the objects'
-    # size, and a call set up a second ago holds its ACKs for 32 s.
-    _acks: dict[int, bytes] = field(default_factory=dict)
+    # What each ACK is made of besides the dialog, by CSeq, until invite_over(): its Via
+    # branch and its body. A call set up a second ago keeps them for 32 s, and
+    # rebuilding an ACK (only when its 2xx comes again) gives the same bytes.
+    _acks: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     _acked: bool = False  # an ACK left (so hanging up sends no second one)
     _nonce_counts: dict[str, int] = field(default_factory=dict)
 
@@ -190,9 +191,7 @@ class UacLeg:
         """A leg rebuilt after a restart had ACKed its 2xx: remember that ACK (rebuilt,
         without body) so a late 2xx is ACKed again and hanging up sends no second ACK."""
         if self.dialog is not None and self.invite is not None:
-            number = self.invite.cseq()[0]
-            via = self.local.via(self._branch())
-            self._acks[number] = bytes(self.dialog.request("ACK", via, cseq=number))
+            self._acks[self.invite.cseq()[0]] = (self._branch(), None)
             self._acked = True
 
     def invite_over(self, invite: Request) -> None:
@@ -371,21 +370,20 @@ class UacLeg:
         return response
 
     def _send_ack(self, number: int, sdp: str | None) -> list[Output]:
-        assert self.dialog is not None
-        ack = self.dialog.request("ACK", self.local.via(self._branch()), cseq=number)
-        self._with_body(ack, sdp)
-        data = self._acks[number] = bytes(ack)
+        self._acks[number] = (self._branch(), sdp)
         self._acked = True
-        return [SendAck(ack, self._ack_destination(), data)]
+        return self._ack_again(number)
 
     def _ack_again(self, number: int) -> list[Output]:
-        """The ACK sent for CSeq `number`, once more (its 2xx came again); [] if not kept."""
-        data = self._acks.get(number)
-        if data is None:
+        """The ACK for CSeq `number`, built from what `_send_ack` kept (the same bytes
+        every time); [] once it is no longer kept."""
+        kept = self._acks.get(number)
+        if kept is None or self.dialog is None:
             return []
-        ack = parse_datagram(data)
-        assert isinstance(ack, Request)
-        return [SendAck(ack, self._ack_destination(), data)]
+        branch, sdp = kept
+        ack = self.dialog.request("ACK", self.local.via(branch), cseq=number)
+        self._with_body(ack, sdp)
+        return [SendAck(ack, self._ack_destination(), bytes(ack))]
 
     def _bye(self, challenge: Response | None = None) -> list[Output]:
         assert self.dialog is not None
