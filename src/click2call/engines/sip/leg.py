@@ -376,7 +376,7 @@ class UacLeg:
 
     def _ack_again(self, number: int) -> list[Output]:
         """The ACK for CSeq `number`, built from what `_send_ack` kept (the same bytes
-        every time); [] once it is no longer kept."""
+        each time, unless the peer has moved its target since); [] once not kept."""
         kept = self._acks.get(number)
         if kept is None or self.dialog is None:
             return []
