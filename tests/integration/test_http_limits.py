@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from click2call.api.connections import MAX_HEAD_BYTES
 from click2call.demo.server import ServerProcess
 from click2call.demo.sipp import free_port
 from tests.integration.conftest import CONFIG
@@ -189,3 +191,76 @@ def test_one_address_holds_a_bounded_number_of_connections(guarded: Guarded) -> 
     finally:
         for sock in held:
             sock.close()
+
+
+HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n"
+
+
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /api/v1/health?pad=" + b"x" * MAX_HEAD_BYTES + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        HEALTH + b"X-Pad: " + b"x" * MAX_HEAD_BYTES + b"\r\n\r\n",
+        HEALTH + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"x" * 1000) for i in range(17)) + b"\r\n",
+        HEALTH + b"X-Pad: " + b"x" * (4 * MAX_HEAD_BYTES),  # a field that never ends
+    ],
+    ids=["target", "one field", "many fields", "endless field"],
+)
+@pytest.mark.parametrize("piece", [None, 1000], ids=["whole", "in pieces"])
+def test_a_head_over_16_kib_is_refused_with_431(
+    guarded: Guarded, head: bytes, piece: int | None
+) -> None:
+    with guarded.connect() as sock:
+        for part in _pieces(head, piece) if piece else [head]:
+            try:
+                sock.sendall(part)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if piece:
+                time.sleep(0.001)
+        reply = _reply(sock)
+    assert reply.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), reply[:200]
+    assert reply.endswith(b"request head over 16384 bytes")
+
+
+@pytest.mark.parametrize("piece", [None, 1000], ids=["whole", "in pieces"])
+def test_a_head_under_16_kib_is_served(guarded: Guarded, piece: int | None) -> None:
+    head = HEALTH + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"x" * 1000) for i in range(15)) + b"\r\n"
+    with guarded.connect() as sock:
+        for part in _pieces(head, piece) if piece else [head]:
+            sock.sendall(part)
+        assert _reply(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(guarded: Guarded) -> None:
+    # 300 requests in one send, over 16 KiB together: each head is counted on its own.
+    heads = [b"GET /api/v1/calls/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(299)]
+    with guarded.connect() as sock:
+        sock.sendall(b"".join(heads) + HEALTH + b"Connection: close\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    statuses = re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", reply)
+    assert statuses == [b"404"] * 299 + [b"200"]
+
+
+def test_a_chunked_body_with_trailer_fields_is_read_and_its_trailers_bounded(
+    guarded: Guarded,
+) -> None:
+    body = b'{"extension": "200", "destination": "0502760206"}'
+    head = (
+        b"POST /api/v1/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nX-API-Key: not-a-key\r\n\r\n"
+    )
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in _pieces(body, 7))
+    with guarded.connect() as sock:
+        sock.sendall(head + chunks + b"0\r\nX-Checksum: 1\r\n\r\n")
+        assert _reply(sock).startswith(b"HTTP/1.1 401 ")  # the request went through whole
+    head = head.replace(b"X-API-Key: not-a-key\r\n", b"")
+    with guarded.connect() as sock:
+        sock.sendall(head + chunks + b"0\r\nX-Checksum: " + b"1" * MAX_HEAD_BYTES + b"\r\n\r\n")
+        assert _reply(sock).startswith(b"HTTP/1.1 431 ")
