@@ -69,10 +69,13 @@ class DirectCalls:
         await response(scope, receive, send)
 
     def _learn(self, scope: Scope) -> None:
-        """Remember the route the router chose, when its endpoint is one called directly.
-        Only exact paths are remembered: the table holds at most one entry per route."""
+        """Remember the route the router chose, when its endpoint is one called directly
+        and took the request (a wrong method reaches the route too, for its 405). Only
+        exact paths are remembered: the table holds at most one entry per route and method."""
         endpoint = scope.get("endpoint")
-        if scope["type"] == "http" and endpoint in self._endpoints and not scope["path_params"]:
+        if scope["type"] != "http" or endpoint not in self._endpoints or scope["path_params"]:
+            return
+        if scope["method"] in getattr(scope["route"], "methods", ()):
             self._routes[scope["method"], scope["path"]] = (scope["route"], endpoint)
 
     def _handler(self, exc: Exception) -> Handler | None:
