@@ -178,8 +178,8 @@ def requests_phase(workdir: Path, seconds: int) -> list[tuple[str, str, str, str
         agent.start()
         base = r.server.base_url
         wrk(base + DIAL, 1, 8)  # warm-up
-        health = wrk(base + "/api/v1/health", seconds, 32)
-        dial = wrk(base + DIAL, seconds, 32)
+        health, health_cpu = _wrk_cpu(r.server.pid, base + "/api/v1/health", seconds)
+        dial, dial_cpu = _wrk_cpu(r.server.pid, base + DIAL, seconds)
         agent.stop()
     return [
         (
@@ -195,7 +195,22 @@ def requests_phase(workdir: Path, seconds: int) -> list[tuple[str, str, str, str
             "",
         ),
         ("dial.php refused / sent", f"{dial[4]} / {dial[3]:,}", "", "0"),
+        (
+            "server CPU per request (ms; a dial.php call's first SIP leg included)",
+            f"{dial_cpu:.2f}",
+            f"{health_cpu:.2f}",
+            "",
+        ),
     ]
+
+
+def _wrk_cpu(
+    pid: int, url: str, seconds: int
+) -> tuple[tuple[float, float, float, int, int], float]:
+    """`wrk` with 32 connections, and the server's CPU milliseconds per request it served."""
+    before = cpu_seconds(pid)
+    result = wrk(url, seconds, 32)
+    return result, (cpu_seconds(pid) - before) / max(result[3], 1) * 1000
 
 
 def _peers(r: Rig, name: str, calls: int, destination: str) -> tuple[SippPeer, SippPeer]:
