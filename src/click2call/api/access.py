@@ -115,6 +115,16 @@ async def _identify(request: Request, creds: Credentials, claimed_tenant: str | 
     return identity
 
 
+def reads_store(request: Request) -> bool:
+    """Whether deciding who `request` speaks for reads the store (a key or a session to
+    look up); a malformed key is refused without reading anything."""
+    try:
+        creds = credentials(request)
+    except Click2CallError:
+        return False
+    return bool(creds.key or creds.session)
+
+
 def readable_tenants(request: Request) -> set[str]:
     """The tenants whose rules let this request read them (key, session, allowed address,
     open tenant). Nothing is counted against a key's request limit, nothing audited: this

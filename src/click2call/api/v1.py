@@ -17,6 +17,7 @@ from click2call.api.access import (
     identify_for_call,
     in_store_thread,
     readable_tenants,
+    reads_store,
     runtime_of,
 )
 from click2call.api.schemas import (
@@ -187,6 +188,8 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def _readable(request: Request) -> set[str]:
+    if not reads_store(request):  # an address, an open tenant: decided on the loop
+        return readable_tenants(request)
     try:
         return await in_store_thread(request, readable_tenants, request)
     except DatabaseUnavailable:  # its key cannot be checked now: told what anyone is
