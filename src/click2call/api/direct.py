@@ -2,8 +2,8 @@
 
 Between the middlewares and an endpoint, FastAPI's own layers (exception middleware, exit
 stacks, the router's walk over every route, the route's request/response wrapper, the
-dependency solver) cost a request about as much CPU as placing a call's HTTP side itself.
-An endpoint that takes only the `Request` and returns a `Response` needs none of them.
+dependency solver) took about half of the event loop's time for `GET /api/v1/health`
+(py-spy). An endpoint that takes only the `Request` and returns a `Response` needs none.
 
 The first request to a path goes through the router as before. When the route it reaches
 belongs to one of the `endpoints` named here (exact paths, no parameters), later requests
