@@ -63,6 +63,7 @@ async def _call(settings: Settings) -> bool:
     import uvicorn
 
     from click2call.api import create_app
+    from click2call.api.connections import guarded_protocol
     from click2call.runtime import Runtime
 
     runtime = Runtime(settings)
@@ -72,6 +73,7 @@ async def _call(settings: Settings) -> bool:
             host=settings.server.host,
             port=settings.server.port,
             log_level="warning",
+            http=guarded_protocol(settings.server),  # the same HTTP bounds as `serve`
         )
     )
     serving = asyncio.create_task(server.serve())
