@@ -55,7 +55,7 @@ class HangupRelay:
     async def _run(self) -> None:
         while True:
             try:
-                asked = await self._threads.run(self._requests.take, self._clock())
+                asked = await self._threads.finish(self._requests.take, self._clock())
             except DatabaseUnavailable as exc:
                 log.warning("hang-up requests unreadable, database unavailable: %s", exc.reason)
                 asked = []

@@ -10,7 +10,9 @@ Each wait is bounded too. A PostgreSQL that hangs without closing its connection
 frozen: the kernel still acknowledges, no libpq timeout fires) would otherwise hold a request
 until it wakes; after `timeout` seconds the caller gets DatabaseUnavailable, the 503 of any
 outage. The thread may stay blocked in the driver; the pool's size keeps their number finite,
-and work still queued when its wait ends is dropped, never run late.
+and work still queued when its wait ends is dropped, never run late. Work that takes
+something once (hang-up requests marked taken, a lost node's calls claimed) is `finish`ed
+instead: a result committed after its caller stopped waiting would be lost for good.
 """
 
 from __future__ import annotations
@@ -45,15 +47,23 @@ class StoreThreads:
     async def run(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`work(*args, **kwargs)` in one of the threads, with the caller's context (the
         call a log line is about); DatabaseUnavailable when it takes over `timeout`."""
+        try:
+            return await asyncio.wait_for(self._submit(work, *args, **kwargs), self.timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable(no_answer(self.timeout)) from None
+
+    async def finish(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """As `run`, but waiting for as long as the work takes: for a poller's work whose
+        result, once committed, exists nowhere else (a take-once read)."""
+        return await self._submit(work, *args, **kwargs)
+
+    def _submit(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
         context = contextvars.copy_context()
         call = functools.partial(work, *args, **kwargs)
         future = self._pool.submit(context.run, call)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
-        except TimeoutError:
-            raise DatabaseUnavailable(no_answer(self.timeout)) from None
+        return asyncio.wrap_future(future)
 
     async def close(self, wait: float = 10.0) -> None:
         """Take no more work and wait (at most `wait` seconds) for the threads still working,

@@ -133,7 +133,7 @@ class NodeWatch:
         self._beating_since = self._beating_since or now
         if not may_take_over(self._beating_since, now, self._lease):
             return
-        claims = await self._threads.run(self._registry.claim_lost, self._clock(), self._lease)
+        claims = await self._threads.finish(self._registry.claim_lost, self._clock(), self._lease)
         for claim in claims:
             await self._take_over(claim)
 

@@ -70,3 +70,11 @@ async def test_close_gives_up_on_a_thread_that_stays_blocked() -> None:
     await threads.close(wait=0.2)
     assert time.monotonic() - started < 1
     hung.set()
+
+
+async def test_finished_work_is_awaited_past_the_timeout() -> None:
+    """A take-once read (hang-up requests, a node's claim) commits even when the database
+    answers late: its result is waited for, not dropped."""
+    threads = StoreThreads(1, timeout=0.05)
+    assert await threads.finish(lambda: time.sleep(0.2) or "taken") == "taken"
+    await threads.close()

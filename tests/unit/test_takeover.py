@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from click2call.engines.base import Engine
 from click2call.engines.sip import SipEndpoint, SipEngine
 from click2call.settings import ServerSettings, SipStackSettings, TenantSettings
 from click2call.store import Store
-from click2call.store.nodes import NodeRegistry, OrphanCall
+from click2call.store.nodes import Claim, NodeRegistry, OrphanCall
 from click2call.store_threads import StoreThreads
 from click2call.takeover import Ending, NodeWatch, ending_for, may_take_over, takeover_cause
 from tests.unit.test_store import NEW
@@ -97,3 +98,42 @@ async def test_a_watching_node_ends_a_silent_nodes_calls_once_and_keeps_beating(
     assert registry.beat(clock())  # b's row is there, fresh
     await watch.leave()
     assert not registry.beat(clock())  # gone after leaving
+
+
+async def test_a_claim_the_database_answers_late_is_still_taken_over(
+    database: sqlalchemy.Engine,
+) -> None:
+    """Claiming a lost node's calls outlasts the store's wait: the claim commits all the
+    same, so the watching node must act on it (nobody else ever will)."""
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    class SlowRegistry(NodeRegistry):
+        def claim_lost(self, now: datetime, lease: timedelta) -> list[Claim]:
+            claims = super().claim_lost(now, lease)
+            time.sleep(0.3)  # committed; the answer is slow to come back
+            return claims
+
+    NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
+    uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
+    assert uniqueid is not None
+    ended: list[tuple[str, Result, str]] = []
+    watch = NodeWatch(
+        SlowRegistry(database, "b"),
+        "b",
+        {},
+        lambda *e: ended.append(e),
+        clock,
+        0.02,
+        0.1,
+        StoreThreads(2, 0.1),
+    )
+    watch.join()
+    watch.start()
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if ended:
+            break
+    await watch.stop()
+    assert ended == [(uniqueid, Result.ERROR, takeover_cause("a", "b"))]
