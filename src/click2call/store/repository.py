@@ -360,7 +360,10 @@ class Writes:
         keys.write_audit(self._driver, entry)
 
 
-_KNOWN_MAX = 100_000  # live calls remembered between transactions (a few MB)
+# Live calls remembered between transactions: about 500 bytes each with their texts, so
+# some 50 MB when full. Past it, the oldest half goes (calls another node ended or took
+# over stay until then); a call no longer remembered costs one locking read.
+_KNOWN_MAX = 100_000
 
 
 class Store:
