@@ -97,6 +97,16 @@ def test_prune_keeps_live_calls_and_deliveries_still_due(database: Engine) -> No
     assert prune(database, CUTOFF) == Pruned()  # nothing left to prune
 
 
+def test_prune_keeps_the_newest_call_so_no_id_is_given_twice(database: Engine) -> None:
+    """On SQLite a new call's id is one more than the largest: were the newest call pruned,
+    the next one would take the id a CRM already knows for another call."""
+    store = Store(database)
+    calls = [_call(store, OLD) for _ in range(3)]
+    assert prune(database, CUTOFF).calls == 2
+    assert [c.id for c in store.find()] == [calls[-1].id]
+    assert _call(store, RECENT).id > calls[-1].id
+
+
 def test_db_prune_prints_what_it_removed(
     database_url: str, database: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

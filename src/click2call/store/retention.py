@@ -8,8 +8,11 @@ Older than the cutoff, and only then:
 - delivered and abandoned (failed) webhook deliveries (by `done_at`), with their attempts,
   whichever call they belong to;
 - audit rows (by `at`).
-Never a live call, never a pending delivery. Each batch is its own short transaction, so
-no lock is held for long and running servers go on storing calls meanwhile.
+Never a live call, never a pending delivery, never the newest call: on SQLite a new call's
+id is one more than the largest (store/repository.py), so removing the newest would hand
+its id, which webhook receivers and CRMs have seen, to the next call. Each batch is its
+own short transaction, so no lock is held for long and running servers go on storing
+calls meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, delete, exists, select
+from sqlalchemy import Column, Connection, Engine, delete, exists, func, select
 
 from click2call.calls import CallState
 from click2call.store.outbox import DELIVERED, FAILED, PENDING
@@ -70,9 +73,11 @@ def _ended_calls(conn: Connection, cutoff: datetime, batch: int) -> Pruned:
     still_due = exists().where(
         webhook_outbox.c.call_id == calls.c.id, webhook_outbox.c.state == PENDING
     )
+    newest = select(func.max(calls.c.id)).scalar_subquery()
     ids = conn.scalars(
         select(calls.c.id)
         .where(calls.c.state == CallState.ENDED.value, calls.c.ended_at < cutoff, ~still_due)
+        .where(calls.c.id < newest)
         .order_by(calls.c.id)
         .limit(batch)
     ).all()
