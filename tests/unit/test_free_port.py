@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import socket
 import subprocess
 import sys
+
+import pytest
 
 from click2call.demo import sipp
 
@@ -40,3 +43,22 @@ def test_another_process_cannot_claim_a_port_this_one_holds() -> None:
 def test_consecutive_ports_are_all_claimed() -> None:
     first = sipp.free_ports_in_a_row(3)
     assert {first, first + 1, first + 2} <= set(sipp._CLAIMS)
+
+
+def test_ports_in_a_row_claimed_in_part_are_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the last of a row: the ones before it are not kept locked (nor
+    their files left open), and another row is found."""
+    real_claim, real_free_port = sipp._claim, sipp.free_port
+    first = real_free_port()
+    held_elsewhere = first + 2
+
+    def claim(port: int) -> bool:
+        return port != held_elsewhere and real_claim(port)
+
+    monkeypatch.setattr(
+        sipp, "free_port", itertools.chain([first], iter(real_free_port, 0)).__next__
+    )
+    monkeypatch.setattr(sipp, "_claim", claim)
+    assert sipp.free_ports_in_a_row(3) != first
+    assert first + 1 not in sipp._CLAIMS
+    assert real_claim(first + 1)  # nobody holds it now

@@ -56,6 +56,10 @@ def _claim(port: int) -> bool:
     return True
 
 
+def _release(port: int) -> None:
+    os.close(_CLAIMS.pop(port))  # closing the file drops its lock
+
+
 def _below_ephemeral() -> range:
     """Ports the kernel never hands to a socket bound to port 0 (its ephemeral range starts
     above them): a port chosen here cannot be taken meanwhile by some process's RTP socket
@@ -95,11 +99,18 @@ def free_ports_in_a_row(count: int) -> int:
     while True:
         first = free_port()
         rest = range(first + 1, first + count)
-        if all(p not in _HANDED_OUT and _free_on_both(p) for p in rest) and all(
-            _claim(p) for p in rest
-        ):
+        if not all(p not in _HANDED_OUT and _free_on_both(p) for p in rest):
+            continue
+        claimed = []
+        for port in rest:
+            if not _claim(port):
+                break
+            claimed.append(port)
+        else:
             _HANDED_OUT.update(rest)
             return first
+        for port in claimed:  # another process holds one of them: free ours for others
+            _release(port)
 
 
 @dataclass
