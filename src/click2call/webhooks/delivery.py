@@ -112,7 +112,9 @@ class Deliverer:
         settled, gone = self._settled, self._gone
         self._settled, self._gone = [], []
         try:
-            await self._threads.run(self._outbox.settle, settled)
+            # Waited for however long it takes: given up on, it could still commit, and
+            # written again next round its attempts would be stored twice.
+            await self._threads.finish(self._outbox.settle, settled)
         except BaseException:
             self._settled[:0], self._gone[:0] = settled, gone
             raise
