@@ -81,7 +81,11 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            await self._write_settled()
+            # Bounded here: no later round would write them twice, and a database that
+            # hangs must not hold up the shutdown.
+            await asyncio.wait_for(self._write_settled(), self._threads.timeout)
+        except TimeoutError:
+            log.error("webhook attempts not written at shutdown: the database did not answer")
         except Exception:
             # Unwritten attempts are sent again after a restart, with the same webhook-id.
             log.exception("webhook attempts could not be written at shutdown")

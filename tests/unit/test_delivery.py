@@ -1,0 +1,60 @@
+"""webhooks/delivery.py: how the deliverer writes what it sent when the database hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from click2call.settings import Settings
+from click2call.store import Outbox
+from click2call.store.outbox import Settled
+from click2call.store_threads import StoreThreads
+from click2call.webhooks.delivery import Deliverer
+
+
+class HungOutbox:
+    """An outbox whose database answers only once `answer` is set."""
+
+    def __init__(self) -> None:
+        self.answer = threading.Event()
+        self.settled: list[Sequence[Settled]] = []
+
+    def settle(self, results: Sequence[Settled]) -> None:
+        self.answer.wait(5)
+        self.settled.append(results)
+
+
+def _deliverer(outbox: HungOutbox, threads: StoreThreads) -> Deliverer:
+    settings = Settings(tenants=[{"name": "default"}])
+    deliverer = Deliverer(settings, cast(Outbox, outbox), lambda: datetime.now(UTC), threads)
+    deliverer._settled = [cast(Any, "an attempt")]
+    return deliverer
+
+
+async def test_attempts_written_late_are_written_once() -> None:
+    """Past database_timeout the write is still awaited: given up on, it could commit and
+    then be written again in the next round."""
+    outbox, threads = HungOutbox(), StoreThreads(2, timeout=0.05)
+    deliverer = _deliverer(outbox, threads)
+    writing = asyncio.create_task(deliverer._write_settled())
+    await asyncio.sleep(0.2)
+    assert not writing.done()
+    outbox.answer.set()
+    await asyncio.wait_for(writing, 5)
+    assert deliverer._settled == []
+    assert len(outbox.settled) == 1  # once
+    await threads.close()
+
+
+async def test_shutdown_does_not_wait_on_a_hung_database() -> None:
+    outbox, threads = HungOutbox(), StoreThreads(2, timeout=0.1)
+    deliverer = _deliverer(outbox, threads)
+    started = time.monotonic()
+    await deliverer.close()
+    assert time.monotonic() - started < 1
+    outbox.answer.set()
+    await threads.close()
