@@ -6,12 +6,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, update
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import IllegalTransition
 from click2call.store import NewCall, Store, open_database
-from click2call.store.schema import calls
+from click2call.store.repository import UnknownCall
+from click2call.store.schema import call_events, calls
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 NEW = NewCall(
@@ -172,6 +173,23 @@ def test_a_call_ended_by_another_node_refuses_what_this_node_remembers_as_legal(
     with pytest.raises(IllegalTransition):
         a.record(step(call.uniqueid, CallState.AGENT_DIALING, 2))
     assert len(a.events(call)) == 2
+
+
+@pytest.mark.parametrize("elsewhere", ["ended", "pruned"])
+def test_a_call_found_moved_elsewhere_is_no_longer_kept(database: Engine, elsewhere: str) -> None:
+    """What this node kept of a call another node ended (or `db prune` then removed) is
+    dropped when found out, not kept until the cache is full."""
+    a, b = Store(database, "a:8080"), Store(database, "b:8080")
+    call = a.create_call(NEW, T0).call
+    assert call.uniqueid in a._known
+    b.record(step(call.uniqueid, CallState.ENDED, 1, Result.ERROR))
+    if elsewhere == "pruned":
+        with database.begin() as conn:
+            conn.execute(delete(call_events).where(call_events.c.call_id == call.id))
+            conn.execute(delete(calls).where(calls.c.id == call.id))
+    with pytest.raises((IllegalTransition, UnknownCall)):
+        a.record(step(call.uniqueid, CallState.AGENT_DIALING, 2))
+    assert call.uniqueid not in a._known
 
 
 def test_a_call_taken_over_by_another_node_is_reported_with_its_new_owner(

@@ -189,6 +189,7 @@ class Writes:
         self._node = node
         self._known: Mapping[str, StoredCall] = known or {}
         self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
+        self.stale: set[str] = set()  # of `known`, the calls found moved by another writer
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
 
     @property
@@ -258,13 +259,15 @@ class Writes:
         Raises UnknownCall and IllegalTransition before writing anything: the
         transaction's other changes stand (any other error spoils the transaction).
         """
-        call = self._calls.get(event.uniqueid)
+        call, known = self._calls.get(event.uniqueid), None
         if call is None and (known := self._known.get(event.uniqueid)) is not None:
             # As an earlier transaction left it; only a change it allows is made from it.
             with contextlib.suppress(IllegalTransition):
                 if (change := self._move(known, event)) is not None:
                     return change
         if call is None:
+            if known is not None:  # ended, taken over or pruned elsewhere, perhaps
+                self.stale.add(event.uniqueid)
             call = self._locked(event.uniqueid)
         return self._move(call, event)
 
@@ -413,7 +416,11 @@ class Store:
         """Several changes in one transaction, committed when the block ends."""
         with self._engine.begin() as conn:
             writes = Writes(conn, self._node, self._known)
-            yield writes
+            try:
+                yield writes
+            finally:  # whatever becomes of the transaction, they are no longer as kept
+                for uniqueid in writes.stale:
+                    self._known.pop(uniqueid, None)
         self._remember(writes.calls)
 
     def _remember(self, written: Mapping[str, StoredCall]) -> None:
