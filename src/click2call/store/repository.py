@@ -364,8 +364,9 @@ class Writes:
 
 
 # Live calls remembered between transactions: about 500 bytes each with their texts, so
-# some 50 MB when full. Past it, the oldest half goes (calls another node ended or took
-# over stay until then); a call no longer remembered costs one locking read.
+# some 50 MB when full. Past it, the oldest half goes (a call another node ended or took
+# over stays until then, unless an event of it shows it moved); a call no longer
+# remembered costs one locking read.
 _KNOWN_MAX = 100_000
 
 
