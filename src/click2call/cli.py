@@ -238,7 +238,10 @@ def _prune(settings: Settings, days: float | None) -> int:
 
     if days is None or not days > 0:
         raise SystemExit("click2call: db prune needs --older-than DAYS, a number above 0")
-    cutoff = datetime.now(UTC) - timedelta(days=days)
+    try:
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+    except OverflowError:  # inf, or before year 1
+        raise SystemExit("click2call: db prune --older-than DAYS reaches before year 1") from None
     with _database_errors():
         engine = open_database(settings.server.database, migrate=False)
         try:

@@ -122,5 +122,6 @@ def test_db_prune_prints_what_it_removed(
         out
     )
     assert len(store.find()) == 1
-    with pytest.raises(SystemExit, match="--older-than DAYS"):
-        main(["db", "prune", "--config", str(config)])
+    for days in ([], ["--older-than", "0"], ["--older-than", "nan"], ["--older-than", "inf"]):
+        with pytest.raises(SystemExit, match="--older-than DAYS"):
+            main(["db", "prune", *days, "--config", str(config)])
