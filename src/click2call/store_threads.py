@@ -47,8 +47,12 @@ class StoreThreads:
     async def run(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`work(*args, **kwargs)` in one of the threads, with the caller's context (the
         call a log line is about); DatabaseUnavailable when it takes over `timeout`."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a result that
+        # arrives as its task is cancelled and swallows the cancellation (a poller told to
+        # stop ran on, and the shutdown waited for it for ever).
         try:
-            return await asyncio.wait_for(self._submit(work, *args, **kwargs), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await self._submit(work, *args, **kwargs)
         except TimeoutError:
             raise DatabaseUnavailable(no_answer(self.timeout)) from None
 

@@ -121,7 +121,8 @@ class Tracking:
         else:
             storing = self._writer.put(write)
             try:
-                stored = await asyncio.wait_for(asyncio.shield(storing), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    stored = await asyncio.shield(storing)
             except (asyncio.CancelledError, TimeoutError) as exc:
                 # Its request is gone (cancelled, or answered 503 by a database that hangs),
                 # its row may be stored anyway: never left queued.
@@ -195,7 +196,8 @@ class Tracking:
             stored = self._writer.put(event)
             # Through a database outage it stays queued; the reply need not wait for it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(stored), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await asyncio.shield(stored)
         else:
             self.record(event)
 

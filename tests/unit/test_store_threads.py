@@ -78,3 +78,24 @@ async def test_finished_work_is_awaited_past_the_timeout() -> None:
     threads = StoreThreads(1, timeout=0.05)
     assert await threads.finish(lambda: time.sleep(0.2) or "taken") == "taken"
     await threads.close()
+
+
+async def test_a_waiter_cancelled_as_its_work_finishes_is_cancelled() -> None:
+    """A poller stopped (cancelled) just as its store work came back must stop: Python
+    3.11's asyncio.wait_for returned the result instead and swallowed the cancellation,
+    so the poller ran on and the server's shutdown waited for it for ever."""
+    threads = StoreThreads(1, timeout=5)
+    finished = threading.Event()
+
+    def work() -> int:
+        finished.set()
+        return 1
+
+    waiting = asyncio.create_task(threads.run(work))
+    await asyncio.sleep(0)  # submitted
+    finished.wait(5)  # the loop must not run meanwhile
+    time.sleep(0.05)  # noqa: ASYNC251 - blocking the loop on purpose: the result is handed over first
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await threads.close()

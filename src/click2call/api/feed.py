@@ -143,7 +143,8 @@ class EventStream(Response):
 
     async def _send(self, send: Send, body: bytes) -> None:
         message = {"type": "http.response.body", "body": body, "more_body": True}
-        await asyncio.wait_for(send(message), self._send_timeout)
+        async with asyncio.timeout(self._send_timeout):
+            await send(message)
 
 
 async def _disconnected(receive: Receive) -> None:

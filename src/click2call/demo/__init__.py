@@ -99,7 +99,8 @@ async def _call(settings: Settings) -> bool:
     reply = await asyncio.to_thread(_get, url)
     print("← " + reply.strip().replace("\n", "\n← "))
     try:
-        await asyncio.wait_for(ended.wait(), _TIMEOUT)
+        async with asyncio.timeout(_TIMEOUT):
+            await ended.wait()
         call_id = reply.split("unique: ")[1].split()[0]
         print(f"\n→ GET {base}/api/v1/calls/{call_id}")
         print("← " + await asyncio.to_thread(_get, f"{base}/api/v1/calls/{call_id}"))

@@ -83,7 +83,8 @@ class Deliverer:
         try:
             # Bounded here: no later round would write them twice, and a database that
             # hangs must not hold up the shutdown.
-            await asyncio.wait_for(self._write_settled(), self._threads.timeout)
+            async with asyncio.timeout(self._threads.timeout):
+                await self._write_settled()
         except TimeoutError:
             log.error("webhook attempts not written at shutdown: the database did not answer")
         except Exception:
@@ -105,7 +106,8 @@ class Deliverer:
                 # A database hiccup must not end delivery for the life of the process.
                 log.exception("webhook outbox could not be read or written; trying again")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._delivery.poll_interval)
+                async with asyncio.timeout(self._delivery.poll_interval):
+                    await self._wake.wait()
             await asyncio.sleep(BATCH_WINDOW)
 
     async def _write_settled(self) -> None:

@@ -114,7 +114,8 @@ class AmiClient:
         self._replies.expect(action_id)
         try:
             writer.write(bytes(action))
-            return await asyncio.wait_for(reply, self._settings.action_timeout)
+            async with asyncio.timeout(self._settings.action_timeout):
+                return await reply
         except TimeoutError:
             raise AmiUnavailable(
                 f"Asterisk did not answer {action.get('Action')} within "
@@ -142,9 +143,8 @@ class AmiClient:
         settings = self._settings
         address = f"{settings.host}:{settings.port}"
         self.status = f"connecting to {address}"
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
-        )
+        async with asyncio.timeout(settings.connect_timeout):
+            reader, writer = await asyncio.open_connection(settings.host, settings.port)
         decoder = AmiDecoder(keep=self._keep)
         self._replies = Replies()  # a reply begun on an older link never ends
         reading = asyncio.create_task(self._read(reader, decoder))

@@ -315,15 +315,13 @@ class Transports:
         async def connect() -> None:
             loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(
-                    loop.create_connection(
+                async with asyncio.timeout(_CONNECT_TIMEOUT):
+                    await loop.create_connection(
                         lambda: stream,
                         *flow.peer,
                         ssl=context,
                         server_hostname=(server_name or flow.peer[0]) if context else None,
-                    ),
-                    _CONNECT_TIMEOUT,
-                )
+                    )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 self.on_unreachable(flow, _connect_failure(flow, exc))
             finally:
