@@ -166,10 +166,10 @@ async def test_an_event_failing_halfway_leaves_its_call_as_it_was_and_the_others
     broken, fine = (await tracking.create(NEW)).call, (await tracking.create(NEW)).call
     queue = outbox.queue
 
-    def failing_for_one_call(conn: Any, tenant: str, call_id: int, *rest: Any) -> int:
+    def failing_for_one_call(driver: Any, call_id: int, *rest: Any) -> int:
         if call_id == broken.id:
             raise KeyError("a bug")
-        return queue(conn, tenant, call_id, *rest)
+        return queue(driver, call_id, *rest)
 
     monkeypatch.setattr("click2call.store.outbox.queue", failing_for_one_call)
     tracking.start()

@@ -111,9 +111,9 @@ _LIVE_ENDPOINTS_OF_CALL = (
     "FROM webhook_endpoints WHERE disabled_at IS NULL"
     " AND ((tenant = :tenant AND call_id IS NULL) OR call_id = :call_id)"
 )
-_ENDPOINTS_OF_CALL = Sql("SELECT id, events " + _LIVE_ENDPOINTS_OF_CALL)
-# The same as one JSON text (an array of [id, events]; NULL or [] for none), for a statement
-# that returns them along with what it wrote (store/repository.py): one round trip less.
+# The live endpoints that may want a call's events (the tenant's and its own) as one JSON
+# text (an array of [id, events]; NULL or [] for none), for the statement that returns them
+# along with the call's first event of a transaction (store/repository.py): no round trip.
 ENDPOINTS_OF_CALL_JSON = Sql(
     "(SELECT json_group_array(json_array(id, events)) " + _LIVE_ENDPOINTS_OF_CALL + ")",
     postgresql="(SELECT CAST(json_agg(json_build_array(id, events)) AS TEXT) "
@@ -160,30 +160,16 @@ def subscribe_call(
 Endpoints = list[tuple[int, str | None]]  # (endpoint id, the events it wants)
 
 
-def endpoints_of_call(driver: Driver, tenant: str, call_id: int) -> Endpoints:
-    """The live endpoints that may want the call's events: the tenant's and its own."""
-    found = driver.execute(_ENDPOINTS_OF_CALL, {"tenant": tenant, "call_id": call_id})
-    return [(endpoint_id, events) for endpoint_id, events in found.fetchall()]
-
-
 def endpoints_from_json(found: str | None) -> Endpoints:
     """What ENDPOINTS_OF_CALL_JSON returned."""
     return [(endpoint_id, events) for endpoint_id, events in json.loads(found or "[]")]
 
 
 def queue(
-    driver: Driver,
-    tenant: str,
-    call_id: int,
-    event_id: int,
-    type_: str,
-    at: datetime,
-    endpoints: Endpoints | None = None,
+    driver: Driver, call_id: int, event_id: int, type_: str, at: datetime, endpoints: Endpoints
 ) -> int:
-    """Queue the event for every live endpoint that wants it; how many were queued.
-    `endpoints`: the call's, when already read in this transaction."""
-    if endpoints is None:
-        endpoints = endpoints_of_call(driver, tenant, call_id)
+    """Queue the event for every one of the call's `endpoints` (as read in this transaction)
+    that wants it; how many were queued."""
     if not endpoints:  # the usual case: no webhook
         return 0
     next_attempt_at = driver.time(at)

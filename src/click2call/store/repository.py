@@ -348,7 +348,7 @@ class Writes:
             endpoints = self._endpoints[call.id] = outbox.endpoints_from_json(found)
         else:
             event_id = driver.insert(_NEW_EVENT, values)
-        outbox.queue(driver, call.tenant, call.id, event_id, type_, at, endpoints)
+        outbox.queue(driver, call.id, event_id, type_, at, endpoints)
         return StoredEvent(
             event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
         )
