@@ -12,7 +12,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from click2call.api.access import audited, credentials, identify, observe, runtime_of
+from click2call.api.access import (
+    audited,
+    credentials,
+    identify,
+    in_store_thread,
+    observe,
+    runtime_of,
+)
 from click2call.api.schemas import ERRORS
 from click2call.errors import Forbidden, Unauthorized
 from click2call.metrics import CONTENT_TYPE, Metrics
@@ -47,13 +54,13 @@ async def metrics(request: Request) -> Response:
             if credentials(request).key is None:
                 raise Unauthorized("an API key or an address in metrics_allowed_ips is needed")
             decision.identity = identity = await identify(request, None)
-            if not await runtime.store_threads.run(runtime.keys.is_admin, identity.key_id):
+            if not await in_store_thread(request, runtime.keys.is_admin, identity.key_id):
                 # Metrics name every tenant and its volumes: not for one tenant's CRM key.
                 raise Forbidden(
                     "/metrics needs an admin key (keys create --admin) "
                     "or an address in metrics_allowed_ips"
                 )
-    body = await runtime.store_threads.run(runtime.metrics.exposition)
+    body = await in_store_thread(request, runtime.metrics.exposition)
     return Response(body, media_type=CONTENT_TYPE)
 
 
