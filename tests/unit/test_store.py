@@ -45,6 +45,9 @@ def test_a_call_exists_queued_with_a_pbx_style_uniqueid(store: Store) -> None:
     assert call.state is CallState.QUEUED
     assert call.uniqueid == f"{int(T0.timestamp())}.{call.id}"
     assert call.created_at == T0
+    # The row's uniqueid is written by the INSERT itself (SQL), the returned one built in
+    # Python (uniqueid_for): they must be the same text.
+    assert store.get_by_uniqueid(call.uniqueid) == call
     assert [e.state for e in store.events(call)] == [CallState.QUEUED]
     assert store.create_call(NEW, T0).call.uniqueid != call.uniqueid  # same second, new sequence
 
