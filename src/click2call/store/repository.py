@@ -165,8 +165,8 @@ _NEW_EVENT_VALUES = (
 _NEW_EVENT = Sql(_NEW_EVENT_VALUES, postgresql=_NEW_EVENT_VALUES + " RETURNING id")
 # A call's first event in a transaction brings back its webhook endpoints too.
 _NEW_EVENT_AND_ENDPOINTS = Sql(
-    f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON.sqlite}",
-    postgresql=f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON.postgresql}",
+    f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON[0]}",
+    postgresql=f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON[1]}",
 )
 
 
