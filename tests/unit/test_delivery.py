@@ -55,7 +55,7 @@ async def test_shutdown_does_not_wait_on_a_hung_database() -> None:
     deliverer = _deliverer(outbox, threads)
     started = time.monotonic()
     await deliverer.close()
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3  # the database would answer after 5 s
     outbox.answer.set()
     await threads.close()
 
