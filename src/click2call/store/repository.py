@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, bindparam, or_, select
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
-from click2call.errors import IllegalTransition
+from click2call.errors import IllegalTransition, RateLimited
 from click2call.store import admission, keys, outbox, sip_dialogs
 from click2call.store.driver import Driver, Sql
 from click2call.store.event_body import event_body
@@ -191,6 +191,8 @@ class Writes:
         self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
         self.stale: set[str] = set()  # of `known`, the calls found moved by another writer
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
+        self._admissions = admission.Admissions()  # PostgreSQL: admitted as it ends
+        self.refused: dict[int, RateLimited] = {}  # call id → why it was not stored after all
 
     @property
     def calls(self) -> Mapping[str, StoredCall]:
@@ -207,10 +209,12 @@ class Writes:
         """Insert a queued call with its first event; the row exists before any signalling.
 
         `callback` subscribes the call's own URL before its first event is queued; with
-        `limits`, the call is first admitted cluster-wide (RateLimited before anything is
-        written: the transaction's other changes stand)."""
+        `limits`, the call is admitted cluster-wide: on SQLite first (RateLimited before
+        anything is written: the transaction's other changes stand), on PostgreSQL as the
+        transaction ends (store/admission.py), when a refused call is deleted again and
+        its refusal put in `refused`."""
         driver = self._driver
-        if limits is not None:
+        if limits is not None and not driver.postgres:
             admission.admit(driver, new.tenant, new.agent_number, limits, now)
         values = {
             "epoch": str(int(now.timestamp())),
@@ -228,6 +232,8 @@ class Writes:
             "node": self._node,
         }
         call_id = driver.insert(_NEW_CALL, values)
+        if driver.postgres:
+            self._admissions.add(new.tenant, call_id, new.agent_number, limits, now)
         call = StoredCall(
             id=call_id,
             uniqueid=uniqueid_for(call_id, now),
@@ -252,6 +258,17 @@ class Writes:
         if callback is not None:
             outbox.subscribe_call(self._conn, call.tenant, call.id, callback, now)
         return Change(call, self._append(call, None, now))
+
+    def admit_new_calls(self) -> None:
+        """PostgreSQL: admit the calls created in this transaction (just before it commits);
+        the refused ones are deleted, and no longer among `calls`."""
+        if not self._driver.postgres:
+            return
+        self.refused = self._admissions.settle(self._driver)
+        if self.refused:
+            for uniqueid, call in list(self._calls.items()):
+                if call.id in self.refused:
+                    del self._calls[uniqueid]
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -400,9 +417,13 @@ class Store:
         callback: outbox.Subscription | None = None,
         limits: admission.CallLimits | None = None,
     ) -> Change:
-        """Insert a queued call with its first event; see Writes.create_call."""
+        """Insert a queued call with its first event; see Writes.create_call. RateLimited
+        when `limits` refuse it."""
         with self.writing() as writes:
-            return writes.create_call(new, now, callback, limits)
+            change = writes.create_call(new, now, callback, limits)
+        if (refused := writes.refused.get(change.call.id)) is not None:
+            raise refused
+        return change
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -415,11 +436,13 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Writes]:
-        """Several changes in one transaction, committed when the block ends."""
+        """Several changes in one transaction, committed when the block ends (new calls
+        refused as it ends: Writes.refused)."""
         with self._engine.begin() as conn:
             writes = Writes(conn, self._node, self._known)
             try:
                 yield writes
+                writes.admit_new_calls()
             finally:  # whatever becomes of the transaction, they are no longer as kept
                 for uniqueid in writes.stale:
                     self._known.pop(uniqueid, None)
