@@ -91,6 +91,7 @@ class Change:
 
     call: StoredCall
     event: StoredEvent
+    deliveries: int = 0  # webhook deliveries it queued (store/outbox.py)
 
 
 def _call(row: Row[Any]) -> StoredCall:
@@ -257,7 +258,7 @@ class Writes:
         )
         if callback is not None:
             outbox.subscribe_call(self._conn, call.tenant, call.id, callback, now)
-        return Change(call, self._append(call, None, now))
+        return self._append(call, None, now)
 
     def admit_new_calls(self) -> None:
         """PostgreSQL: admit the calls created in this transaction (just before it commits);
@@ -340,9 +341,9 @@ class Writes:
             return None
         if new_state is CallState.ENDED:
             sip_dialogs.forget(driver, call.id)
-        return Change(moved, self._append(moved, cause, event.at))
+        return self._append(moved, cause, event.at)
 
-    def _append(self, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
+    def _append(self, call: StoredCall, cause: str | None, at: datetime) -> Change:
         """The event row for the call's newest state, and its deliveries."""
         self._calls[call.uniqueid] = call
         sequence, type_ = call.last_sequence, event_type(call.state, call.result)
@@ -366,10 +367,11 @@ class Writes:
             endpoints = self._endpoints[call.id] = outbox.endpoints_from_json(found)
         else:
             event_id = driver.insert(_NEW_EVENT, values)
-        outbox.queue(driver, call.id, event_id, type_, at, endpoints)
-        return StoredEvent(
+        queued = outbox.queue(driver, call.id, event_id, type_, at, endpoints)
+        event = StoredEvent(
             event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
         )
+        return Change(call, event, queued)
 
     def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
         """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
