@@ -13,7 +13,14 @@ and PostgreSQL a throwaway cluster (tests/postgres_cluster.py), all on the same 
   legs up and joined) within the measured seconds, by its stored `connected_at`.
 
 The CPU columns are cores busy on average (CPU seconds per second) for the server (all its
-workers), PostgreSQL (every backend), wrk, SIPp, and everything else on the machine.
+workers), PostgreSQL (every backend), wrk, SIPp, everything else on the machine, and each
+worker on its own. The rate alone cannot say whether 2 workers scale: on a machine whose
+cores are all busy (2 workers, PostgreSQL, wrk, SIPp and whatever else runs there) the
+ratio is bounded by the cores left, not by the server. So each phase also prints the calls
+per CPU second of the server's processes, 2 workers against 1: at 1.00x two workers do as
+much work per core as one, and on a machine with cores to spare the ratio would approach 2x
+that; the raw ratio stays beside it, against the target. A run starts once every worker
+listens on the HTTP port (the first one up would otherwise take every connection).
 `--profile DIR` records each rig's accepted/s run with py-spy (every worker process) and
 prints the top frames.
 
@@ -198,9 +205,28 @@ def rig(folder: Path, database: str, workers: int, postmaster: int | None) -> It
     base = f"http://127.0.0.1:{http}"
     server = ServerProcess(config, base, folder / "server.log", serve_args=args).start()
     try:
+        _wait_listening(http, workers)
         yield Rig(server, database, pbx, trunk, postmaster)
     finally:
         server.stop()
+
+
+def _wait_listening(port: int, workers: int, timeout: float = 30) -> None:
+    """Until each worker listens on the HTTP port (each binds it with SO_REUSEPORT): the
+    first to answer health may be alone for a while, and a run that started then went
+    to it alone."""
+    deadline = time.monotonic() + timeout
+    while (found := _listening(port)) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{found} of {workers} workers listen on port {port}")
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> int:
+    """How many sockets listen on TCP `port` (IPv4, /proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    fields = (line.split() for line in lines)
+    return sum(1 for f in fields if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port)
 
 
 def accepted(r: Rig, seconds: int, profile: Path | None) -> Run:
