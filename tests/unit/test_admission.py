@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import RateLimited
 from click2call.settings import TenantLimits
-from click2call.store import NewCall, Outbox, Store, Subscription, admission
+from click2call.store import NewCall, Outbox, Store, Subscription, Writes, admission
 from click2call.store.admission import KeyRequests
 from click2call.store.schema import call_events, calls, webhook_endpoints, webhook_outbox
 
@@ -208,3 +208,33 @@ def test_new_calls_of_one_transaction_are_admitted_in_the_order_stored(database:
     assert outcomes == ["ok", "ok", "max_calls_per_agent", "ok", "calls_per_second", "ok"]
     stored = [call.agent_number for call in store.find(limit=10)[::-1]]
     assert stored == ["200", "200", "201", "202"]
+
+
+def test_a_new_call_ended_in_its_own_transaction_counts_until_it_ends(database: Engine) -> None:
+    """A call stored and ended in one transaction is up for the calls stored between the
+    two, and not after: the cap holds exactly as if each call were admitted alone."""
+    limits = TenantLimits(max_concurrent_calls=2, max_calls_per_agent=5, burst=100)
+    store = Store(database)
+    store.create_call(new("100"), T0, limits=limits)  # up, and committed
+    placed: list[int | str] = []
+
+    def place(writes: Writes, agent: str) -> str:
+        try:
+            call = writes.create_call(new(agent), T0, limits=limits).call
+        except RateLimited as exc:  # SQLite: refused before it is stored
+            placed.append(exc.limit)
+            return ""
+        placed.append(call.id)
+        return call.uniqueid
+
+    with store.writing() as writes:
+        first = place(writes, "200")
+        place(writes, "201")  # 100 and 200 are up
+        ended = CallEvent(first, CallState.ENDED, T0, Result.CANCELED, "done")
+        assert writes.record(ended) is not None  # 200 ends
+        place(writes, "202")
+    outcomes = [
+        p if isinstance(p, str) else writes.refused[p].limit if p in writes.refused else "ok"
+        for p in placed
+    ]
+    assert outcomes == ["ok", "max_concurrent_calls", "ok"]

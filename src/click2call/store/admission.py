@@ -115,6 +115,10 @@ class _Usage:
         self.up += 1
         self.by_agent[agent] = self.by_agent.get(agent, 0) + 1
 
+    def uncount(self, agent: str) -> None:
+        self.up -= 1
+        self.by_agent[agent] -= 1
+
     def bucket_write(self, driver: Driver, tenant: str, existed: bool) -> _Statement:
         """The statement that saves the bucket as the admitted calls left it."""
         now = driver.time(self.at)
@@ -147,6 +151,9 @@ class Admissions:
     """PostgreSQL: the new calls a transaction stored, admitted together as it ends."""
 
     _by_tenant: dict[str, list[_NewCall]] = field(default_factory=dict)
+    # A new call that ended in its own transaction → how many new calls of its tenant had
+    # been stored by then: it is live for those, not for the ones stored after.
+    _ended: dict[int, int] = field(default_factory=dict)
 
     def add(
         self, tenant: str, call_id: int, agent: str, limits: CallLimits | None, at: datetime
@@ -154,6 +161,13 @@ class Admissions:
         """A new call stored in this transaction, to admit under `limits` (None: counted
         only, as a live call of its tenant, for the calls stored after it)."""
         self._by_tenant.setdefault(tenant, []).append(_NewCall(call_id, agent, limits, at))
+
+    def ended(self, tenant: str, call_id: int) -> None:
+        """A call ended in this transaction: if it was stored in it too, it no longer
+        counts for the new calls stored after this."""
+        new = self._by_tenant.get(tenant, [])
+        if any(call.call_id == call_id for call in new):
+            self._ended[call_id] = len(new)
 
     def settle(self, driver: Driver) -> dict[int, RateLimited]:
         """Admit the new calls, each in the order stored, as if each had been admitted
@@ -163,7 +177,7 @@ class Admissions:
             for tenant, new in sorted(self._by_tenant.items())  # locks in one order
             if any(call.limits is not None for call in new)
         ]
-        self._by_tenant = {}
+        ended, self._by_tenant, self._ended = self._ended, {}, {}
         if not tenants:
             return {}
         reads: list[_Statement] = []
@@ -178,16 +192,9 @@ class Admissions:
         refused: dict[int, RateLimited] = {}
         writes: list[_Statement] = []
         for k, (tenant, new) in enumerate(tenants):
-            usage = _usage_before(new, found[3 * k + 1], found[3 * k + 2], driver)
+            usage = _usage_before(new, ended, found[3 * k + 1], found[3 * k + 2], driver)
             existed = usage.tokens is not None
-            for call in new:
-                if call.limits is None:
-                    usage.count(call.agent)
-                    continue
-                try:
-                    usage.admit(call.agent, call.limits, call.at)
-                except RateLimited as exc:
-                    refused[call.call_id] = exc
+            refused |= _admit_in_order(usage, new, ended)
             if usage.took:
                 writes.append(usage.bucket_write(driver, tenant, existed))
         if refused:
@@ -196,20 +203,46 @@ class Admissions:
         return refused
 
 
+def _admit_in_order(
+    usage: _Usage, new: list[_NewCall], ended: dict[int, int]
+) -> dict[int, RateLimited]:
+    """Each new call admitted against `usage` in the order stored; the refused ones."""
+    refused: dict[int, RateLimited] = {}
+    ends_before: dict[int, list[_NewCall]] = {}  # the nth new call → the calls that
+    for call in new:  # ended before it was stored
+        if (position := ended.get(call.call_id)) is not None:
+            ends_before.setdefault(position, []).append(call)
+    for i, call in enumerate(new):
+        for earlier in ends_before.get(i, ()):
+            if earlier.call_id not in refused:
+                usage.uncount(earlier.agent)
+        if call.limits is None:
+            usage.count(call.agent)
+            continue
+        try:
+            usage.admit(call.agent, call.limits, call.at)
+        except RateLimited as exc:
+            refused[call.call_id] = exc
+    return refused
+
+
 def _usage_before(
     new: list[_NewCall],
+    ended: dict[int, int],
     counts: list[tuple[Any, ...]],
     bucket: list[tuple[Any, ...]],
     driver: Driver,
 ) -> _Usage:
-    """The tenant's usage without this transaction's new calls (read with them: they are
-    live, and visible to their own transaction)."""
+    """The tenant's usage without this transaction's new calls (read with those still live:
+    they are visible to their own transaction)."""
     up, by_agent = 0, {}
     for agent, count in counts:
         up += count
         if agent is not None:
             by_agent[agent] = count
     for call in new:
+        if call.call_id in ended:
+            continue
         up -= 1
         if call.agent in by_agent:
             by_agent[call.agent] -= 1

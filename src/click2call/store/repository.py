@@ -341,6 +341,8 @@ class Writes:
             return None
         if new_state is CallState.ENDED:
             sip_dialogs.forget(driver, call.id)
+            if driver.postgres:
+                self._admissions.ended(call.tenant, call.id)
         return self._append(moved, cause, event.at)
 
     def _append(self, call: StoredCall, cause: str | None, at: datetime) -> Change:
