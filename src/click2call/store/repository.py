@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
-from click2call.errors import IllegalTransition
+from click2call.errors import IllegalTransition, RateLimited
 from click2call.store import admission, keys, outbox, sip_dialogs
 from click2call.store.driver import Driver, Sql
 from click2call.store.event_body import event_body
@@ -94,6 +94,7 @@ class Change:
 
     call: StoredCall
     event: StoredEvent
+    deliveries: int = 0  # webhook deliveries it queued (store/outbox.py)
 
 
 def _call(row: Row[Any]) -> StoredCall:
@@ -194,6 +195,8 @@ class Writes:
         self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
         self.stale: set[str] = set()  # of `known`, the calls found moved by another writer
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
+        self._admissions = admission.Admissions()  # PostgreSQL: admitted as it ends
+        self.refused: dict[int, RateLimited] = {}  # call id → why it was not stored after all
 
     @property
     def calls(self) -> Mapping[str, StoredCall]:
@@ -210,10 +213,12 @@ class Writes:
         """Insert a queued call with its first event; the row exists before any signalling.
 
         `callback` subscribes the call's own URL before its first event is queued; with
-        `limits`, the call is first admitted cluster-wide (RateLimited before anything is
-        written: the transaction's other changes stand)."""
+        `limits`, the call is admitted cluster-wide: on SQLite first (RateLimited before
+        anything is written: the transaction's other changes stand), on PostgreSQL as the
+        transaction ends (store/admission.py), when a refused call is deleted again and
+        its refusal put in `refused`."""
         driver = self._driver
-        if limits is not None:
+        if limits is not None and not driver.postgres:
             admission.admit(driver, new.tenant, new.agent_number, limits, now)
         values = {
             "epoch": str(int(now.timestamp())),
@@ -231,6 +236,8 @@ class Writes:
             "node": self._node,
         }
         call_id = driver.insert(_NEW_CALL, values)
+        if driver.postgres:
+            self._admissions.add(new.tenant, call_id, new.agent_number, limits, now)
         call = StoredCall(
             id=call_id,
             uniqueid=uniqueid_for(call_id, now),
@@ -258,7 +265,18 @@ class Writes:
             self._conn.execute(
                 insert(widget_calls).values(call_id=call_id, token_id=new.widget_token)
             )
-        return Change(call, self._append(call, None, now))
+        return self._append(call, None, now)
+
+    def admit_new_calls(self) -> None:
+        """PostgreSQL: admit the calls created in this transaction (just before it commits);
+        the refused ones are deleted, and no longer among `calls`."""
+        if not self._driver.postgres:
+            return
+        self.refused = self._admissions.settle(self._driver)
+        if self.refused:
+            for uniqueid, call in list(self._calls.items()):
+                if call.id in self.refused:
+                    del self._calls[uniqueid]
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -330,9 +348,11 @@ class Writes:
             return None
         if new_state is CallState.ENDED:
             sip_dialogs.forget(driver, call.id)
-        return Change(moved, self._append(moved, cause, event.at))
+            if driver.postgres:
+                self._admissions.ended(call.tenant, call.id)
+        return self._append(moved, cause, event.at)
 
-    def _append(self, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
+    def _append(self, call: StoredCall, cause: str | None, at: datetime) -> Change:
         """The event row for the call's newest state, and its deliveries."""
         self._calls[call.uniqueid] = call
         sequence, type_ = call.last_sequence, event_type(call.state, call.result)
@@ -356,10 +376,11 @@ class Writes:
             endpoints = self._endpoints[call.id] = outbox.endpoints_from_json(found)
         else:
             event_id = driver.insert(_NEW_EVENT, values)
-        outbox.queue(driver, call.id, event_id, type_, at, endpoints)
-        return StoredEvent(
+        queued = outbox.queue(driver, call.id, event_id, type_, at, endpoints)
+        event = StoredEvent(
             event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
         )
+        return Change(call, event, queued)
 
     def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
         """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
@@ -407,9 +428,13 @@ class Store:
         callback: outbox.Subscription | None = None,
         limits: admission.CallLimits | None = None,
     ) -> Change:
-        """Insert a queued call with its first event; see Writes.create_call."""
+        """Insert a queued call with its first event; see Writes.create_call. RateLimited
+        when `limits` refuse it."""
         with self.writing() as writes:
-            return writes.create_call(new, now, callback, limits)
+            change = writes.create_call(new, now, callback, limits)
+        if (refused := writes.refused.get(change.call.id)) is not None:
+            raise refused
+        return change
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -422,11 +447,13 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Writes]:
-        """Several changes in one transaction, committed when the block ends."""
+        """Several changes in one transaction, committed when the block ends (new calls
+        refused as it ends: Writes.refused)."""
         with self._engine.begin() as conn:
             writes = Writes(conn, self._node, self._known)
             try:
                 yield writes
+                writes.admit_new_calls()
             finally:  # whatever becomes of the transaction, they are no longer as kept
                 for uniqueid in writes.stale:
                     self._known.pop(uniqueid, None)
