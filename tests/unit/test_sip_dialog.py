@@ -167,7 +167,7 @@ def test_an_answered_leg_keeps_only_what_a_connected_call_needs() -> None:
     assert [name for name, _ in invite.headers] == ["From", "Call-ID", "CSeq"]
     assert destination.local_sdp == SDP_A  # what a session refresh is answered with
     assert bytes(sent(destination.on_response(ok))) == bytes(ack)  # kept as its bytes
-    destination.invite_over(invite)
+    destination.invite_over(invite.cseq()[0])
     assert destination.on_response(ok) == []
     bye = sent(destination.hangup())  # the ACK left before: no second one
     assert bye.method == "BYE" and bye.cseq() == (2, "BYE")

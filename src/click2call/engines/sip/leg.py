@@ -194,11 +194,16 @@ class UacLeg:
             self._acks[self.invite.cseq()[0]] = (self._branch(), None)
             self._acked = True
 
-    def invite_over(self, invite: Request) -> None:
-        """The transaction of `invite` (or of a re-INVITE) has ended: a 2xx to it is no
-        longer resent (64*T1 after it, §13.3.1.4), so its ACK need not be kept."""
-        if self._acks.pop(invite.cseq()[0], None) is not None and not self._acks:
+    def invite_over(self, number: int) -> None:
+        """The transaction of our INVITE (or re-INVITE) with CSeq `number` has ended: a 2xx
+        to it is no longer resent (64*T1 after it, §13.3.1.4), so its ACK need not be kept."""
+        if self._acks.pop(number, None) is not None and not self._acks:
             self._acks = {}  # an emptied dict keeps its table
+
+    @property
+    def acks_kept(self) -> bool:
+        """Whether a 2xx may still come again and be ACKed (see invite_over)."""
+        return bool(self._acks)
 
     # --- what the peer does ------------------------------------------------------------
 
