@@ -14,7 +14,7 @@ no live leg to ask (a node taking over a lost node's calls).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
 from click2call.engines.sip import third_party as tp
@@ -61,19 +61,22 @@ _DIALOG_FIELDS = tuple(f.name for f in fields(Dialog))
 _ORIGIN_FIELDS = tuple(f.name for f in fields(Origin))
 
 
-def fingerprint(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> tuple[object, ...]:
+def fingerprint(controller: tp.ThirdPartyCall, legs: Sequence[UacLeg]) -> tuple[object, ...]:
     """Cheap to compute, and different whenever `to_json` would be (the SIP engine checks
-    it on every message and encodes a snapshot only when it moved)."""
+    it on every message and encodes a snapshot only when it moved). Each call keeps its
+    last one: flat, of objects that exist anyway (no id() or inner tuples to allocate)."""
     key: list[object] = [controller.phase]
     for leg in legs:
         dialog = leg.dialog
-        moved = None if dialog is None else (dialog.local_cseq, dialog.remote_cseq)
-        target = None if dialog is None else dialog.remote_target
-        key += [leg.phase is Phase.ENDED, id(leg.invite), moved, target, leg.local_sdp]
+        key += [leg.phase is Phase.ENDED, leg.invite, leg.local_sdp]
+        if dialog is None:
+            key += [None, None, None]
+        else:
+            key += [dialog.local_cseq, dialog.remote_cseq, dialog.remote_target]
     return tuple(key)
 
 
-def to_json(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> str:
+def to_json(controller: tp.ThirdPartyCall, legs: Sequence[UacLeg]) -> str:
     """The call's state as `from_json` reads it back: a `CallSnapshot`, of every leg that
     sent an INVITE and has not ended."""
     # Straight from the live objects to plain values, without a CallSnapshot in between
