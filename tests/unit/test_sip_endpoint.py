@@ -4,6 +4,7 @@ responses handed in as if from the network: what it keeps of a call once answere
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 
 import pytest
@@ -18,6 +19,7 @@ from click2call.engines.sip.message import Request, Response, parse_datagram
 from click2call.engines.sip.sdp import Origin
 from click2call.engines.sip.targets import LegTarget
 from click2call.engines.sip.transport import Flow
+from click2call.errors import EngineUnavailable
 from click2call.settings import HostPort, SipStackSettings
 
 SDP = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -64,9 +66,12 @@ class Wire:
 
 
 async def endpoint_and_wire() -> tuple[SipEndpoint, Wire]:
-    endpoint = SipEndpoint(SipStackSettings(host="127.0.0.1", port=0, options_interval=0))
-    await endpoint.start()
-    return endpoint, Wire(endpoint)
+    for _attempt in range(5):  # port 0 gives a free UDP port, which TCP may have taken
+        endpoint = SipEndpoint(SipStackSettings(host="127.0.0.1", port=0, options_interval=0))
+        with contextlib.suppress(EngineUnavailable):
+            await endpoint.start()
+            return endpoint, Wire(endpoint)
+    raise AssertionError("no free port for UDP and TCP alike")
 
 
 def destination_leg(endpoint: SipEndpoint) -> UacLeg:

@@ -168,7 +168,8 @@ class SipEndpoint:
         if invite is not None and leg.acks_kept:
             # Its 2xx may come again: ACKed as long as it would have been without the
             # restart (no 2xx is resent longer than 64*T1 after it was first sent).
-            self.timers.call_later(64 * tx.T1, self._accepted_over, leg, invite.cseq()[0])
+            number = invite.cseq()[0]
+            self.timers.call_later(64 * tx.T1, SipEndpoint._accepted_over, self, leg, number)
         if leg.dialog is not None or invite is None:
             return
 
@@ -302,7 +303,8 @@ class SipEndpoint:
             self.timers.cancel(timer)
         client.timers.clear()
         number = client.transaction.request.cseq()[0]
-        self.timers.call_later(seconds, self._accepted_over, leg, number)
+        # The function and the endpoint as arguments: no bound method kept per timer.
+        self.timers.call_later(seconds, SipEndpoint._accepted_over, self, leg, number)
 
     def _accepted_over(self, leg: lg.UacLeg, number: int) -> None:
         leg.invite_over(number)

@@ -33,10 +33,14 @@ class Timers:
         self._queues: dict[float, deque[Timer]] = {}
         self._cancelled: dict[float, int] = {}  # per queue, still in it
         self._wakers: dict[float, asyncio.TimerHandle] = {}
+        # One float per duration, shared by its timers: a duration computed by the caller
+        # (64 * T1) is a new float each time, 24 bytes kept by each of thousands of timers.
+        self._durations: dict[float, float] = {}
 
     def call_later(self, seconds: float, callback: Callable[..., None], *args: Any) -> Timer:
         """`callback(*args)` in `seconds`, on the running loop; `cancel()` may stop it."""
         loop = asyncio.get_running_loop()
+        seconds = self._durations.setdefault(seconds, seconds)
         timer = Timer(seconds, loop.time() + seconds, callback, args)
         queue = self._queues.get(seconds)
         if queue is None:
@@ -86,6 +90,7 @@ class Timers:
                 waker.cancel()
             del self._queues[seconds]
             del self._cancelled[seconds]
+            del self._durations[seconds]
 
     def __len__(self) -> int:
         """Timers armed and neither run nor cancelled."""
