@@ -86,7 +86,7 @@ def test_dialog_from_a_2xx_takes_route_set_target_and_tags() -> None:
     agent, invite = connected_agent()
     dialog = agent.dialog
     assert dialog is not None
-    assert dialog.route_set == ["<sip:p1;lr>", "<sip:p2;lr>"]  # Record-Route reversed
+    assert dialog.route_set == ("<sip:p1;lr>", "<sip:p2;lr>")  # Record-Route reversed
     assert dialog.remote_target == "sip:200@10.0.0.9:5072;transport=UDP"
     assert (dialog.local_tag, dialog.remote_tag) == (invite.from_().tag, "peer1")
     bye = dialog.request("BYE", "SIP/2.0/UDP h;branch=z9hG4bKx")

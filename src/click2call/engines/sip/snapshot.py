@@ -148,8 +148,15 @@ def _leg_from(data: dict[str, object]) -> LegState:
     return LegState(
         **data,  # type: ignore[arg-type]
         invite_headers=[(str(k), str(v)) for k, v in headers],
-        dialog=None if dialog is None else Dialog(**dialog),  # type: ignore[arg-type]
+        dialog=None if dialog is None else _dialog_from(dialog),
     )
+
+
+def _dialog_from(data: object) -> Dialog:
+    """A dialog as `to_json` wrote it (its route set a list); TypeError if not one."""
+    if not isinstance(data, dict) or not isinstance(routes := data.pop("route_set"), list):
+        raise TypeError(f"not a dialog: {data!r}")
+    return Dialog(**data, route_set=tuple(str(route) for route in routes))
 
 
 def restore_call(snap: CallSnapshot) -> tp.ThirdPartyCall:
@@ -165,8 +172,8 @@ def restore_call(snap: CallSnapshot) -> tp.ThirdPartyCall:
 
 
 def _copy(dialog: Dialog) -> Dialog:
-    """A dialog of its own (requests move its CSeq), sharing nothing with `dialog`."""
-    return replace(dialog, route_set=list(dialog.route_set))
+    """A dialog of its own (requests move its CSeq); its route set, a tuple, is shared."""
+    return replace(dialog)
 
 
 def _invite(state: LegState) -> Request:
