@@ -97,9 +97,7 @@ def test_dialog_from_a_2xx_takes_route_set_target_and_tags() -> None:
 
 
 def test_a_strict_router_takes_the_request_uri() -> None:
-    dialog = Dialog(
-        "c", "<sip:a@h>;tag=1", "<sip:b@h>;tag=2", "1", "2", "sip:b@10.0.0.9", ["<sip:p1>"]
-    )
+    dialog = Dialog("c", "<sip:a@h>;tag=1", "<sip:b@h>;tag=2", "sip:b@10.0.0.9", ("<sip:p1>",))
     bye = dialog.request("BYE", "SIP/2.0/UDP h;branch=z9hG4bKx")
     assert bye.uri == "sip:p1"
     assert bye.values("Route") == ["<sip:b@10.0.0.9>"]

@@ -57,7 +57,19 @@ class CallSnapshot:
     legs: list[LegState]
 
 
-_DIALOG_FIELDS = tuple(f.name for f in fields(Dialog))
+# What a dialog is stored as: its fields, and its tags, still written for a process of an
+# earlier version to read (they are read from `local` and `remote` now).
+_DIALOG_FIELDS = (
+    "call_id",
+    "local",
+    "remote",
+    "local_tag",
+    "remote_tag",
+    "remote_target",
+    "route_set",
+    "local_cseq",
+    "remote_cseq",
+)
 _ORIGIN_FIELDS = tuple(f.name for f in fields(Origin))
 
 
@@ -156,6 +168,8 @@ def _dialog_from(data: object) -> Dialog:
     """A dialog as `to_json` wrote it (its route set a list); TypeError if not one."""
     if not isinstance(data, dict) or not isinstance(routes := data.pop("route_set"), list):
         raise TypeError(f"not a dialog: {data!r}")
+    data.pop("local_tag", None)  # the tags are in `local` and `remote`
+    data.pop("remote_tag", None)
     return Dialog(**data, route_set=tuple(str(route) for route in routes))
 
 
