@@ -119,3 +119,15 @@ def test_timers_of_one_duration_share_one_float_for_it() -> None:
         assert timers._durations == {}  # gone with the queue
 
     asyncio.run(scenario())
+
+
+def test_a_queue_a_quarter_cancelled_is_compacted() -> None:
+    # Each call's INVITEs cancel their timer B among as many live 32 s timers M.
+    async def scenario() -> None:
+        timers = Timers()
+        armed = [timers.call_later(0.02, lambda: None) for _ in range(100)]
+        for timer in armed[:30]:
+            timers.cancel(timer)
+        assert len(timers._queues[0.02]) < 100
+
+    asyncio.run(scenario())
