@@ -73,6 +73,8 @@ class CallService:
         self._store = store
         self._engines = engines
         self._tracking = tracking
+        # Bound once: an engine keeps the sink of each live call, thousands at once.
+        self._on_event = tracking.on_event
         self._limits = limits
         self._threads = threads
         self._hangups = hangups
@@ -103,7 +105,7 @@ class CallService:
         self._limits.started(tenant.name, plan.agent.number, call.uniqueid)
         order = self._order(call, tenant, plan)
         try:
-            await self._engines[tenant.name].originate(order, self._tracking.on_event)
+            await self._engines[tenant.name].originate(order, self._on_event)
         except Click2CallError as exc:
             exc.left_call(call.id, call.uniqueid)
             await self._tracking.end_now(call.uniqueid, Result.ERROR, exc.message)

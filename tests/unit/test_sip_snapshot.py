@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 
 import pytest
@@ -188,3 +189,25 @@ def test_the_fingerprint_moves_with_the_dialog_and_not_with_a_provisional_respon
     assert snap.fingerprint(call, [placed]) != answered  # CSeq and SDP moved
     call.phase = tp.Phase.CONNECTED
     assert snap.fingerprint(call, [placed]) != answered
+
+
+def test_a_stored_dialog_keeps_the_json_of_earlier_versions_with_its_tags() -> None:
+    # A dialog reads its tags from From and To rather than keeping them (thousands of legs
+    # are up at once); the snapshot still holds them, for an earlier version to read.
+    before = answered_leg()
+    assert before.dialog is not None
+    text = snap.to_json(controller(tp.Phase.CONNECTED), [before])
+    stored = json.loads(text)["legs"][0]["dialog"]
+    assert list(stored) == [
+        "call_id",
+        "local",
+        "remote",
+        "local_tag",
+        "remote_tag",
+        "remote_target",
+        "route_set",
+        "local_cseq",
+        "remote_cseq",
+    ]
+    assert (stored["local_tag"], stored["remote_tag"]) == (before.invite.from_().tag, "peer1")  # type: ignore[union-attr]
+    assert snap.from_json(text).legs[0].dialog == before.dialog

@@ -105,3 +105,29 @@ def test_a_timer_armed_and_cancelled_by_the_last_callback_of_its_queue_leaves_no
         assert fired == ["last", "again"]
 
     asyncio.run(scenario())
+
+
+def test_timers_of_one_duration_share_one_float_for_it() -> None:
+    # A duration computed by the caller (64 * T1) is a new float each time; thousands of
+    # timers kept at once each held their own.
+    async def scenario() -> None:
+        timers, base = Timers(), 0.01
+        first = timers.call_later(base * 3, lambda: None)
+        second = timers.call_later(base * 3, lambda: None)
+        assert first.seconds is second.seconds
+        await asyncio.sleep(0.05)
+        assert timers._durations == {}  # gone with the queue
+
+    asyncio.run(scenario())
+
+
+def test_a_queue_a_quarter_cancelled_is_compacted() -> None:
+    # Each call's INVITEs cancel their timer B among as many live 32 s timers M.
+    async def scenario() -> None:
+        timers = Timers()
+        armed = [timers.call_later(0.02, lambda: None) for _ in range(100)]
+        for timer in armed[:30]:
+            timers.cancel(timer)
+        assert len(timers._queues[0.02]) < 100
+
+    asyncio.run(scenario())

@@ -113,6 +113,9 @@ class SipEndpoint:
         self.error: str | None = None
         self._starting: asyncio.Task[None] | None = None
         self._legs: dict[str, tuple[lg.UacLeg, LegOwner]] = {}
+        # Legs that ended while a 2xx they answered may still come again (until their
+        # INVITE's timer M): by Call-ID, so that 2xx is ACKed again (see _accepted).
+        self._acking: dict[str, lg.UacLeg] = {}
         self._clients: dict[tuple[str, str], _Client] = {}
         self._servers: dict[tuple[str, str, str], _Server] = {}
         self._awaiting_ack: dict[tuple[str, int], tuple[str, str, str]] = {}
@@ -162,6 +165,11 @@ class SipEndpoint:
         unanswered one gets its INVITE transaction back, to ACK the 487 its CANCEL brings."""
         self._legs[leg.call_id] = (leg, owner)
         invite = leg.invite
+        if invite is not None and leg.acks_kept:
+            # Its 2xx may come again: ACKed as long as it would have been without the
+            # restart (no 2xx is resent longer than 64*T1 after it was first sent).
+            number = invite.cseq()[0]
+            self.timers.call_later(64 * tx.T1, SipEndpoint._accepted_over, self, leg, number)
         if leg.dialog is not None or invite is None:
             return
 
@@ -197,6 +205,8 @@ class SipEndpoint:
                     loop.call_later(seconds, lambda: self.run(leg, leg.retry()))
                 case lg.LegEnded():
                     self._legs.pop(leg.call_id, None)
+                    if leg.acks_kept:
+                        self._acking[leg.call_id] = leg
 
     def send_request(self, user: TransactionUser, request: Request, destination: SipUri) -> None:
         """Send `request` in a new client transaction; its outcome goes to `user`."""
@@ -263,6 +273,8 @@ class SipEndpoint:
                     self._write(message, client.flow, client.server_name)
                 case tx.Deliver(response=response):
                     self._carry(client.user, client.user.on_response(response))
+                case tx.Arm(timer="M", seconds=seconds) if isinstance(client.user, lg.UacLeg):
+                    self._accepted(key, client, client.user, seconds)
                 case tx.Arm(timer=timer, seconds=seconds):
                     armed = self.timers.call_later(seconds, self._client_timer, key, client, timer)
                     _arm(self.timers, client.timers, timer, armed)
@@ -274,8 +286,30 @@ class SipEndpoint:
                         del self._clients[key]
                     request = client.transaction.request
                     if request.method == "INVITE" and isinstance(client.user, lg.UacLeg):
-                        client.user.invite_over(request)
+                        client.user.invite_over(request.cseq()[0])
         _settle(self.timers, client.timers, client.transaction)
+
+    def _accepted(
+        self, key: tuple[str, str], client: _Client, leg: lg.UacLeg, seconds: float
+    ) -> None:
+        """A 2xx answered the leg's INVITE: its transaction (RFC 6026's Accepted state)
+        would only pass retransmissions of that 2xx up for `seconds` (timer M), and those
+        reach the leg by its Call-ID without it (_on_response). So the transaction is
+        forgotten at once and only the end of that wait is kept: a call connected in the
+        last 32 s held ~1.2 KB per INVITE in it (its timers, keys, flow and request)."""
+        if self._clients.get(key) is client:
+            del self._clients[key]
+        for _name, timer in client.timers:
+            self.timers.cancel(timer)
+        client.timers.clear()
+        number = client.transaction.request.cseq()[0]
+        # The function and the endpoint as arguments: no bound method kept per timer.
+        self.timers.call_later(seconds, SipEndpoint._accepted_over, self, leg, number)
+
+    def _accepted_over(self, leg: lg.UacLeg, number: int) -> None:
+        leg.invite_over(number)
+        if not leg.acks_kept and self._acking.get(leg.call_id) is leg:
+            del self._acking[leg.call_id]
 
     def _client_timer(self, key: tuple[str, str], client: _Client, timer: str) -> None:
         self._client_outputs(key, client, client.transaction.on_timer(timer))
@@ -340,9 +374,11 @@ class SipEndpoint:
         if client is not None:
             self._client_outputs(key, client, client.transaction.on_response(response))
             return
-        entry = self._legs.get(response.call_id)
-        if entry is not None and 200 <= response.code < 300:
-            self.run(entry[0], entry[0].on_response(response))  # a late 2xx: ACK again
+        if 200 <= response.code < 300:  # a 2xx again (its ACK was lost): ACK it again
+            entry = self._legs.get(response.call_id)
+            leg = self._acking.get(response.call_id) if entry is None else entry[0]
+            if leg is not None:
+                self.run(leg, leg.on_response(response))
 
     def _on_request(self, request: Request, flow: Flow) -> None:
         key = tx.server_key(request)

@@ -36,16 +36,22 @@ from click2call.settings import TenantSettings, sip_target
 log = logging.getLogger("click2call.sip")
 # Where a call's SIP state goes as it changes: (call uniqueid, snapshot JSON).
 DialogSink = Callable[[str, str], None]
+# Where a call's progress goes: (call uniqueid, the step, the call's event sink).
+Reporter = Callable[[str, tp.Report, EventSink], None]
 _CLOSE_GRACE = 2.0  # seconds a stopping server waits for its calls' endings
 
 
 class SipCall:
-    """One click-to-call: the controller's outputs carried out on two legs."""
+    """One click-to-call: the controller's outputs carried out on two legs.
+
+    Thousands stay connected at once, so what each holds is kept small: its legs and
+    timers in tuples (a dict of one entry is ~240 bytes), no closures of its own."""
 
     __slots__ = (
         "_controller",
         "_correlation_id",
         "_endpoint",
+        "_events",
         "_legs",
         "_report",
         "_ringback",
@@ -62,18 +68,21 @@ class SipCall:
         controller: tp.ThirdPartyCall,
         targets: dict[tp.Leg, LegTarget],
         correlation_id: str,
-        report: Callable[[tp.Report], None],
+        report: Reporter,
+        events: EventSink,
         ringback: RingbackPlayer | None,
         save: DialogSink | None = None,
     ) -> None:
+        """`report(correlation_id, step, events)` receives each step of the call."""
         self._endpoint = endpoint
         self._controller = controller
-        self._targets = targets
+        self._targets: dict[tp.Leg, LegTarget] | None = targets or None
         self._correlation_id = correlation_id
         self._report = report
+        self._events = events
         self._ringback = ringback
-        self._legs: dict[tp.Leg, UacLeg] = {}
-        self._timers: dict[tp.Timer, Timer] = {}
+        self._legs: tuple[UacLeg, ...] = ()  # in the order dialled
+        self._timers: tuple[tuple[tp.Timer, Timer], ...] = ()
         self._save = save
         self._saved: tuple[object, ...] = ()  # what the last stored state was made of
         self._saving = False
@@ -95,7 +104,7 @@ class SipCall:
         """Go on with the legs a previous process placed: a connected call keeps running,
         any other ends at once, hanging up whatever leg is up."""
         for leg in legs:
-            self._legs[leg.role] = leg
+            self._legs = (*self._legs, leg)
             self._endpoint.adopt(leg, self)
         self._saved = snap.fingerprint(self._controller, legs)
         self._run(self._controller.resumed(seconds_connected))
@@ -111,11 +120,10 @@ class SipCall:
         self._saving = False
         if self._save is None or self.ended:
             return  # the ended event removes the stored state
-        legs = list(self._legs.values())
-        key = snap.fingerprint(self._controller, legs)
+        key = snap.fingerprint(self._controller, self._legs)
         if key != self._saved:
             self._saved = key
-            self._save(self._correlation_id, snap.to_json(self._controller, legs))
+            self._save(self._correlation_id, snap.to_json(self._controller, self._legs))
 
     def _run(self, outputs: list[tp.Output]) -> None:
         for output in outputs:
@@ -132,9 +140,12 @@ class SipCall:
                     self._on_leg(which, UacLeg.hangup)
                 case tp.StartTimer(timer=timer, seconds=seconds):
                     clock = self._endpoint.timers
-                    self._timers[timer] = clock.call_later(seconds, self._timer_fired, timer)
+                    # The function and the call as arguments: no bound method to keep.
+                    armed = clock.call_later(seconds, SipCall._timer_fired, self, timer)
+                    self._timers = (*self._drop_timer(timer)[0], (timer, armed))
                 case tp.CancelTimer(timer=timer):
-                    if (pending := self._timers.pop(timer, None)) is not None:
+                    self._timers, pending = self._drop_timer(timer)
+                    if pending is not None:
                         self._endpoint.timers.cancel(pending)
                 case tp.StartRingback(target=target):
                     if self._ringback is not None:
@@ -148,13 +159,15 @@ class SipCall:
                 case tp.Report():
                     # Recording a step writes to the store: let the SIP work of this
                     # turn (the destination's INVITE above all) leave first.
-                    asyncio.get_running_loop().call_soon(self._report, output)
+                    loop = asyncio.get_running_loop()
+                    loop.call_soon(self._report, self._correlation_id, output, self._events)
         self.leg_changed()  # the controller's phase may have moved
 
     def _dial(self, which: tp.Leg, sdp: str | None) -> None:
+        assert self._targets is not None
         target = self._targets.pop(which)  # each leg is dialled once
         if not self._targets:
-            self._targets = {}  # an emptied dict keeps its table
+            self._targets = None  # an emptied dict keeps its table
         leg = UacLeg(
             which,
             target,
@@ -162,16 +175,26 @@ class SipCall:
             self._endpoint.tokens,
             self._correlation_id,
         )
-        self._legs[which] = leg
+        self._legs = (*self._legs, leg)
         self._endpoint.place(leg, self, sdp)
 
     def _on_leg(self, which: tp.Leg, action: Callable[..., list[LegOutput]], *args: str) -> None:
-        leg = self._legs.get(which)
-        if leg is not None:
-            self._endpoint.run(leg, action(leg, *args))
+        for leg in self._legs:
+            if leg.role is which:
+                self._endpoint.run(leg, action(leg, *args))
+                return
+
+    def _drop_timer(
+        self, which: tp.Timer
+    ) -> tuple[tuple[tuple[tp.Timer, Timer], ...], Timer | None]:
+        """The call's timers without `which`, and `which`'s if it was armed."""
+        for i, (timer, armed) in enumerate(self._timers):
+            if timer is which:
+                return self._timers[:i] + self._timers[i + 1 :], armed
+        return self._timers, None
 
     def _timer_fired(self, timer: tp.Timer) -> None:
-        self._timers.pop(timer, None)
+        self._timers = self._drop_timer(timer)[0]
         self._run(self._controller.handle(tp.TimerFired(timer)))
 
 
@@ -191,6 +214,7 @@ class SipEngine:
         self._clock = clock
         self._session_ids = session_ids
         self._calls: dict[str, SipCall] = {}
+        self._report = self._reported  # bound once: every call shares it
         self._peers = [
             PeerStatus("pbx", tenant.sip.pbx),
             PeerStatus("trunk", tenant.sip.trunk),
@@ -241,7 +265,6 @@ class SipEngine:
         if not self._endpoint.running:
             raise EngineUnavailable("SIP stack is not running")
         uniqueid = order.uniqueid
-        report = self._reporter(uniqueid, events)
         address = self._endpoint.settings.host
         player, media = self._ringback(address)
         controller = tp.ThirdPartyCall(
@@ -256,7 +279,9 @@ class SipEngine:
             tp.Leg.AGENT: agent_target(order, self._tenant.sip),
             tp.Leg.DESTINATION: destination_target(order, self._tenant.sip),
         }
-        call = SipCall(self._endpoint, controller, targets, uniqueid, report, player, self._save)
+        call = SipCall(
+            self._endpoint, controller, targets, uniqueid, self._report, events, player, self._save
+        )
         self._calls[uniqueid] = call
         # Reply to the HTTP request first; the INVITE leaves on the next loop turn.
         asyncio.get_running_loop().call_soon(call.start)
@@ -279,8 +304,9 @@ class SipEngine:
             for leg in state.legs
         ]
         controller = snap.restore_call(state)
-        report = self._reporter(uniqueid, events)
-        call = SipCall(self._endpoint, controller, {}, uniqueid, report, None, self._save)
+        call = SipCall(
+            self._endpoint, controller, {}, uniqueid, self._report, events, None, self._save
+        )
         self._calls[uniqueid] = call
         call.resume(legs, seconds_connected)
 
@@ -291,13 +317,10 @@ class SipEngine:
             raise EngineUnavailable("SIP stack is not running")
         return end_stored_call(self._endpoint, uniqueid, stored)
 
-    def _reporter(self, uniqueid: str, events: EventSink) -> Callable[[tp.Report], None]:
-        def report(step: tp.Report) -> None:
-            if step.result is not None:
-                self._calls.pop(uniqueid, None)
-            events(CallEvent(uniqueid, step.state, self._clock(), step.result, step.cause))
-
-        return report
+    def _reported(self, uniqueid: str, step: tp.Report, events: EventSink) -> None:
+        if step.result is not None:
+            self._calls.pop(uniqueid, None)
+        events(CallEvent(uniqueid, step.state, self._clock(), step.result, step.cause))
 
     async def hangup(self, call_uniqueid: str) -> None:
         call = self._calls.get(call_uniqueid)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip.auth import authorization, best_challenge
@@ -119,12 +119,13 @@ class UacLeg:
     _cancel_wanted: bool = False
     _reinvite: Request | None = None
     _glare_sdp: str | None = None
-    # What each ACK is made of besides the dialog, by CSeq, until invite_over(): its Via
-    # branch and its body. A call set up a second ago keeps them for 32 s, and
-    # rebuilding an ACK (only when its 2xx comes again) gives the same bytes.
-    _acks: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    # What each ACK is made of besides the dialog, until invite_over(): its CSeq, Via
+    # branch and body. A call set up a second ago keeps them for 32 s, and rebuilding an
+    # ACK (only when its 2xx comes again) gives the same bytes. A tuple, not a dict (one
+    # of ~240 bytes per leg, or 64 empty, with thousands of legs up).
+    _acks: tuple[tuple[int, str, str | None], ...] = ()
     _acked: bool = False  # an ACK left (so hanging up sends no second one)
-    _nonce_counts: dict[str, int] = field(default_factory=dict)
+    _nonce_counts: dict[str, int] | None = None  # made by the first challenge
 
     # --- what the controller asks ------------------------------------------------------
 
@@ -191,14 +192,18 @@ class UacLeg:
         """A leg rebuilt after a restart had ACKed its 2xx: remember that ACK (rebuilt,
         without body) so a late 2xx is ACKed again and hanging up sends no second ACK."""
         if self.dialog is not None and self.invite is not None:
-            self._acks[self.invite.cseq()[0]] = (self._branch(), None)
+            self._keep_ack(self.invite.cseq()[0], None)
             self._acked = True
 
-    def invite_over(self, invite: Request) -> None:
-        """The transaction of `invite` (or of a re-INVITE) has ended: a 2xx to it is no
-        longer resent (64*T1 after it, §13.3.1.4), so its ACK need not be kept."""
-        if self._acks.pop(invite.cseq()[0], None) is not None and not self._acks:
-            self._acks = {}  # an emptied dict keeps its table
+    def invite_over(self, number: int) -> None:
+        """The transaction of our INVITE (or re-INVITE) with CSeq `number` has ended: a 2xx
+        to it is no longer resent (64*T1 after it, §13.3.1.4), so its ACK need not be kept."""
+        self._acks = tuple(kept for kept in self._acks if kept[0] != number)
+
+    @property
+    def acks_kept(self) -> bool:
+        """Whether a 2xx may still come again and be ACKed (see invite_over)."""
+        return bool(self._acks)
 
     # --- what the peer does ------------------------------------------------------------
 
@@ -209,7 +214,7 @@ class UacLeg:
         pending = self._reinvite
         if method == "INVITE" and pending is not None and number == pending.cseq()[0]:
             return self._reinvite_response(response)
-        if method == "INVITE" and number in self._acks and 200 <= response.code < 300:
+        if method == "INVITE" and 200 <= response.code < 300 and self._ack_kept(number):
             return self._ack_again(number)
         if method == "BYE" and response.code >= 200:
             if response.code in _CHALLENGES and self._may_retry(response):
@@ -337,13 +342,15 @@ class UacLeg:
         challenge = best_challenge(response.values(_CHALLENGES[response.code][0]))
         if challenge is None:
             return False
-        used = self._nonce_counts.get(challenge.nonce, 0)
+        used = (self._nonce_counts or {}).get(challenge.nonce, 0)
         return used == 0 or challenge.stale
 
     def _authorize(self, request: Request, response: Response) -> None:
         challenge_header, answer_header = _CHALLENGES[response.code]
         challenge = best_challenge(response.values(challenge_header))
         assert challenge is not None  # _may_retry checked it
+        if self._nonce_counts is None:
+            self._nonce_counts = {}
         count = self._nonce_counts.get(challenge.nonce, 0) + 1
         self._nonce_counts[challenge.nonce] = count
         value = authorization(
@@ -370,20 +377,28 @@ class UacLeg:
         return response
 
     def _send_ack(self, number: int, sdp: str | None) -> list[Output]:
-        self._acks[number] = (self._branch(), sdp)
+        self._keep_ack(number, sdp)
         self._acked = True
         return self._ack_again(number)
 
     def _ack_again(self, number: int) -> list[Output]:
         """The ACK for CSeq `number`, built from what `_send_ack` kept (the same bytes
         each time, unless the peer has moved its target since); [] once not kept."""
-        kept = self._acks.get(number)
+        kept = self._ack_kept(number)
         if kept is None or self.dialog is None:
             return []
-        branch, sdp = kept
+        _number, branch, sdp = kept
         ack = self.dialog.request("ACK", self.local.via(branch), cseq=number)
         self._with_body(ack, sdp)
         return [SendAck(ack, self._ack_destination(), bytes(ack))]
+
+    def _keep_ack(self, number: int, sdp: str | None) -> None:
+        """A new ACK for CSeq `number` (with a branch of its own), in place of any before."""
+        others = tuple(kept for kept in self._acks if kept[0] != number)
+        self._acks = (*others, (number, self._branch(), sdp))
+
+    def _ack_kept(self, number: int) -> tuple[int, str, str | None] | None:
+        return next((kept for kept in self._acks if kept[0] == number), None)
 
     def _bye(self, challenge: Response | None = None) -> list[Output]:
         assert self.dialog is not None

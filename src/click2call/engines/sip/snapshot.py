@@ -14,7 +14,7 @@ no live leg to ask (a node taking over a lost node's calls).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
 from click2call.engines.sip import third_party as tp
@@ -57,23 +57,38 @@ class CallSnapshot:
     legs: list[LegState]
 
 
-_DIALOG_FIELDS = tuple(f.name for f in fields(Dialog))
+# What a dialog is stored as: its fields, and its tags, still written for a process of an
+# earlier version to read (they are read from `local` and `remote` now).
+_DIALOG_FIELDS = (
+    "call_id",
+    "local",
+    "remote",
+    "local_tag",
+    "remote_tag",
+    "remote_target",
+    "route_set",
+    "local_cseq",
+    "remote_cseq",
+)
 _ORIGIN_FIELDS = tuple(f.name for f in fields(Origin))
 
 
-def fingerprint(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> tuple[object, ...]:
+def fingerprint(controller: tp.ThirdPartyCall, legs: Sequence[UacLeg]) -> tuple[object, ...]:
     """Cheap to compute, and different whenever `to_json` would be (the SIP engine checks
-    it on every message and encodes a snapshot only when it moved)."""
+    it on every message and encodes a snapshot only when it moved). Each call keeps its
+    last one: flat, of objects that exist anyway (no id() or inner tuples to allocate)."""
     key: list[object] = [controller.phase]
     for leg in legs:
         dialog = leg.dialog
-        moved = None if dialog is None else (dialog.local_cseq, dialog.remote_cseq)
-        target = None if dialog is None else dialog.remote_target
-        key += [leg.phase is Phase.ENDED, id(leg.invite), moved, target, leg.local_sdp]
+        key += [leg.phase is Phase.ENDED, leg.invite, leg.local_sdp]
+        if dialog is None:
+            key += [None, None, None]
+        else:
+            key += [dialog.local_cseq, dialog.remote_cseq, dialog.remote_target]
     return tuple(key)
 
 
-def to_json(controller: tp.ThirdPartyCall, legs: list[UacLeg]) -> str:
+def to_json(controller: tp.ThirdPartyCall, legs: Sequence[UacLeg]) -> str:
     """The call's state as `from_json` reads it back: a `CallSnapshot`, of every leg that
     sent an INVITE and has not ended."""
     # Straight from the live objects to plain values, without a CallSnapshot in between
@@ -145,8 +160,17 @@ def _leg_from(data: dict[str, object]) -> LegState:
     return LegState(
         **data,  # type: ignore[arg-type]
         invite_headers=[(str(k), str(v)) for k, v in headers],
-        dialog=None if dialog is None else Dialog(**dialog),  # type: ignore[arg-type]
+        dialog=None if dialog is None else _dialog_from(dialog),
     )
+
+
+def _dialog_from(data: object) -> Dialog:
+    """A dialog as `to_json` wrote it (its route set a list); TypeError if not one."""
+    if not isinstance(data, dict) or not isinstance(routes := data.pop("route_set"), list):
+        raise TypeError(f"not a dialog: {data!r}")
+    data.pop("local_tag", None)  # the tags are in `local` and `remote`
+    data.pop("remote_tag", None)
+    return Dialog(**data, route_set=tuple(str(route) for route in routes))
 
 
 def restore_call(snap: CallSnapshot) -> tp.ThirdPartyCall:
@@ -162,8 +186,8 @@ def restore_call(snap: CallSnapshot) -> tp.ThirdPartyCall:
 
 
 def _copy(dialog: Dialog) -> Dialog:
-    """A dialog of its own (requests move its CSeq), sharing nothing with `dialog`."""
-    return replace(dialog, route_set=list(dialog.route_set))
+    """A dialog of its own (requests move its CSeq); its route set, a tuple, is shared."""
+    return replace(dialog)
 
 
 def _invite(state: LegState) -> Request:

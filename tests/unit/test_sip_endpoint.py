@@ -1,0 +1,170 @@
+"""The SIP endpoint (endpoint.py) on a real loop, its socket's sends captured and
+responses handed in as if from the network: what it keeps of a call once answered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+
+import pytest
+
+from click2call.engines.sip import snapshot as snap
+from click2call.engines.sip import third_party as tp
+from click2call.engines.sip import transaction
+from click2call.engines.sip.dialog import reply
+from click2call.engines.sip.endpoint import SipEndpoint
+from click2call.engines.sip.leg import SendRequest, UacLeg
+from click2call.engines.sip.message import Request, Response, parse_datagram
+from click2call.engines.sip.sdp import Origin
+from click2call.engines.sip.targets import LegTarget
+from click2call.engines.sip.transport import Flow
+from click2call.errors import EngineUnavailable
+from click2call.settings import HostPort, SipStackSettings
+
+SDP = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+PEER = ("127.0.0.1", 5070)
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.events: list[tp.LegEvent] = []
+
+    def leg_event(self, event: tp.LegEvent) -> None:
+        self.events.append(event)
+
+    def leg_changed(self) -> None:
+        pass
+
+
+class Wire:
+    """What the endpoint sends, parsed; and responses handed back in from the peer."""
+
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.sent: list[Request] = []
+        endpoint.transports.send = self.send  # type: ignore[method-assign]
+
+    def send(self, data: bytes, _flow: Flow, _name: str | None = None) -> None:
+        message = parse_datagram(data)
+        assert isinstance(message, Request)
+        self.sent.append(message)
+
+    def methods(self) -> list[str]:
+        return [request.method for request in self.sent]
+
+    def answer(self, request: Request, code: int) -> bytes:
+        response = reply(request, code, to_tag="peer1")
+        if request.method == "INVITE" and code == 200:
+            response.add("Contact", "<sip:200@127.0.0.1:5070>")
+            response.set("Content-Type", "application/sdp")
+            response.body = SDP.encode()
+        return bytes(response)
+
+    def deliver(self, data: bytes) -> None:
+        self.endpoint.transports._datagrams._handle(data, PEER)
+
+
+async def endpoint_and_wire() -> tuple[SipEndpoint, Wire]:
+    for _attempt in range(5):  # port 0 gives a free UDP port, which TCP may have taken
+        endpoint = SipEndpoint(SipStackSettings(host="127.0.0.1", port=0, options_interval=0))
+        with contextlib.suppress(EngineUnavailable):
+            await endpoint.start()
+            return endpoint, Wire(endpoint)
+    raise AssertionError("no free port for UDP and TCP alike")
+
+
+def destination_leg(endpoint: SipEndpoint) -> UacLeg:
+    counter = itertools.count(0x1000)
+    target = LegTarget(HostPort(host=PEER[0], port=PEER[1]), "0502760206", "036411111", None, None)
+    return UacLeg(tp.Leg.DESTINATION, target, endpoint.local(), lambda: f"{next(counter):x}", "1.1")
+
+
+def test_an_answered_invite_keeps_no_transaction_and_its_2xx_is_acked_until_timer_m(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Thousands of calls connect within 32 s: their INVITE transactions (RFC 6026's
+    # Accepted state) are not kept for that time, yet a 2xx sent again is ACKed again,
+    # by the leg, as long as the transaction would have passed it up.
+    monkeypatch.setattr(transaction, "T1", 0.005)  # timer M: 64*T1 = 0.32 s
+
+    async def scenario() -> None:
+        endpoint, wire = await endpoint_and_wire()
+        leg, owner = destination_leg(endpoint), Owner()
+        endpoint.place(leg, owner, SDP)
+        invite = wire.sent[0]
+        ok = wire.answer(invite, 200)
+        wire.deliver(wire.answer(invite, 180))
+        wire.deliver(ok)
+        assert wire.methods()[-1] == "ACK"
+        assert endpoint._clients == {}  # the INVITE's transaction is forgotten at once
+        assert tp.Answered(tp.Leg.DESTINATION, SDP) in owner.events
+        wire.deliver(ok)
+        assert wire.methods()[-1] == "ACK" and bytes(wire.sent[-1]) == bytes(wire.sent[-2])
+        await asyncio.sleep(64 * transaction.T1 + 0.2)  # timer M: the ACK is let go
+        sent = len(wire.sent)
+        wire.deliver(ok)
+        assert len(wire.sent) == sent
+        endpoint.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_2xx_coming_again_after_the_leg_ended_is_still_acked_until_timer_m(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transaction, "T1", 0.005)
+
+    async def scenario() -> None:
+        endpoint, wire = await endpoint_and_wire()
+        leg, owner = destination_leg(endpoint), Owner()
+        endpoint.place(leg, owner, SDP)
+        invite = wire.sent[0]
+        ok = wire.answer(invite, 200)
+        wire.deliver(ok)
+        endpoint.run(leg, leg.hangup())
+        bye = wire.sent[-1]
+        assert bye.method == "BYE"
+        wire.deliver(wire.answer(bye, 200))
+        assert tp.HungUp not in map(type, owner.events) and endpoint._legs == {}
+        wire.deliver(ok)  # the ended leg still ACKs it
+        assert wire.methods()[-1] == "ACK"
+        await asyncio.sleep(64 * transaction.T1 + 0.2)
+        assert endpoint._acking == {}  # nothing kept of the call
+        sent = len(wire.sent)
+        wire.deliver(ok)
+        assert len(wire.sent) == sent
+        endpoint.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_leg_restored_after_a_restart_acks_its_2xx_again_until_timer_m(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transaction, "T1", 0.005)
+
+    async def scenario() -> None:
+        endpoint, wire = await endpoint_and_wire()
+        placed = destination_leg(endpoint)
+        (send,) = placed.start(SDP)
+        assert isinstance(send, SendRequest)
+        ok = wire.answer(send.request, 200)
+        response = parse_datagram(ok)
+        assert isinstance(response, Response)
+        placed.on_response(response)
+        controller = tp.ThirdPartyCall(30, 30, 3600, Origin(1, "h"), Origin(2, "h"))
+        (state,) = snap.from_json(snap.to_json(controller, [placed])).legs
+        leg = snap.restore_leg(state, endpoint.local(), endpoint.tokens)
+        endpoint.adopt(leg, Owner())
+        wire.deliver(ok)
+        assert wire.methods() == ["ACK"]
+        await asyncio.sleep(64 * transaction.T1 + 0.2)  # no 2xx is resent for longer
+        wire.deliver(ok)
+        endpoint.run(leg, leg.hangup())
+        assert wire.methods() == ["ACK", "BYE"]
+        wire.deliver(wire.answer(wire.sent[-1], 200))
+        assert endpoint._legs == {} and endpoint._acking == {}
+        endpoint.stop()
+
+    asyncio.run(scenario())
