@@ -307,6 +307,9 @@ def test_a_request_answered_before_its_body_still_bounds_the_next_one(guarded: G
                 break
             readable, _, _ = select.select([sock], [], [], 0.2)
             if readable:
-                assert _reply(sock).startswith(b"HTTP/1.1 408 ")
+                # The 408, or a reset: the bytes still arriving when the server closed
+                # make its kernel reset the connection, which may drop the 408 unread.
+                reply = _reply(sock)
+                assert reply == b"" or reply.startswith(b"HTTP/1.1 408 "), reply[:200]
                 closed = time.monotonic() - started
     assert closed is not None, "the trickling head was never cut off"
