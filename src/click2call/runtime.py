@@ -102,7 +102,7 @@ class Runtime:
         self.deliverer = Deliverer(
             settings, self.outbox, clock, self.store_threads, observe=self.metrics.delivery
         )
-        self.tracking.subscribe(lambda _change: self.deliverer.wake())
+        self.tracking.subscribe(self.deliverer.on_change)
 
     async def database_problem(self) -> str | None:
         """None when the database answers; else why not (for the health check), also when

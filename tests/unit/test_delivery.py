@@ -1,4 +1,5 @@
-"""webhooks/delivery.py: how the deliverer writes what it sent when the database hangs."""
+"""webhooks/delivery.py: when the deliverer looks at the outbox, and how it writes what it
+sent when the database hangs."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from click2call.settings import Settings
-from click2call.store import Outbox
+from click2call.store import Change, Outbox
 from click2call.store.outbox import Settled
 from click2call.store_threads import StoreThreads
 from click2call.webhooks.delivery import Deliverer
@@ -58,3 +60,43 @@ async def test_shutdown_does_not_wait_on_a_hung_database() -> None:
     assert time.monotonic() - started < 1
     outbox.answer.set()
     await threads.close()
+
+
+class CountingOutbox:
+    """An outbox that counts how often the deliverer reads or writes it."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+        self.settles = 0
+
+    def claim(self, *_args: object) -> list[object]:
+        self.claims += 1
+        return []
+
+    def settle(self, _results: Sequence[Settled]) -> None:
+        self.settles += 1
+
+
+async def test_only_a_change_that_queued_deliveries_wakes_the_deliverer() -> None:
+    """A change with no webhook to send (most calls') reads nothing before the next poll;
+    one that queued a delivery is looked for at once."""
+    outbox, threads = CountingOutbox(), StoreThreads(2, timeout=5)
+    settings = Settings(tenants=[{"name": "default"}], webhooks={"poll_interval": 60})  # type: ignore[arg-type]
+    deliverer = Deliverer(settings, cast(Outbox, outbox), lambda: datetime.now(UTC), threads)
+    deliverer.start()
+    await asyncio.sleep(0.1)
+    assert (outbox.claims, outbox.settles) == (1, 0)  # the first round; nothing to write
+    for _ in range(5):
+        deliverer.on_change(cast(Change, _Change(deliveries=0)))
+        await asyncio.sleep(0.02)
+    assert outbox.claims == 1
+    deliverer.on_change(cast(Change, _Change(deliveries=1)))
+    await asyncio.sleep(0.1)
+    assert outbox.claims == 2
+    await deliverer.close()
+    await threads.close()
+
+
+@dataclass
+class _Change:
+    deliveries: int

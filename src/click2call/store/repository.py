@@ -87,10 +87,12 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A stored state change: the call as it now stands and the event that moved it."""
+    """A stored state change: the call as it now stands and the event that moved it;
+    `deliveries`: the webhook deliveries queued with it (the delivery worker wakes for them)."""
 
     call: StoredCall
     event: StoredEvent
+    deliveries: int = 0
 
 
 def _call(row: Row[Any]) -> StoredCall:
@@ -251,7 +253,7 @@ class Writes:
         )
         if callback is not None:
             outbox.subscribe_call(self._conn, call.tenant, call.id, callback, now)
-        return Change(call, self._append(call, None, now))
+        return self._append(call, None, now)
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -323,9 +325,9 @@ class Writes:
             return None
         if new_state is CallState.ENDED:
             sip_dialogs.forget(driver, call.id)
-        return Change(moved, self._append(moved, cause, event.at))
+        return self._append(moved, cause, event.at)
 
-    def _append(self, call: StoredCall, cause: str | None, at: datetime) -> StoredEvent:
+    def _append(self, call: StoredCall, cause: str | None, at: datetime) -> Change:
         """The event row for the call's newest state, and its deliveries."""
         self._calls[call.uniqueid] = call
         sequence, type_ = call.last_sequence, event_type(call.state, call.result)
@@ -349,10 +351,11 @@ class Writes:
             endpoints = self._endpoints[call.id] = outbox.endpoints_from_json(found)
         else:
             event_id = driver.insert(_NEW_EVENT, values)
-        outbox.queue(driver, call.id, event_id, type_, at, endpoints)
-        return StoredEvent(
+        queued = outbox.queue(driver, call.id, event_id, type_, at, endpoints)
+        event = StoredEvent(
             event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
         )
+        return Change(call, event, queued)
 
     def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
         """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
