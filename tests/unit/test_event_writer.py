@@ -250,3 +250,26 @@ async def test_a_write_that_must_not_wait_queued_behind_a_batch_meeting_an_outag
     assert not kept.done()
     writer._drain_seconds = 0.1
     await writer.close()
+
+
+async def test_a_burst_of_waited_writes_is_gathered_whole_and_the_last_does_not_wait_long() -> None:
+    """Requests arriving close together share one transaction; once they stop coming the
+    batch goes at once, not when the whole gathering window has passed."""
+    batches: list[list[CallEvent]] = []
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        batches.append(batch)
+        return batch
+
+    writer = EventWriter(store, lambda _e: None, lanes=1, gather_seconds=2, gather_gap=0.05)
+    writer.start()
+    burst = events(1)
+    stored = []
+    for event in burst:
+        stored.append(writer.put(event, waited=True))
+        await asyncio.sleep(0.005)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(asyncio.gather(*stored), 1)
+    assert asyncio.get_running_loop().time() - started < 0.5  # not the 2 s window
+    assert batches == [burst]
+    await writer.close()
