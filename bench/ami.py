@@ -9,7 +9,7 @@
   same run: the CPU the login-per-request client spends on the AMI alone per request,
   and the server's CPU per `GET /api/v1/health` (the floor of one HTTP request).
 
-    python -m bench.ami [--requests 300] [--calls 300]
+    python -m bench.ami [--requests 300] [--calls 300] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import argparse
 import asyncio
 import itertools
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -91,11 +93,21 @@ def thread_cpu(work: Callable[[], float]) -> tuple[float, float]:
     return result, time.thread_time() - started
 
 
-def server_cpu_per_call(
-    peer: ReplayPeer, calls: int, concurrency: int
-) -> tuple[float, float, float]:
-    """(server CPU ms per whole call, of which its event loop's thread, server CPU ms per
-    health check), one server."""
+@dataclass
+class ServerCpu:
+    """Server CPU ms per call (all its threads, from the first request to the last call
+    stored ended), of which its event loop's thread, and per GET /api/v1/health: one
+    value a round."""
+
+    per_call: list[float] = field(default_factory=list)
+    on_loop: list[float] = field(default_factory=list)
+    per_health: list[float] = field(default_factory=list)
+
+
+def server_cpu_per_call(peer: ReplayPeer, calls: int, concurrency: int, rounds: int) -> ServerCpu:
+    """`rounds` rounds of `calls` dial.php calls, each followed by as many health checks,
+    on one server."""
+    measured = ServerCpu()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         running = launch_asterisk(
@@ -107,27 +119,38 @@ def server_cpu_per_call(
             while httpx.get(f"{base_url}/api/v1/health").status_code != 200:
                 assert time.monotonic() < deadline, "the server did not log in to the peer"
                 time.sleep(0.05)
-            for _ in range(calls + 20):
+            for _ in range(rounds * calls + 20):
                 peer.play(FULL_CALL)
             ended = "SELECT count(*) FROM calls WHERE state = 'ended'"
             asyncio.run(hammer(base_url, DIAL, 20, 1))  # warm-up
-            wait_rows(db, ended, 20, 30)
-            before, loop_before = cpu_seconds(server.pid), cpu_seconds(server.pid, server.pid)
-            _rate, _latencies, accepted = asyncio.run(hammer(base_url, DIAL, calls, concurrency))
-            assert accepted == calls, f"{accepted} of {calls} calls accepted"
-            done = wait_rows(db, ended, calls + 20, 60)
-            per_call = (cpu_seconds(server.pid) - before) / calls * 1000
-            on_loop = (cpu_seconds(server.pid, server.pid) - loop_before) / calls * 1000
-            assert done == calls + 20, f"{done - 20} of {calls} calls ended"
+            done = wait_rows(db, ended, 20, 30)
+            for _ in range(rounds):
+                before, loop_before = cpu_seconds(server.pid), cpu_seconds(server.pid, server.pid)
+                _rate, _latencies, accepted = asyncio.run(
+                    hammer(base_url, DIAL, calls, concurrency)
+                )
+                assert accepted == calls, f"{accepted} of {calls} calls accepted"
+                now_done = wait_rows(db, ended, done + calls, 60)
+                measured.per_call.append((cpu_seconds(server.pid) - before) / calls * 1000)
+                on_loop = cpu_seconds(server.pid, server.pid) - loop_before
+                measured.on_loop.append(on_loop / calls * 1000)
+                assert now_done == done + calls, f"{now_done - done} of {calls} calls ended"
+                done = now_done
+                before = cpu_seconds(server.pid)
+                asyncio.run(hammer(base_url, "/api/v1/health", calls, concurrency))
+                measured.per_health.append((cpu_seconds(server.pid) - before) / calls * 1000)
             with sqlite3.connect(db) as conn:
                 results = dict(conn.execute("SELECT result, count(*) FROM calls GROUP BY 1"))
-            assert results == {"completed": calls + 20}, results
-            before = cpu_seconds(server.pid)
-            asyncio.run(hammer(base_url, "/api/v1/health", calls, concurrency))
-            per_health = (cpu_seconds(server.pid) - before) / calls * 1000
+            assert results == {"completed": done}, results
         finally:
             server.stop()
-    return per_call, on_loop, per_health
+    return measured
+
+
+def spread(values: list[float]) -> str:
+    """The median, and the range when there are several."""
+    middle = f"{statistics.median(values):.2f}"
+    return middle if len(values) == 1 else f"{middle} ({min(values):.2f}-{max(values):.2f})"
 
 
 def masked_to_call_events(stream: bytes) -> bytes:
@@ -192,6 +215,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of --calls calls (median and range)"
+    )
     args = parser.parse_args()
     peer = ReplayPeer(time_scale=0).start()
     settings = TenantAsterisk(port=peer.port, username="click2call", secret="test")  # type: ignore[arg-type]
@@ -204,7 +230,7 @@ def main() -> None:
         naive, naive_cpu = thread_cpu(
             lambda: asyncio.run(login_per_request(settings, args.requests))
         )
-        per_call, on_loop, per_health = server_cpu_per_call(peer, args.calls, args.concurrency)
+        cpu = server_cpu_per_call(peer, args.calls, args.concurrency, args.rounds)
     finally:
         peer.stop()
     assert peer.mismatches == [], peer.mismatches[:3]
@@ -222,17 +248,17 @@ def main() -> None:
     )
     print()
     table(
-        ("CPU (same run)", "ms", "target"),
+        ("CPU (same run; median (range) of the rounds)", "ms", "target"),
         [
             (
-                f"server CPU per call: dial.php + a whole recorded call ({args.calls} calls, "
-                f"{args.concurrency} in flight)",
-                f"{per_call:.2f}",
+                f"server CPU per call, all threads: dial.php + a whole recorded call "
+                f"({args.rounds} x {args.calls} calls, {args.concurrency} in flight)",
+                spread(cpu.per_call),
                 "≤ 1",
             ),
             (
-                "  of which the event loop's thread (the rest: store writer threads)",
-                f"{on_loop:.2f}",
+                "  of which the event loop's thread (the rest: store threads)",
+                spread(cpu.on_loop),
                 "",
             ),
             (
@@ -240,7 +266,7 @@ def main() -> None:
                 f"{naive_cpu / args.requests * 1000:.2f}",
                 "",
             ),
-            ("floor: server CPU per GET /api/v1/health", f"{per_health:.2f}", ""),
+            ("floor: server CPU per GET /api/v1/health", spread(cpu.per_health), ""),
             *tracking_rows(args.calls),
         ],
     )

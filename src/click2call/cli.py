@@ -102,6 +102,7 @@ def serve(args: argparse.Namespace) -> int:
         log_level=settings.server.log_level,
         access_log=False,  # ours (api/access.py) hides keys and signatures
         http=guarded_protocol(settings.server),  # slow and greedy clients
+        ws="none",  # no upgrades: a handed-over transport would keep its per-address count
         log_config=None,  # uvicorn's lines go through our handler (text or JSON)
     )
     # What is built by now (modules, settings, the app, the store's tables) lives as long as

@@ -34,6 +34,7 @@ class HangupRelay:
         self._threads = threads
         self._poll_interval = poll_interval
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def owned_elsewhere(self, call: StoredCall) -> bool:
         """The call's dialogs live in another node (None: stored before nodes had names)."""
@@ -47,13 +48,19 @@ class HangupRelay:
         self._runner = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        """Stop between rounds: requests a round has taken are carried out, not dropped
+        (a database that hangs past its timeout twice gets the round cancelled)."""
+        if self._runner is None:
+            return
+        self._stopping.set()
+        try:
+            async with asyncio.timeout(2 * self._threads.timeout + 1):
                 await self._runner
+        except TimeoutError:
+            log.error("hang-up relay stopped in the middle of a round: the database hangs")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 asked = await self._threads.finish(self._requests.take, self._clock())
             except DatabaseUnavailable as exc:
@@ -68,4 +75,6 @@ class HangupRelay:
                     await self._engines[request.tenant].hangup(request.uniqueid)
                 except Exception:
                     log.exception("hang-up of call %s failed", request.uniqueid)
-            await asyncio.sleep(self._poll_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._stopping.wait()

@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
 
+from click2call.calls import CallState
 from click2call.store import Change
 
 _CALL: ContextVar[tuple[int | None, str] | None] = ContextVar("click2call_call", default=None)
@@ -85,10 +86,15 @@ def configure(level: str, log_format: Literal["text", "json"]) -> None:
 
 
 def log_change(change: Change) -> None:
-    """A tracking listener: one line per stored state change of a call."""
+    """A tracking listener: a line per stored state change of a call. A call's placing
+    and its end (with its result) are INFO; the steps between are DEBUG: they are in the
+    call's history (GET /api/v1/calls/{id}/events), and a line costs ~30 µs of the
+    server's CPU, a tenth of an Asterisk call's whole handling."""
     call, event = change.call, change.event
     extra = {"call_id": call.id, "uniqueid": call.uniqueid}
     if event.result is not None:
         log.info("call %s: %s (%s)", call.uniqueid, event.type, event.result.value, extra=extra)
-    else:
+    elif event.state is CallState.QUEUED:
         log.info("call %s: %s", call.uniqueid, event.type, extra=extra)
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("call %s: %s", call.uniqueid, event.type, extra=extra)

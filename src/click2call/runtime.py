@@ -53,8 +53,10 @@ class Runtime:
         self.clock = clock
         self.node = settings.server.node_id or f"{socket.gethostname()}:{settings.server.port}"
         self.store = Store(database, self.node)
-        # Room in the PostgreSQL pool (store/database.py: 40) beside the writer threads.
+        # Room in the PostgreSQL pool (store/database.py: 40) beside the writer threads;
+        # the pollers' own, so requests filling theirs never hold up a heartbeat.
         self.store_threads = StoreThreads(32, settings.server.database_timeout)
+        self.poller_threads = StoreThreads(4, settings.server.database_timeout)
         self.keys = KeyStore(database)
         self.key_requests = KeyRequests(database)  # key_requests_per_minute, cluster-wide
         hooks = settings.webhooks
@@ -72,7 +74,7 @@ class Runtime:
         self.limits = Limits(time.monotonic)
         self.tracking = Tracking(self.store, self.limits, clock, self.store_threads.timeout)
         self.hangups = HangupRelay(
-            HangupRequests(database, self.node), self.node, self.engines, clock, self.store_threads
+            HangupRequests(database, self.node), self.node, self.engines, clock, self.poller_threads
         )
         server = settings.server
         self.watch = NodeWatch(
@@ -83,7 +85,7 @@ class Runtime:
             clock,
             server.heartbeat_interval,
             server.node_lease,
-            self.store_threads,
+            self.poller_threads,
         )
         self.service = CallService(
             settings,
@@ -100,7 +102,7 @@ class Runtime:
         self.tracking.subscribe(self.metrics.on_change)
         self.tracking.subscribe(logs.log_change)
         self.deliverer = Deliverer(
-            settings, self.outbox, clock, self.store_threads, observe=self.metrics.delivery
+            settings, self.outbox, clock, self.poller_threads, observe=self.metrics.delivery
         )
         self.tracking.subscribe(self.deliverer.on_change)
 
@@ -212,4 +214,5 @@ class Runtime:
         self.sip_endpoint.stop()
         # The pollers are stopped, but a thread of theirs may still hold a connection.
         await self.store_threads.close()
+        await self.poller_threads.close()
         self.store.close()

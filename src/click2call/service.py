@@ -54,6 +54,7 @@ class CallRequest:
     outboundcid: str | None = None
     foreignid: str | None = None
     callback_url: str | None = None  # grammar checked; the tenant's hosts not yet
+    widget_token: str | None = None  # the widget token placing it (its id)
 
 
 class CallService:
@@ -189,6 +190,7 @@ class CallService:
             or agent.number,
             agent_caller_id=dialled.digits,  # the agent sees whom they are about to call
             foreignid=request.foreignid,
+            widget_token=request.widget_token,
         )
         return _Plan(record, agent, destination, dialled, phone)
 

@@ -13,6 +13,10 @@ outage. The thread may stay blocked in the driver; the pool's size keeps their n
 and work still queued when its wait ends is dropped, never run late. Work that takes
 something once (hang-up requests marked taken, a lost node's calls claimed) is `finish`ed
 instead: a result committed after its caller stopped waiting would be lost for good.
+
+The pollers have a small pool of their own (Runtime.poller_threads): a burst of slow
+requests filling the request pool must not hold up a node's heartbeat until the others
+take its calls over.
 """
 
 from __future__ import annotations
@@ -58,8 +62,11 @@ class StoreThreads:
 
     async def finish(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """As `run`, but waiting for as long as the work takes: for a poller's work whose
-        result, once committed, exists nowhere else (a take-once read)."""
-        return await self._submit(work, *args, **kwargs)
+        result, once committed, exists nowhere else (a take-once read, attempts written).
+        A caller cancelled meanwhile stops waiting; the work still runs to its end (queued
+        work too), so it is never half done nor done again by a caller that thinks it was
+        not: a poller stops between rounds rather than being cancelled in one."""
+        return await asyncio.shield(self._submit(work, *args, **kwargs))
 
     def _submit(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
         context = contextvars.copy_context()

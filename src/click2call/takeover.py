@@ -85,6 +85,7 @@ class NodeWatch:
         self._lease = timedelta(seconds=lease)
         self._threads = threads
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._beating_since: datetime | None = None  # None: the last beat failed
 
     def join(self) -> None:
@@ -99,11 +100,22 @@ class NodeWatch:
 
     async def stop(self) -> None:
         """Stop beating and taking over, as a stop begins: a node ending its own calls
-        takes on no more. Its row stays (a stop cut short is still taken over)."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        takes on no more. Its row stays (a stop cut short is still taken over).
+
+        A round under way is let finish: calls it claimed are this node's alone, and
+        would stay in flight for ever if the claim committed and nobody ended them. Only a
+        database that hangs past its timeout twice gets the round cancelled."""
+        if self._runner is None:
+            return
+        self._stopping.set()
+        try:
+            async with asyncio.timeout(2 * self._threads.timeout + 1):
                 await self._runner
+        except TimeoutError:
+            log.error("node watch stopped in the middle of a round: the database hangs")
+        except asyncio.CancelledError:  # the stop itself was cancelled
+            self._runner.cancel()
+            raise
 
     async def leave(self) -> None:
         """The node ended its calls itself: its row goes, nobody is to take over."""
@@ -112,7 +124,11 @@ class NodeWatch:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
             try:
                 await self._beat_and_sweep()
             except DatabaseUnavailable as exc:

@@ -264,3 +264,49 @@ def test_a_chunked_body_with_trailer_fields_is_read_and_its_trailers_bounded(
     with guarded.connect() as sock:
         sock.sendall(head + chunks + b"0\r\nX-Checksum: " + b"1" * MAX_HEAD_BYTES + b"\r\n\r\n")
         assert _reply(sock).startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_body_in_many_small_chunks_is_not_taken_for_a_head(guarded: Guarded) -> None:
+    # 4,000 body bytes as 1-byte chunks: ~20 KB of chunk framing, all of it streamed by
+    # llhttp, none of it a head.
+    body = b"extension=abc&destination=0502760206&pad=" + b"y" * 3960
+    head = (
+        b"POST /web/dial.php HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+    )
+    chunks = b"".join(b"1\r\n%s\r\n" % body[i : i + 1] for i in range(len(body)))
+    with guarded.connect() as sock:
+        sock.sendall(head)
+        for part in _pieces(chunks + b"0\r\n\r\n", len(chunks) // 10):
+            sock.sendall(part)
+            time.sleep(0.01)
+        reply = _reply(sock)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+    assert b"extension" in reply
+
+
+def test_a_request_answered_before_its_body_still_bounds_the_next_one(guarded: Guarded) -> None:
+    # A wrong key is refused before the body is read; the body then comes, and the next
+    # request's head trickles in a byte at a time: it gets the same deadline as any other.
+    with guarded.connect() as sock:
+        sock.sendall(
+            b"POST /api/v1/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-API-Key: not-a-key\r\nContent-Length: 20\r\n\r\n"
+        )
+        sock.settimeout(10)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 401 ")
+        sock.sendall(b"{" + b" " * 18 + b"}" + HEALTH + b"X-Pad: ")
+        started = time.monotonic()
+        closed = None
+        while closed is None and time.monotonic() - started < REQUEST_TIMEOUT * 4:
+            try:
+                sock.sendall(b"x")  # a field that never ends: never a whole head
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic() - started
+                break
+            readable, _, _ = select.select([sock], [], [], 0.2)
+            if readable:
+                assert _reply(sock).startswith(b"HTTP/1.1 408 ")
+                closed = time.monotonic() - started
+    assert closed is not None, "the trickling head was never cut off"

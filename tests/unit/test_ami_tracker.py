@@ -301,6 +301,12 @@ def test_another_calls_events_are_not_parsed(name: str) -> None:
     assert {m.event for m in kept} <= {None, "OriginateResponse"}
 
 
+def test_an_event_of_one_line_is_judged_by_its_whole_line() -> None:
+    assert worth_parsing(b"Event: OriginateResponse", set())
+    assert worth_parsing(b"Event: Hangup", {"c2c-1"}) is False  # names no channel of ours
+    assert worth_parsing(b"Event: Hangu", set()) is False
+
+
 def test_a_call_taken_back_before_its_originate_was_acknowledged_catches_up() -> None:
     # Killed between sending the Originate and storing its reply: the row is queued.
     tracker = CallTracker("1795478400.2002", None)

@@ -58,17 +58,22 @@ def scopes() -> list[Scope]:
     return []
 
 
-@pytest.fixture
-def client(scopes: list[Scope]) -> httpx.AsyncClient:
+def _client(scopes: list[Scope], direct: bool = True) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(router)
     app.add_exception_handler(Refused, refused)
-    app.add_middleware(
-        DirectCalls, endpoints=frozenset({hello}), exception_handlers=app.exception_handlers
-    )
+    if direct:
+        app.add_middleware(
+            DirectCalls, endpoints=frozenset({hello}), exception_handlers=app.exception_handlers
+        )
     app.add_middleware(Seen, scopes=scopes)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@pytest.fixture
+def client(scopes: list[Scope]) -> httpx.AsyncClient:
+    return _client(scopes)
 
 
 def _shape(reply: httpx.Response) -> tuple[int, str, str | None]:
@@ -82,7 +87,8 @@ async def test_the_router_then_the_direct_call_answer_alike(
     first = await client.get("/v/hello?name=bob")  # the router shows the route
     assert "router" in scopes[0]
     replies = [await client.get(f"/v/hello?{query}") for _ in range(2)]
-    assert _shape(replies[0]) == _shape(replies[1])
+    routed = await _client([], direct=False).get(f"/v/hello?{query}")  # FastAPI alone
+    assert _shape(replies[0]) == _shape(replies[1]) == _shape(routed)
     expected = {
         "name=ann": (201, "hello ann", "text/plain; charset=utf-8"),
         "refuse=no": (403, "refused: no", "text/plain; charset=utf-8"),

@@ -60,5 +60,16 @@ def test_ports_in_a_row_claimed_in_part_are_let_go(monkeypatch: pytest.MonkeyPat
     )
     monkeypatch.setattr(sipp, "_claim", claim)
     assert sipp.free_ports_in_a_row(3) != first
-    assert first + 1 not in sipp._CLAIMS
+    assert first not in sipp._CLAIMS and first + 1 not in sipp._CLAIMS
     assert real_claim(first + 1)  # nobody holds it now
+
+
+def test_a_claim_folder_of_another_user_leaves_the_probe_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*_args: object) -> int:
+        raise PermissionError("not yours")
+
+    monkeypatch.setattr(sipp.os, "open", refused)
+    port = sipp.free_port()  # found, not locked, no PermissionError
+    assert port not in sipp._CLAIMS

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
-from click2call.logs import CallContext, JsonFormatter, about_call, set_call
+from click2call.calls import CallState, Result, event_type
+from click2call.logs import CallContext, JsonFormatter, about_call, log_change, set_call
+from click2call.store import Change
 
 
 @pytest.fixture
@@ -73,3 +77,24 @@ def test_an_exception_is_kept_in_the_line(logger: logging.Logger, lines: list[st
     except ValueError:
         logger.exception("failed")
     assert "ValueError: boom" in json.loads(lines[0])["exception"]
+
+
+@pytest.mark.parametrize(
+    ("state", "result", "level"),
+    [
+        (CallState.QUEUED, None, logging.INFO),
+        (CallState.AGENT_RINGING, None, logging.DEBUG),
+        (CallState.CONNECTED, None, logging.DEBUG),
+        (CallState.ENDED, Result.COMPLETED, logging.INFO),
+    ],
+)
+def test_a_calls_placing_and_end_are_info_the_steps_between_debug(
+    caplog: pytest.LogCaptureFixture, state: CallState, result: Result | None, level: int
+) -> None:
+    call = SimpleNamespace(id=12, uniqueid="1764050462.12")
+    event = SimpleNamespace(type=event_type(state, result), state=state, result=result)
+    with caplog.at_level(logging.DEBUG, logger="click2call.calls"):
+        log_change(cast(Change, SimpleNamespace(call=call, event=event)))
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (level, f"call 1764050462.12: {event.type}" + (f" ({result.value})" if result else ""))
+    ]

@@ -52,3 +52,22 @@ async def test_close_waits_for_a_pollers_thread_before_disposing_of_the_database
     release.set()
     await asyncio.wait_for(closing, 10)
     assert order == ["poll done", "disposed"]
+
+
+async def test_a_heartbeat_is_written_while_requests_fill_their_threads(tmp_path: Path) -> None:
+    """Every request thread is held by a slow read: the node's heartbeat, in the pollers'
+    own threads, is written all the same (queued behind the reads, it would miss its lease
+    and other nodes would take this node's calls)."""
+    runtime = _runtime(tmp_path)
+    runtime.store_threads.timeout = runtime.poller_threads.timeout = 1.0
+    held = threading.Event()
+    reads = [asyncio.create_task(runtime.store_threads.run(held.wait, 5)) for _ in range(40)]
+    await asyncio.sleep(0.1)
+    try:
+        await runtime.watch._beat_and_sweep()  # DatabaseUnavailable if queued behind them
+    finally:
+        held.set()
+        await asyncio.gather(*reads, return_exceptions=True)
+        await runtime.store_threads.close()
+        await runtime.poller_threads.close()
+        runtime.store.close()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ from click2call.errors import IllegalTransition
 from click2call.store import NewCall, Store, open_database
 from click2call.store.repository import UnknownCall
 from click2call.store.schema import call_events, calls
+from click2call.store.sessions import SessionStore
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 NEW = NewCall(
@@ -263,3 +265,26 @@ def test_two_writers_of_one_call_take_turns_and_never_take_one_sequence_twice(
     other.join()
     assert results == [None]  # a found it ringing already: nothing to change
     assert [e.sequence for e in a.events(call)] == [1, 2, 3]
+
+
+def test_a_widget_token_is_linked_to_its_call_in_the_calls_own_transaction(
+    store: Store, database: Engine
+) -> None:
+    sessions = SessionStore(database)
+    placed = store.create_call(dataclasses.replace(NEW, widget_token="tok-1"), T0).call
+    assert sessions.placed_by(placed.id, "tok-1")
+    assert not sessions.placed_by(placed.id, "tok-2")
+    ids: list[int] = []
+
+    def fails_after_the_call() -> None:
+        with store.writing() as writes:
+            ids.append(
+                writes.create_call(dataclasses.replace(NEW, widget_token="tok-3"), T0).call.id
+            )
+            raise RuntimeError("the transaction fails after the call")
+
+    with pytest.raises(RuntimeError):
+        fails_after_the_call()
+    unwritten = ids[0]
+    assert not sessions.placed_by(unwritten, "tok-3")  # neither the call nor its link
+    assert store.get(unwritten) is None

@@ -30,7 +30,7 @@ async def test_a_database_that_does_not_answer_is_an_outage_after_the_timeout() 
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable) as caught:
         await threads.run(hung.wait, 10)
-    assert 0.2 <= time.monotonic() - started < 1
+    assert 0.2 <= time.monotonic() - started < 5  # the work itself would take 10 s
     assert caught.value.reason == "the database did not answer within 0.2 s"
     # The one thread is still blocked: work queued behind it waits its own timeout and is
     # dropped, never run once the thread is free.
@@ -68,7 +68,7 @@ async def test_close_gives_up_on_a_thread_that_stays_blocked() -> None:
         await threads.run(hung.wait, 10)
     started = time.monotonic()
     await threads.close(wait=0.2)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # the thread stays blocked for 10 s
     hung.set()
 
 

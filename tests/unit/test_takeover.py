@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -137,3 +138,38 @@ async def test_a_claim_the_database_answers_late_is_still_taken_over(
             break
     await watch.stop()
     assert ended == [(uniqueid, Result.ERROR, takeover_cause("a", "b"))]
+
+
+async def test_a_node_stopping_as_its_claim_commits_still_ends_the_claimed_calls(
+    database: sqlalchemy.Engine,
+) -> None:
+    """The stop comes while the claim is in the database: the round is let finish, so the
+    calls it moved to this node are ended (nobody else would ever end them)."""
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    claiming = threading.Event()
+
+    class SlowRegistry(NodeRegistry):
+        def claim_lost(self, now: datetime, lease: timedelta) -> list[Claim]:
+            claims = super().claim_lost(now, lease)
+            claiming.set()
+            time.sleep(0.3)  # committed; the answer is slow to come back
+            return claims
+
+    NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
+    uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
+    assert uniqueid is not None
+    ended: list[tuple[str, Result, str]] = []
+    threads = StoreThreads(2, 5)
+    watch = NodeWatch(
+        SlowRegistry(database, "b"), "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1, threads
+    )
+    watch.join()
+    watch.start()
+    assert await asyncio.to_thread(claiming.wait, 5)
+    await watch.stop()  # the server stops as the claim commits
+    assert ended == [(uniqueid, Result.ERROR, takeover_cause("a", "b"))]
+    await watch.leave()
+    await threads.close()

@@ -13,7 +13,10 @@ request head is complete.
   over `MAX_HEAD_BYTES` (16 KiB, the bound h11 kept before) is answered
   `431 Request Header Fields Too Large` and the connection is closed. llhttp keeps no
   bound of its own: it hands over the head in pieces, and the parser's Python wrapper
-  joins a header field's pieces until the field ends.
+  joins a header field's pieces until the field ends. A chunked body's framing is not a
+  head: llhttp streams it and keeps none of it.
+- uvicorn is run with `ws="none"`: an upgraded connection would leave this protocol
+  without its `connection_lost`, and its address's count would never go down.
 
 Bodies are bounded by `limits.BodyLimit`.
 """
@@ -114,7 +117,12 @@ def guarded_protocol(server: ServerSettings) -> type[HttpToolsProtocol]:
             # until the field ends. What is neither body nor an earlier request's head is
             # the head (or trailer, or chunk framing) of the request being read.
             if boundaries == self._boundaries and self._phase is not _IDLE:
-                self._spanned += len(data) - self._fed_body
+                if self._phase is _BODY and self._fed_body:
+                    # Chunk framing between body bytes: llhttp streams it and keeps none,
+                    # so only what follows the last body byte (a trailer) is counted.
+                    self._spanned = 0
+                else:
+                    self._spanned += len(data) - self._fed_body
             elif self._phase is _HEAD:  # a request began in this feed, its head unfinished
                 self._spanned = len(data) - self._fed_body - self._fed_heads
             if self._spanned > MAX_HEAD_BYTES:
@@ -157,6 +165,10 @@ def guarded_protocol(server: ServerSettings) -> type[HttpToolsProtocol]:
             self._phase = _IDLE
             self._disarm()
             super().on_message_complete()
+            if self._received == self._answered and not self.transport.is_closing():
+                # Answered before its body was read (a refusal): the next request's time
+                # starts now, as it would have at the response's end.
+                self._arm()
 
         def on_response_complete(self) -> None:
             self._answered += 1

@@ -246,11 +246,9 @@ async def place_call(request: Request, token: WidgetToken = None) -> Response:
                 tech=Tech(claims.agent_tech or "sip") if extension else None,
                 phone=None if extension else claims.agent_number,
                 foreignid=fields.foreignid(body.foreignid),
+                widget_token=claims.token_id,
             )
             decision.call = call = await runtime.service.place(order)
-            await in_store_thread(
-                request, runtime.sessions.link_widget_call, call.id, claims.token_id
-            )
     except Click2CallError as exc:
         return _cors(request, v1_error(exc))
     out = CallOut.of(call).model_dump(mode="json")

@@ -74,6 +74,7 @@ async def _call(settings: Settings) -> bool:
             port=settings.server.port,
             log_level="warning",
             http=guarded_protocol(settings.server),  # the same HTTP bounds as `serve`
+            ws="none",  # no upgrades: a handed-over transport would keep its per-address count
         )
     )
     serving = asyncio.create_task(server.serve())

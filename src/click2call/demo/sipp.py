@@ -45,8 +45,11 @@ _CLAIM_FOLDER = Path(tempfile.gettempdir()) / "click2call-ports"
 
 def _claim(port: int) -> bool:
     """Reserve `port` among processes on this machine; False when another one holds it."""
-    _CLAIM_FOLDER.mkdir(exist_ok=True)
-    fd = os.open(_CLAIM_FOLDER / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        _CLAIM_FOLDER.mkdir(exist_ok=True)
+        fd = os.open(_CLAIM_FOLDER / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    except PermissionError:  # another user's folder or file: no lock, the probe alone
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -57,7 +60,8 @@ def _claim(port: int) -> bool:
 
 
 def _release(port: int) -> None:
-    os.close(_CLAIMS.pop(port))  # closing the file drops its lock
+    if port in _CLAIMS:
+        os.close(_CLAIMS.pop(port))  # closing the file drops its lock
 
 
 def _below_ephemeral() -> range:
@@ -100,6 +104,7 @@ def free_ports_in_a_row(count: int) -> int:
         first = free_port()
         rest = range(first + 1, first + count)
         if not all(p not in _HANDED_OUT and _free_on_both(p) for p in rest):
+            _release(first)
             continue
         claimed = []
         for port in rest:
@@ -109,7 +114,7 @@ def free_ports_in_a_row(count: int) -> int:
         else:
             _HANDED_OUT.update(rest)
             return first
-        for port in claimed:  # another process holds one of them: free ours for others
+        for port in (first, *claimed):  # another process holds one: free ours for others
             _release(port)
 
 

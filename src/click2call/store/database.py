@@ -111,13 +111,14 @@ def connect(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"check_same_thread": False}, **pooled)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        # Room for the store's writer threads (Store.writers) beside the request threads
-        # (Starlette's pool of 40): a writer waiting on requests' reads looked like an outage.
+        # A connection for each store thread: the writers (Store.writers, 4), the request
+        # threads (Runtime.store_threads, 32) and the pollers' (Runtime.poller_threads, 4).
+        # A writer waiting on requests' connections looked like an outage.
         engine = create_engine(
             parsed,
             poolclass=_Pool,
             pool_size=8,
-            max_overflow=32,
+            max_overflow=32 + 4,
             pool_timeout=5,
             connect_args=_POSTGRES_CONNECT,
         )

@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-_NAMED = re.compile(r":(\w+)")
+# A placeholder: a colon and a name, not the second colon of a `::type` cast.
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
 
 class Sql:
@@ -30,7 +31,8 @@ class Sql:
 
     def __init__(self, text: str, postgresql: str | None = None) -> None:
         self.sqlite = text
-        self.postgresql = _NAMED.sub(r"%(\1)s", postgresql or text)
+        # psycopg reads `%` as the start of a placeholder: a literal one (LIKE 'a%') is `%%`.
+        self.postgresql = _NAMED.sub(r"%(\1)s", (postgresql or text).replace("%", "%%"))
 
 
 class Driver:

@@ -114,11 +114,11 @@ _LIVE_ENDPOINTS_OF_CALL = (
 # The live endpoints that may want a call's events (the tenant's and its own) as one JSON
 # text (an array of [id, events]; NULL or [] for none), for the statement that returns them
 # along with the call's first event of a transaction (store/repository.py): no round trip.
-ENDPOINTS_OF_CALL_JSON = Sql(
+# A subquery for another statement to include (its SQLite and its PostgreSQL text, with
+# `:name` placeholders that the including Sql translates once).
+ENDPOINTS_OF_CALL_JSON = (
     "(SELECT json_group_array(json_array(id, events)) " + _LIVE_ENDPOINTS_OF_CALL + ")",
-    postgresql="(SELECT CAST(json_agg(json_build_array(id, events)) AS TEXT) "
-    + _LIVE_ENDPOINTS_OF_CALL
-    + ")",
+    "(SELECT CAST(json_agg(json_build_array(id, events)) AS TEXT) " + _LIVE_ENDPOINTS_OF_CALL + ")",
 )
 _INSERT_DELIVERY = Sql(
     "INSERT INTO webhook_outbox (endpoint_id, call_id, event_id, state, attempts,"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, or_, select
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
 from click2call.errors import IllegalTransition
@@ -22,7 +22,7 @@ from click2call.store import admission, keys, outbox, sip_dialogs
 from click2call.store.driver import Driver, Sql
 from click2call.store.event_body import event_body
 from click2call.store.keys import AuditEntry
-from click2call.store.schema import call_events, calls
+from click2call.store.schema import call_events, calls, widget_calls
 
 _TIMESTAMP_OF_STATE = {
     CallState.AGENT_ANSWERED: "agent_answered_at",
@@ -41,6 +41,9 @@ class NewCall:
     destination_caller_id: str
     agent_caller_id: str
     foreignid: str | None
+    # The widget token placing it: linked in the call's own transaction, so a call never
+    # exists that its token cannot read (a page would place it again).
+    widget_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +179,8 @@ _NEW_EVENT_VALUES = (
 _NEW_EVENT = Sql(_NEW_EVENT_VALUES, postgresql=_NEW_EVENT_VALUES + " RETURNING id")
 # A call's first event in a transaction brings back its webhook endpoints too.
 _NEW_EVENT_AND_ENDPOINTS = Sql(
-    f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON.sqlite}",
-    postgresql=f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON.postgresql}",
+    f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON[0]}",
+    postgresql=f"{_NEW_EVENT_VALUES} RETURNING id, {outbox.ENDPOINTS_OF_CALL_JSON[1]}",
 )
 
 
@@ -263,6 +266,10 @@ class Writes:
         )
         if callback is not None:
             outbox.subscribe_call(self._conn, call.tenant, call.id, callback, now)
+        if new.widget_token is not None:
+            self._conn.execute(
+                insert(widget_calls).values(call_id=call_id, token_id=new.widget_token)
+            )
         return self._append(call, None, now)
 
     def record(self, event: CallEvent) -> Change | None:

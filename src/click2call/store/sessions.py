@@ -74,10 +74,6 @@ class SessionStore:
                 value = conn.execute(query).scalar_one()
         return bytes.fromhex(value)
 
-    def link_widget_call(self, call_id: int, token_id: str) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(insert(widget_calls).values(call_id=call_id, token_id=token_id))
-
     def placed_by(self, call_id: int, token_id: str) -> bool:
         query = select(widget_calls.c.call_id).where(
             widget_calls.c.call_id == call_id, widget_calls.c.token_id == token_id

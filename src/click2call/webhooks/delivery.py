@@ -127,9 +127,13 @@ class Deliverer:
             return
         self._settled, self._gone = [], []
         try:
-            # Waited for however long it takes: given up on, it could still commit, and
-            # written again next round its attempts would be stored twice.
+            # Waited for however long it takes, and carried to its end even if this round
+            # is cancelled (close): given up on, it could still commit, and written again
+            # its attempts would be stored twice.
             await self._threads.finish(self._outbox.settle, settled)
+        except asyncio.CancelledError:
+            self._gone[:0] = gone  # the attempts are being written; the 410s are not yet
+            raise
         except BaseException:
             self._settled[:0], self._gone[:0] = settled, gone
             raise

@@ -4,6 +4,10 @@ A thin asyncio shell around the sans-IO codec (codec.py) and reply matcher (repl
 it writes actions, hands each reply to the action waiting for it, passes every other
 message to the engine in the order received, and after a drop or a refused login tries
 again with exponential backoff. While it is down, `send()` fails at once.
+
+What arrives is decoded in the transport's callback (`_Link.data_received`), not by a task
+reading a StreamReader: a live Asterisk writes each event on its own, so a call's
+messages come in many small reads, and each read woke a task and copied its bytes twice.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from click2call.engines.asterisk import actions
-from click2call.engines.asterisk.codec import AmiDecoder, AmiProtocolError, Banner, Message
+from click2call.engines.asterisk.codec import AmiDecoder, AmiProtocolError, Message
 from click2call.engines.asterisk.replies import Replies, Reply
 from click2call.settings import TenantAsterisk
 
@@ -26,6 +30,43 @@ _FIRST_RETRY = 0.5
 
 class AmiUnavailable(Exception):
     """The AMI connection is down, or an action got no reply in time."""
+
+
+class _Link(asyncio.Protocol):
+    """One connection's reading side: each read decoded and dispatched as it arrives.
+    `closed` ends when the connection does: with None once the peer closes it, with the
+    exception that ended it otherwise (garbage from the peer, a failed dispatch)."""
+
+    def __init__(self, decoder: AmiDecoder, dispatch: Callable[[Message], None]) -> None:
+        self._decoder = decoder
+        self._dispatch = dispatch
+        self._transport: asyncio.BaseTransport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for message in self._decoder.feed(data):
+                if isinstance(message, Message):
+                    self._dispatch(message)
+        except Exception as exc:
+            self._end(exc)
+            if self._transport is not None:
+                self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc)
+
+    def _end(self, exc: Exception | None) -> None:
+        if self.closed.done():
+            return
+        if exc is None:
+            self.closed.set_result(None)
+        else:
+            self.closed.set_exception(exc)
+            self.closed.exception()  # raised to whoever awaits it; nobody may (a close)
 
 
 class AmiClient:
@@ -52,7 +93,7 @@ class AmiClient:
         # from 1 too, so the ids of this one carry a token of its own.
         token = secrets.token_hex(3)
         self._ids = (f"c2c-{token}-{n}" for n in itertools.count(1))
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.WriteTransport | None = None
         self._replies = Replies()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._in_order: dict[str, Callable[[Reply], None]] = {}
@@ -107,7 +148,7 @@ class AmiClient:
         return await self._exchange(self._writer, action, action_id)
 
     async def _exchange(
-        self, writer: asyncio.StreamWriter, action: Message, action_id: str
+        self, writer: asyncio.WriteTransport, action: Message, action_id: str
     ) -> Reply:
         reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[action_id] = reply
@@ -143,11 +184,13 @@ class AmiClient:
         settings = self._settings
         address = f"{settings.host}:{settings.port}"
         self.status = f"connecting to {address}"
-        async with asyncio.timeout(settings.connect_timeout):
-            reader, writer = await asyncio.open_connection(settings.host, settings.port)
         decoder = AmiDecoder(keep=self._keep)
         self._replies = Replies()  # a reply begun on an older link never ends
-        reading = asyncio.create_task(self._read(reader, decoder))
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(settings.connect_timeout):
+            writer, link = await loop.create_connection(
+                lambda: _Link(decoder, self._dispatch), settings.host, settings.port
+            )
         try:
             await self._login(writer)
             self._writer, self._connected = writer, True
@@ -156,15 +199,12 @@ class AmiClient:
             self.status = f"connected to {address}"
             log.info("AMI logged in to %s as %s", address, settings.username)
             self._on_connected()
-            await reading  # until the peer closes or sends garbage
+            await link.closed  # until the peer closes or sends garbage
             self._went_down("connection closed by Asterisk")
         finally:
-            reading.cancel()
-            with contextlib.suppress(BaseException):
-                await reading
             writer.close()
 
-    async def _login(self, writer: asyncio.StreamWriter) -> None:
+    async def _login(self, writer: asyncio.WriteTransport) -> None:
         action_id = self.next_action_id()
         secret = self._settings.secret.get_secret_value()
         reply = await self._exchange(
@@ -173,14 +213,6 @@ class AmiClient:
         if not reply.ok:
             message = reply.response.get("Message", "no reason given")
             raise AmiUnavailable(f"login refused: {message}")
-
-    async def _read(self, reader: asyncio.StreamReader, decoder: AmiDecoder) -> None:
-        while data := await reader.read(65536):
-            for message in decoder.feed(data):
-                if isinstance(message, Banner):
-                    continue
-                self._dispatch(message)
-        # end of stream: the caller notices when this returns
 
     def _dispatch(self, message: Message) -> None:
         live, done = self._replies.feed(message)

@@ -145,30 +145,38 @@ class AmiDecoder:
         self.skipped = 0  # messages `keep` refused
 
     def feed(self, data: bytes) -> list[Banner | Message]:
-        self._buffer += data
+        buffer = self._buffer
+        # A message can only end in what arrived now (or in the 3 bytes before it): the
+        # rest was searched already, and is neither searched nor copied again.
+        search_from = max(len(buffer) - 3, 0)
+        buffer += data
         out: list[Banner | Message] = []
         if not self._banner_seen:
-            end = self._buffer.find(b"\r\n")
+            end = buffer.find(b"\r\n")
             if end < 0:
                 self._check_size()
                 return out
-            line = bytes(self._buffer[:end])
+            line = bytes(buffer[:end])
             if not line.startswith(_BANNER_PREFIX):
                 raise AmiProtocolError(f"not an AMI banner: {line[:80]!r}")
             out.append(Banner(line[len(_BANNER_PREFIX) :].decode("ascii", errors="replace")))
-            del self._buffer[: end + 2]
-            self._banner_seen = True
-        buffer, keep, start = self._buffer, self._keep, 0
-        while (end := buffer.find(b"\r\n\r\n", start)) >= 0:
-            block = bytes(buffer[start:end])
-            start = end + 4
+            del buffer[: end + 2]
+            self._banner_seen, search_from = True, 0
+        if buffer.find(b"\r\n\r\n", search_from) < 0:
+            self._check_size()
+            return out
+        # Cut in one pass, as the loop of finds it replaces would: the last piece is a
+        # message not yet whole (often empty), kept for the next feed.
+        *blocks, rest = bytes(buffer).split(b"\r\n\r\n")
+        del buffer[: len(buffer) - len(rest)]
+        keep = self._keep
+        for block in blocks:
             if not block:
                 continue
             if keep is not None and not keep(block):
                 self.skipped += 1
                 continue
             out.append(_parse_block(block))
-        del buffer[:start]
         self._check_size()
         return out
 

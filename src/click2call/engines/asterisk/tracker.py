@@ -123,7 +123,8 @@ def worth_parsing(block: bytes, channel_ids: Container[str]) -> bool:
     `Event:` first, and `Uniqueid`/`Linkedid` with this spelling)."""
     if not block.startswith(b"Event: "):
         return True  # a reply: matched to its action by ActionID
-    when = _READ_WHEN.get(block.partition(b"\r\n")[0])
+    end = block.find(b"\r\n")  # the first line, without copying the rest
+    when = _READ_WHEN.get(block if end < 0 else block[:end])
     if when is None or when == "always":
         return when == "always"
     if _value(block, b"\r\nUniqueid: ") in channel_ids:
