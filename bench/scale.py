@@ -13,7 +13,14 @@ and PostgreSQL a throwaway cluster (tests/postgres_cluster.py), all on the same 
   legs up and joined) within the measured seconds, by its stored `connected_at`.
 
 The CPU columns are cores busy on average (CPU seconds per second) for the server (all its
-workers), PostgreSQL (every backend), wrk, SIPp, and everything else on the machine.
+workers), PostgreSQL (every backend), wrk, SIPp, everything else on the machine, and each
+worker on its own. The rate alone cannot say whether 2 workers scale: on a machine whose
+cores are all busy (2 workers, PostgreSQL, wrk, SIPp and whatever else runs there) the
+ratio is bounded by the cores left, not by the server. So each phase also prints the calls
+per CPU second of the server's processes, 2 workers against 1: at 1.00x two workers do as
+much work per core as one, and on a machine with cores to spare the ratio would approach 2x
+that; the raw ratio stays beside it, against the target. A run starts once every worker
+listens on the HTTP port (the first one up would otherwise take every connection).
 `--profile DIR` records each rig's accepted/s run with py-spy (every worker process) and
 prints the top frames.
 
@@ -138,11 +145,31 @@ class Parties:
             + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime,
         }
         own["other"] = _machine_busy() - sum(own.values())
+        # Each worker on its own (`serve --workers N` is a supervisor and N children).
+        for n, worker in enumerate(tree.get(self.server, [])):
+            own[f"worker {n}"] = _cpu(_family(worker, tree))
         return own
 
 
-def cores_used(before: dict[str, float], after: dict[str, float], seconds: float) -> list[float]:
-    return [(after[p] - before[p]) / seconds for p in PARTIES]
+@dataclass(frozen=True)
+class Run:
+    """One measured run: the rate, the cores each party kept busy, each worker's."""
+
+    rate: float
+    cores: list[float]  # in the order of PARTIES
+    workers: list[float]  # [] with one worker (the server is that worker)
+
+    @property
+    def per_server_cpu_second(self) -> float:
+        """Calls per CPU second of the server's processes: its efficiency, whatever the
+        machine had to spare."""
+        return self.rate / max(self.cores[0], 0.01)
+
+
+def measured(rate: float, before: dict[str, float], after: dict[str, float], seconds: float) -> Run:
+    cores = [(after[p] - before[p]) / seconds for p in PARTIES]
+    workers = sorted(k for k in after if k.startswith("worker ") and k in before)
+    return Run(rate, cores, [(after[w] - before[w]) / seconds for w in workers])
 
 
 # --- one rig ---------------------------------------------------------------------------
@@ -178,12 +205,31 @@ def rig(folder: Path, database: str, workers: int, postmaster: int | None) -> It
     base = f"http://127.0.0.1:{http}"
     server = ServerProcess(config, base, folder / "server.log", serve_args=args).start()
     try:
+        _wait_listening(http, workers)
         yield Rig(server, database, pbx, trunk, postmaster)
     finally:
         server.stop()
 
 
-def accepted(r: Rig, seconds: int, profile: Path | None) -> tuple[float, list[float]]:
+def _wait_listening(port: int, workers: int, timeout: float = 30) -> None:
+    """Until each worker listens on the HTTP port (each binds it with SO_REUSEPORT): the
+    first to answer health may be alone for a while, and a run that started then went
+    to it alone."""
+    deadline = time.monotonic() + timeout
+    while (found := _listening(port)) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{found} of {workers} workers listen on port {port}")
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> int:
+    """How many sockets listen on TCP `port` (IPv4, /proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    fields = (line.split() for line in lines)
+    return sum(1 for f in fields if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port)
+
+
+def accepted(r: Rig, seconds: int, profile: Path | None) -> Run:
     """dial.php accepted/s, and the cores each party used meanwhile."""
     wrk(r.url, 1, 8)  # warm-up
     spy = None
@@ -201,11 +247,11 @@ def accepted(r: Rig, seconds: int, profile: Path | None) -> tuple[float, list[fl
     parties = r.parties()
     before, start = parties.sample(), time.monotonic()
     rate, _p50, _p99, _total, refused = wrk(r.url, seconds, 32)
-    cores = cores_used(before, parties.sample(), time.monotonic() - start)
+    run = measured(rate, before, parties.sample(), time.monotonic() - start)
     if spy is not None:
         spy.wait()
     assert refused == 0, f"{refused} requests refused"
-    return rate, cores
+    return run
 
 
 def _sipp(scenario: str, port: int, folder: Path) -> subprocess.Popen[bytes]:
@@ -222,7 +268,7 @@ def _sipp(scenario: str, port: int, folder: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def setups(r: Rig, seconds: int, folder: Path) -> tuple[float, list[float]]:
+def setups(r: Rig, seconds: int, folder: Path) -> Run:
     """Complete call setups/s (both legs answered and joined), and the cores each party
     used meanwhile."""
     phones = [
@@ -235,12 +281,12 @@ def setups(r: Rig, seconds: int, folder: Path) -> tuple[float, list[float]]:
         since = datetime.now(UTC)
         wrk(r.url, seconds, 8)
         until = datetime.now(UTC)
-        cores = cores_used(before, parties.sample(), time.monotonic() - start)
+        after, elapsed = parties.sample(), time.monotonic() - start
         connected = _connected_between(r.database, since, until)
     finally:
         for phone in phones:
             terminate(phone)
-    return connected / (until - since).total_seconds(), cores
+    return measured(connected / (until - since).total_seconds(), before, after, elapsed)
 
 
 def _connected_between(database: str, since: datetime, until: datetime, wait: float = 20) -> int:
@@ -275,7 +321,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, list[tuple[float, list[float]]]]] = {
+    results: dict[str, dict[str, list[Run]]] = {
         name: {"accepted": [], "setups": []} for name, _, _ in RIGS
     }
     cluster = PostgresCluster().start()
@@ -305,7 +351,7 @@ def main() -> None:
             print(summarise(path.read_text(), 12))
 
 
-def report(results: dict[str, dict[str, list[tuple[float, list[float]]]]], cpus: int) -> None:
+def report(results: dict[str, dict[str, list[Run]]], cpus: int) -> None:
     titles = {
         "accepted": "dial.php accepted/s (wrk, 32 conns; no phone: each call fails at once)",
         "setups": "complete call setups/s (SIPp answers both legs; wrk, 8 conns)",
@@ -313,23 +359,51 @@ def report(results: dict[str, dict[str, list[tuple[float, list[float]]]]], cpus:
     for phase, title in titles.items():
         print(f"\n{title}")
         cores = "  ".join(f"{p:>8}" for p in PARTIES)
-        print(f"  {'':<24}{'per s':>8}{'vs':>7}{'per core':>10}    cores busy: {cores}")
-        medians = {}
+        print(
+            f"  {'':<24}{'per s':>7}{'range':>12}{'vs':>7}{'per core':>9}{'per srv s':>10}"
+            f"    cores busy: {cores}   each worker"
+        )
+        runs = {name: results[name][phase] for name, _, _ in RIGS}
         for name, _, _ in RIGS:
-            runs = results[name][phase]
-            rate = statistics.median(r for r, _ in runs)
-            medians[name] = rate
-            busy = [statistics.median(c[i] for _, c in runs) for i in range(len(PARTIES))]
-            baseline = medians["PostgreSQL, 1 worker" if "2 workers" in name else RIGS[0][0]]
-            shown = "  ".join(f"{b:>8.2f}" for b in busy)
+            rate = statistics.median(r.rate for r in runs[name])
+            low, high = min(r.rate for r in runs[name]), max(r.rate for r in runs[name])
+            baseline = runs["PostgreSQL, 1 worker" if "2 workers" in name else RIGS[0][0]]
+            ratio = rate / statistics.median(r.rate for r in baseline)
+            busy = [statistics.median(r.cores[i] for r in runs[name]) for i in range(len(PARTIES))]
             per_core = rate / max(busy[0] + busy[1], 0.01)  # of the server's and PostgreSQL's
-            ratio = f"{rate / baseline:>6.2f}x"
-            print(f"  {name:<24}{rate:>8.0f}{ratio}{per_core:>10.0f}{'':>16}{shown}")
+            per_server = statistics.median(r.per_server_cpu_second for r in runs[name])
+            workers = "+".join(
+                f"{statistics.median(r.workers[i] for r in runs[name]):.2f}"
+                for i in range(min(len(r.workers) for r in runs[name]))
+            )
+            shown = "  ".join(f"{b:>8.2f}" for b in busy)
+            print(
+                f"  {name:<24}{rate:>7.0f}{f'{low:.0f}-{high:.0f}':>12}{ratio:>6.2f}x"
+                f"{per_core:>9.0f}{per_server:>10.0f}{'':>16}{shown}   {workers or '-'}"
+            )
+        print(_scaling(runs["PostgreSQL, 1 worker"], runs["PostgreSQL, 2 workers"], cpus))
     print(
         f"\n{cpus} CPUs shared by the server, PostgreSQL, wrk and SIPp (and anything else "
-        "running: 'other'); medians of the rounds. vs: PostgreSQL rows against SQLite, 2 "
-        "workers against 1 worker on PostgreSQL. per core: calls per second per core the "
-        "server and PostgreSQL kept busy. Target: 2 workers >= 1.7x one worker."
+        "running: 'other'); medians of the rounds, and the range of the rates. vs: PostgreSQL "
+        "rows against SQLite, 2 workers against 1 worker on PostgreSQL. per core: calls per "
+        "second per core the server and PostgreSQL kept busy; per srv s: calls per CPU "
+        "second of the server's processes. Target: 2 workers >= 1.7x one worker."
+    )
+
+
+def _scaling(one: list[Run], two: list[Run], cpus: int) -> str:
+    """The 2-worker ratio beside what bounded it: the machine's cores, or the work each
+    worker does per CPU second (on a machine with cores to spare, the ratio is about
+    2 x that efficiency)."""
+    ratio = statistics.median(r.rate for r in two) / statistics.median(r.rate for r in one)
+    efficiency = statistics.median(r.per_server_cpu_second for r in two) / statistics.median(
+        r.per_server_cpu_second for r in one
+    )
+    busy = statistics.median(sum(r.cores) for r in two)
+    saturated = "saturated" if busy >= 0.9 * cpus else "not saturated"
+    return (
+        f"  2 workers / 1: {ratio:.2f}x the calls (target >= 1.7x); per server CPU second "
+        f"{efficiency:.2f}x; machine busy {busy:.2f} of {cpus} cores ({saturated})"
     )
 
 

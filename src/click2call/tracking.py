@@ -253,6 +253,9 @@ class Tracking:
                     writes.save_sip_state(write.uniqueid, write.state, now)
                 elif isinstance(write, AuditWrite):
                     writes.audit(write.entry)
+        for i, _ in new_calls:  # refused as the transaction ended (PostgreSQL)
+            if isinstance(stored := results[i], Change) and stored.call.id in writes.refused:
+                results[i] = writes.refused[stored.call.id]
         return results
 
     @staticmethod

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import RateLimited
 from click2call.settings import TenantLimits
-from click2call.store import NewCall, Store, admission
+from click2call.store import NewCall, Outbox, Store, Subscription, Writes, admission
 from click2call.store.admission import KeyRequests
+from click2call.store.schema import call_events, calls, webhook_endpoints, webhook_outbox
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -97,9 +98,12 @@ def test_the_live_call_count_reads_the_live_index_not_the_tenants_history(
             explain = "EXPLAIN"  # among indexes, not a whole table this small
         else:
             explain = "EXPLAIN QUERY PLAN"
-        postgres = database.dialect.name == "postgresql"
-        sql = admission._USAGE.postgresql if postgres else admission._USAGE.sqlite
-        plan = conn.exec_driver_sql(f"{explain} {sql}", {"tenant": "default", "agent": "200"}).all()
+        if database.dialect.name == "postgresql":  # a transaction's new calls at once
+            sql, values = admission._USAGE_BY_AGENT.postgresql, {"agents": ["200", "201"]}
+        else:
+            sql, values = admission._USAGE.sqlite, {"agent": "200"}
+        values["tenant"] = "default"
+        plan = conn.exec_driver_sql(f"{explain} {sql}", values).all()
     assert "ix_calls_live" in " ".join(str(row) for row in plan)
 
 
@@ -131,3 +135,106 @@ def test_simultaneous_requests_of_one_key_on_several_nodes_get_exactly_its_budge
     nodes = [KeyRequests(database) for _ in range(10)]
     requests = [lambda node=node: node.take(7, 4, T0) for node in nodes]
     assert simultaneously(requests) == ["429"] * 6 + ["ok"] * 4
+
+
+def test_a_node_admits_while_another_nodes_transaction_is_still_storing(database: Engine) -> None:
+    """PostgreSQL: a transaction's new calls are admitted as it ends, so the tenant's lock
+    is not held while it stores them; the cap still holds: the later to end is refused."""
+    if database.dialect.name == "sqlite":
+        pytest.skip("a SQLite file serves one process")
+    limits = TenantLimits(max_concurrent_calls=1, max_calls_per_agent=5, burst=100)
+    a, b = Store(database, "a"), Store(database, "b")
+    placed: list[int] = []
+    with a.writing() as writes:
+        first = writes.create_call(new("200"), T0, limits=limits).call
+        other = threading.Thread(
+            target=lambda: placed.append(b.create_call(new("201"), T0, limits=limits).call.id)
+        )
+        other.start()
+        other.join(timeout=10)
+        assert not other.is_alive(), "node b waited for node a's transaction"
+    assert list(writes.refused) == [first.id]
+    assert writes.refused[first.id].limit == "max_concurrent_calls"
+    assert first.uniqueid not in writes.calls
+    assert [call.id for call in a.find(limit=10)] == placed
+
+
+def test_a_call_refused_as_its_transaction_ends_leaves_nothing_behind(database: Engine) -> None:
+    """PostgreSQL: its row, event, deliveries and own webhook go; the others stand."""
+    if database.dialect.name == "sqlite":
+        pytest.skip("SQLite admits a call before storing it")
+    Outbox(database).sync_config({"default": [Subscription("http://127.0.0.1:9/all")]}, T0)
+    limits = TenantLimits(max_concurrent_calls=2, max_calls_per_agent=5, burst=100)
+    store = Store(database)
+    own = Subscription("http://127.0.0.1:9/own")
+    with store.writing() as writes:
+        kept = [writes.create_call(new(str(n)), T0, own, limits).call for n in (200, 201)]
+        unlimited = writes.create_call(new("202"), T0, own).call  # counted, never refused
+        refused = writes.create_call(new("203"), T0, own, limits).call
+    assert list(writes.refused) == [refused.id]
+    assert sorted(writes.calls) == sorted(c.uniqueid for c in [*kept, unlimited])
+    with database.connect() as conn:
+        for table in (calls, call_events, webhook_outbox, webhook_endpoints):
+            column = table.c.id if table is calls else table.c.call_id
+            found = {row[0] for row in conn.execute(select(column).where(column.isnot(None)))}
+            assert found == {c.id for c in [*kept, unlimited]}, table.name
+
+
+def test_new_calls_of_one_transaction_are_admitted_in_the_order_stored(database: Engine) -> None:
+    """Each as if admitted alone before it was stored: the per-agent cap counts the calls
+    stored before it (a call stored without limits too), the rate bucket refills by each
+    call's own time."""
+    limits = TenantLimits(calls_per_second=1, burst=2, max_calls_per_agent=2)
+    store = Store(database)
+    placed: list[int | str] = []  # a call's id, or the limit that refused it at once
+    with store.writing() as writes:
+        for agent, seconds, checked in [
+            ("200", 0, None),
+            ("200", 0, limits),
+            ("200", 0, limits),  # agent 200 has 2 up
+            ("201", 0, limits),
+            ("202", 0, limits),  # the burst of 2 is spent
+            ("202", 1, limits),  # a second later, one more token
+        ]:
+            at = T0 + timedelta(seconds=seconds)
+            try:
+                placed.append(writes.create_call(new(agent), at, limits=checked).call.id)
+            except RateLimited as exc:  # SQLite: refused before it is stored
+                placed.append(exc.limit)
+    outcomes = [
+        p if isinstance(p, str) else writes.refused[p].limit if p in writes.refused else "ok"
+        for p in placed
+    ]
+    assert outcomes == ["ok", "ok", "max_calls_per_agent", "ok", "calls_per_second", "ok"]
+    stored = [call.agent_number for call in store.find(limit=10)[::-1]]
+    assert stored == ["200", "200", "201", "202"]
+
+
+def test_a_new_call_ended_in_its_own_transaction_counts_until_it_ends(database: Engine) -> None:
+    """A call stored and ended in one transaction is up for the calls stored between the
+    two, and not after: the cap holds exactly as if each call were admitted alone."""
+    limits = TenantLimits(max_concurrent_calls=2, max_calls_per_agent=5, burst=100)
+    store = Store(database)
+    store.create_call(new("100"), T0, limits=limits)  # up, and committed
+    placed: list[int | str] = []
+
+    def place(writes: Writes, agent: str) -> str:
+        try:
+            call = writes.create_call(new(agent), T0, limits=limits).call
+        except RateLimited as exc:  # SQLite: refused before it is stored
+            placed.append(exc.limit)
+            return ""
+        placed.append(call.id)
+        return call.uniqueid
+
+    with store.writing() as writes:
+        first = place(writes, "200")
+        place(writes, "201")  # 100 and 200 are up
+        ended = CallEvent(first, CallState.ENDED, T0, Result.CANCELED, "done")
+        assert writes.record(ended) is not None  # 200 ends
+        place(writes, "202")
+    outcomes = [
+        p if isinstance(p, str) else writes.refused[p].limit if p in writes.refused else "ok"
+        for p in placed
+    ]
+    assert outcomes == ["ok", "max_concurrent_calls", "ok"]

@@ -7,12 +7,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from click2call.settings import Settings
-from click2call.store import Change, Outbox
+from click2call.store import Outbox
 from click2call.store.outbox import Settled
 from click2call.store_threads import StoreThreads
 from click2call.webhooks.delivery import Deliverer
@@ -93,26 +92,16 @@ class CountingOutbox:
         self.settles += 1
 
 
-async def test_only_a_change_that_queued_deliveries_wakes_the_deliverer() -> None:
-    """A change with no webhook to send (most calls') reads nothing before the next poll;
-    one that queued a delivery is looked for at once."""
+async def test_a_round_with_no_attempt_to_write_takes_no_thread() -> None:
+    """Each wake-up reads the outbox; one with no finished attempt writes nothing, and does
+    not hand an empty write to a store thread."""
     outbox, threads = CountingOutbox(), StoreThreads(2, timeout=5)
     settings = Settings(tenants=[{"name": "default"}], webhooks={"poll_interval": 60})  # type: ignore[arg-type]
     deliverer = Deliverer(settings, cast(Outbox, outbox), lambda: datetime.now(UTC), threads)
     deliverer.start()
     await asyncio.sleep(0.1)
-    assert (outbox.claims, outbox.settles) == (1, 0)  # the first round; nothing to write
-    for _ in range(5):
-        deliverer.on_change(cast(Change, _Change(deliveries=0)))
-        await asyncio.sleep(0.02)
-    assert outbox.claims == 1
-    deliverer.on_change(cast(Change, _Change(deliveries=1)))
+    deliverer.wake()
     await asyncio.sleep(0.1)
-    assert outbox.claims == 2
+    assert (outbox.claims, outbox.settles) == (2, 0)
     await deliverer.close()
     await threads.close()
-
-
-@dataclass
-class _Change:
-    deliveries: int

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import ColumnElement, Engine, Table, func, select
+from sqlalchemy import ColumnElement, Engine, Table, func, insert, select
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.cli import main
@@ -16,7 +16,6 @@ from click2call.store import (
     AuditEntry,
     NewCall,
     Outbox,
-    SessionStore,
     Store,
     StoredCall,
     Subscription,
@@ -76,7 +75,8 @@ def test_prune_keeps_live_calls_and_deliveries_still_due(database: Engine) -> No
     live = _call(store, OLD, ended=False)  # a call up for a month: never pruned
     recent = _call(store, RECENT)
     _deliver_all_but(outbox, still_due, OLD + timedelta(minutes=2))
-    SessionStore(database).link_widget_call(old_ended[0].id, "token")
+    with database.begin() as conn:  # placed from a widget
+        conn.execute(insert(widget_calls).values(call_id=old_ended[0].id, token_id="token"))
     HangupRequests(database, "n1").ask(old_ended[1].id, "n2", OLD)
     _audit(store, OLD, 3)
     _audit(store, RECENT, 1)

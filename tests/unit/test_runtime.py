@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from click2call.demo.sipp import free_port
 from click2call.runtime import Runtime
 from click2call.settings import Settings
+from click2call.store import NewCall, Subscription
 from click2call.store.hangup_requests import HangupRequest, HangupRequests
 
 
@@ -70,4 +71,23 @@ async def test_a_heartbeat_is_written_while_requests_fill_their_threads(tmp_path
         await asyncio.gather(*reads, return_exceptions=True)
         await runtime.store_threads.close()
         await runtime.poller_threads.close()
+        runtime.store.close()
+
+
+async def test_the_deliverer_is_woken_only_by_a_change_that_queued_a_delivery(
+    tmp_path: Path,
+) -> None:
+    """Each wake-up reads the outbox: a change with nothing to deliver must not cost one."""
+    runtime = _runtime(tmp_path)
+    woken: list[int] = []
+    runtime.deliverer.wake = lambda: woken.append(1)  # type: ignore[method-assign]
+    new = NewCall("default", "extension", "sip", "200", "0502760206", "1", "2", None)
+    now = datetime.now(UTC)
+    try:
+        first = await runtime.tracking.create(new)
+        assert (first.deliveries, woken) == (0, [])  # no webhook anywhere
+        runtime.outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/all")]}, now)
+        second = await runtime.tracking.create(new)
+        assert (second.deliveries, woken) == (1, [1])
+    finally:
         runtime.store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,9 +62,8 @@ def test_a_widget_token_reads_only_the_calls_it_placed(database: Engine) -> None
     new = NewCall(
         "default", "extension", "sip", "200", "0502760206", "036411111", "0502760206", None
     )
-    mine, theirs = store.create_call(new, T0).call, store.create_call(new, T0).call
-    sessions.link_widget_call(mine.id, "token-a")
-    sessions.link_widget_call(theirs.id, "token-b")
+    mine = store.create_call(dataclasses.replace(new, widget_token="token-a"), T0).call
+    theirs = store.create_call(dataclasses.replace(new, widget_token="token-b"), T0).call
     assert sessions.placed_by(mine.id, "token-a")
     assert not sessions.placed_by(theirs.id, "token-a")
     assert not sessions.placed_by(mine.id, "token-b")

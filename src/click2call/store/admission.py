@@ -1,12 +1,23 @@
 """Cluster-wide call limits, decided in the transaction that stores the call.
 
 Every node and worker admits calls here, against the database, so `max_concurrent_calls`,
-`max_calls_per_agent` and `calls_per_second` hold across all of them. On PostgreSQL a
-transaction-scoped advisory lock per tenant makes the count and the insert one step for the
-whole cluster; SQLite, one process per file, stores new calls in that process's one writer
-thread (Store.writers), one at a time. The lock serialises a tenant's placements across the
-cluster until their transaction commits, so what it covers is kept short: one read gives
-both counts and the rate bucket, one write takes the token.
+`max_calls_per_agent` and `calls_per_second` hold across all of them.
+
+On PostgreSQL a transaction-scoped advisory lock per tenant makes the count and the new
+calls one step for the whole cluster, and every node places the same tenant's calls: the
+lock is what two workers take turns on. So it is taken last: a transaction stores its new
+calls first (the statements that wait on round trips, side by side with the other
+workers'), then `Admissions.settle` takes the lock, reads the counts and the rate bucket in
+one round trip (they now include its own new calls, which it subtracts), decides each new
+call in the order it was stored, deletes the refused ones (their event and deliveries go
+with them) and writes the bucket in a second round trip; the commit follows. The lock is
+held for those two round trips and the commit, not for every statement of every new call
+of the batch: with 2 workers, the lock was held for most of each transaction and the
+second worker's batch waited on it (`pg_stat_activity`: a backend waiting on `advisory`
+in about a quarter of the samples).
+
+SQLite, one process per file, stores new calls in that process's one writer thread
+(Store.writers), one at a time: a call is admitted before it is stored (`admit`).
 
 `key_requests_per_minute` is one bucket per API key (`KeyRequests`): on PostgreSQL a row,
 refilled and taken by one guarded UPDATE whose row lock orders the simultaneous requests of
@@ -15,8 +26,9 @@ every node; on SQLite, in the one process the file serves.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, Float, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql
@@ -48,50 +60,194 @@ _USAGE = Sql(
     " (SELECT updated_at FROM call_rate_buckets WHERE tenant = :tenant)"
     f" FROM calls WHERE tenant = :tenant AND state IN ({_LIVE})"
 )
+# PostgreSQL, for a transaction's new calls at once: the tenant's live calls (agent NULL),
+# then those of each agent among `agents`, in one pass over the live index.
+_USAGE_BY_AGENT = Sql(
+    "SELECT CASE WHEN agent_number = ANY(:agents) THEN agent_number END AS agent, count(*)"  # noqa: S608
+    f" FROM calls WHERE tenant = :tenant AND state IN ({_LIVE}) GROUP BY 1"
+)
+_BUCKET = Sql("SELECT tokens, updated_at FROM call_rate_buckets WHERE tenant = :tenant")
 _TENANT_LOCK = Sql("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _NEW_BUCKET = Sql(
     "INSERT INTO call_rate_buckets (tenant, tokens, updated_at) VALUES (:tenant, :tokens, :now)"
 )
 _TAKE = Sql("UPDATE call_rate_buckets SET tokens = :left, updated_at = :now WHERE tenant = :tenant")
+# A refused call's row; its event, deliveries and callback subscription go with it (ON
+# DELETE CASCADE). Rows of this transaction only: nobody else has seen them.
+_FORGET = Sql("DELETE FROM calls WHERE id = ANY(:ids)")
+_Statement = tuple[Sql, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Usage:
+    """A tenant's live calls and rate bucket, as read under its lock, counting the calls
+    admitted since. `tokens` None: the tenant has no bucket yet (its first call)."""
+
+    up: int
+    by_agent: dict[str, int]
+    tokens: float | None
+    at: datetime | None
+    took: bool = False  # a token was taken: the bucket is to be written
+
+    def admit(self, agent: str, limits: CallLimits, now: datetime) -> None:
+        """Raise RateLimited naming the limit a new call would break; else count it and
+        take its token."""
+        if self.up >= limits.max_concurrent_calls:
+            cap = limits.max_concurrent_calls
+            raise RateLimited("max_concurrent_calls", f"{cap} calls are already up", None)
+        if self.by_agent.get(agent, 0) >= limits.max_calls_per_agent:
+            per_agent = limits.max_calls_per_agent
+            message = f"{agent} already has {per_agent} calls up"
+            raise RateLimited("max_calls_per_agent", message, None)
+        if self.tokens is None or self.at is None:
+            tokens = float(limits.burst)
+        else:
+            elapsed = max(0.0, (now - self.at).total_seconds())
+            tokens = min(float(limits.burst), self.tokens + elapsed * limits.calls_per_second)
+        if tokens < 1:
+            wait = (1 - tokens) / limits.calls_per_second
+            rate = f"more than {limits.calls_per_second:g} calls a second"
+            raise RateLimited("calls_per_second", rate, wait)
+        self.tokens, self.at, self.took = tokens - 1, now, True
+        self.count(agent)
+
+    def count(self, agent: str) -> None:
+        self.up += 1
+        self.by_agent[agent] = self.by_agent.get(agent, 0) + 1
+
+    def uncount(self, agent: str) -> None:
+        self.up -= 1
+        self.by_agent[agent] -= 1
+
+    def bucket_write(self, driver: Driver, tenant: str, existed: bool) -> _Statement:
+        """The statement that saves the bucket as the admitted calls left it."""
+        now = driver.time(self.at)
+        if existed:
+            return _TAKE, {"tenant": tenant, "left": self.tokens, "now": now}
+        return _NEW_BUCKET, {"tenant": tenant, "tokens": self.tokens, "now": now}
 
 
 def admit(driver: Driver, tenant: str, agent: str, limits: CallLimits, now: datetime) -> None:
-    """Raise RateLimited naming the limit a new call would break; else take its token."""
-    if driver.postgres:
-        driver.execute(_TENANT_LOCK, {"key": f"c2c:{tenant}"})
+    """SQLite: raise RateLimited naming the limit a new call would break; else take its
+    token (before the call is stored)."""
     up, agent_up, tokens, updated_at = driver.execute(
         _USAGE, {"tenant": tenant, "agent": agent}
     ).fetchone()
-    if up >= limits.max_concurrent_calls:
-        cap = limits.max_concurrent_calls
-        raise RateLimited("max_concurrent_calls", f"{cap} calls are already up", None)
-    if agent_up >= limits.max_calls_per_agent:
-        per_agent = limits.max_calls_per_agent
-        raise RateLimited("max_calls_per_agent", f"{agent} already has {per_agent} calls up", None)
-    _take_token(driver, tenant, limits, now, tokens, driver.read_time(updated_at))
+    usage = _Usage(up, {agent: agent_up}, tokens, driver.read_time(updated_at))
+    usage.admit(agent, limits, now)
+    driver.execute(*usage.bucket_write(driver, tenant, existed=tokens is not None))
 
 
-def _take_token(
+@dataclass(frozen=True, slots=True)
+class _NewCall:
+    call_id: int
+    agent: str
+    limits: CallLimits | None  # None: stored without admission (a call policy refused)
+    at: datetime
+
+
+@dataclass(slots=True)
+class Admissions:
+    """PostgreSQL: the new calls a transaction stored, admitted together as it ends."""
+
+    _by_tenant: dict[str, list[_NewCall]] = field(default_factory=dict)
+    # A new call that ended in its own transaction → how many new calls of its tenant had
+    # been stored by then: it is live for those, not for the ones stored after.
+    _ended: dict[int, int] = field(default_factory=dict)
+
+    def add(
+        self, tenant: str, call_id: int, agent: str, limits: CallLimits | None, at: datetime
+    ) -> None:
+        """A new call stored in this transaction, to admit under `limits` (None: counted
+        only, as a live call of its tenant, for the calls stored after it)."""
+        self._by_tenant.setdefault(tenant, []).append(_NewCall(call_id, agent, limits, at))
+
+    def ended(self, tenant: str, call_id: int) -> None:
+        """A call ended in this transaction: if it was stored in it too, it no longer
+        counts for the new calls stored after this."""
+        new = self._by_tenant.get(tenant, [])
+        if any(call.call_id == call_id for call in new):
+            self._ended[call_id] = len(new)
+
+    def settle(self, driver: Driver) -> dict[int, RateLimited]:
+        """Admit the new calls, each in the order stored, as if each had been admitted
+        alone just before it was stored; delete the refused ones. Call id → the refusal."""
+        tenants = [
+            (tenant, new)
+            for tenant, new in sorted(self._by_tenant.items())  # locks in one order
+            if any(call.limits is not None for call in new)
+        ]
+        ended, self._by_tenant, self._ended = self._ended, {}, {}
+        if not tenants:
+            return {}
+        reads: list[_Statement] = []
+        for tenant, new in tenants:
+            agents = sorted({call.agent for call in new})
+            reads += [
+                (_TENANT_LOCK, {"key": f"c2c:{tenant}"}),
+                (_USAGE_BY_AGENT, {"tenant": tenant, "agents": agents}),
+                (_BUCKET, {"tenant": tenant}),
+            ]
+        found = driver.fetch_together(reads)
+        refused: dict[int, RateLimited] = {}
+        writes: list[_Statement] = []
+        for k, (tenant, new) in enumerate(tenants):
+            usage = _usage_before(new, ended, found[3 * k + 1], found[3 * k + 2], driver)
+            existed = usage.tokens is not None
+            refused |= _admit_in_order(usage, new, ended)
+            if usage.took:
+                writes.append(usage.bucket_write(driver, tenant, existed))
+        if refused:
+            writes.append((_FORGET, {"ids": list(refused)}))
+        driver.fetch_together(writes)
+        return refused
+
+
+def _admit_in_order(
+    usage: _Usage, new: list[_NewCall], ended: dict[int, int]
+) -> dict[int, RateLimited]:
+    """Each new call admitted against `usage` in the order stored; the refused ones."""
+    refused: dict[int, RateLimited] = {}
+    ends_before: dict[int, list[_NewCall]] = {}  # the nth new call → the calls that
+    for call in new:  # ended before it was stored
+        if (position := ended.get(call.call_id)) is not None:
+            ends_before.setdefault(position, []).append(call)
+    for i, call in enumerate(new):
+        for earlier in ends_before.get(i, ()):
+            if earlier.call_id not in refused:
+                usage.uncount(earlier.agent)
+        if call.limits is None:
+            usage.count(call.agent)
+            continue
+        try:
+            usage.admit(call.agent, call.limits, call.at)
+        except RateLimited as exc:
+            refused[call.call_id] = exc
+    return refused
+
+
+def _usage_before(
+    new: list[_NewCall],
+    ended: dict[int, int],
+    counts: list[tuple[Any, ...]],
+    bucket: list[tuple[Any, ...]],
     driver: Driver,
-    tenant: str,
-    limits: CallLimits,
-    now: datetime,
-    saved: float | None,
-    saved_at: datetime | None,
-) -> None:
-    """`saved` tokens at `saved_at`: the bucket as stored (None: the tenant's first call)."""
-    stored_now = driver.time(now)
-    if saved is None or saved_at is None:
-        tokens = float(limits.burst)
-        driver.execute(_NEW_BUCKET, {"tenant": tenant, "tokens": tokens, "now": stored_now})
-    else:
-        elapsed = max(0.0, (now - saved_at).total_seconds())
-        tokens = min(float(limits.burst), saved + elapsed * limits.calls_per_second)
-    if tokens < 1:
-        wait = (1 - tokens) / limits.calls_per_second
-        rate = f"more than {limits.calls_per_second:g} calls a second"
-        raise RateLimited("calls_per_second", rate, wait)
-    driver.execute(_TAKE, {"tenant": tenant, "left": tokens - 1, "now": stored_now})
+) -> _Usage:
+    """The tenant's usage without this transaction's new calls (read with those still live:
+    they are visible to their own transaction)."""
+    up, by_agent = 0, {}
+    for agent, count in counts:
+        up += count
+        if agent is not None:
+            by_agent[agent] = count
+    for call in new:
+        if call.call_id in ended:
+            continue
+        up -= 1
+        if call.agent in by_agent:
+            by_agent[call.agent] -= 1
+    tokens, at = bucket[0] if bucket else (None, None)
+    return _Usage(up, by_agent, tokens, driver.read_time(at))
 
 
 _KEY = key_rate_buckets.c

@@ -62,6 +62,29 @@ class Driver:
         except self._error as exc:
             self._failed(exc, text, rows)
 
+    def fetch_together(
+        self, statements: Sequence[tuple[Sql, Mapping[str, Any]]]
+    ) -> list[list[Any]]:
+        """Run `statements` in order; the rows each returned ([] for none). On PostgreSQL
+        they are sent together and answered in one round trip (psycopg's pipeline mode),
+        each statement still with its own snapshot, taken as it starts."""
+        if not self.postgres:
+            return [self.execute(sql, params).fetchall() for sql, params in statements]
+        if not statements:
+            return []
+        connection = self._cursor.connection
+        cursors = []
+        try:
+            with connection.pipeline():
+                for sql, params in statements:
+                    cursor = connection.cursor()
+                    cursor.execute(sql.postgresql, params)
+                    cursors.append(cursor)
+        except self._error as exc:
+            texts = "; ".join(sql.postgresql for sql, _ in statements)
+            self._failed(exc, texts, [params for _, params in statements])
+        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+
     def insert(self, sql: Sql, params: Mapping[str, Any]) -> int:
         """Run an INSERT of one row; its id (the PostgreSQL text ends in RETURNING id)."""
         cursor = self.execute(sql, params)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
-from click2call.errors import IllegalTransition
+from click2call.errors import IllegalTransition, RateLimited
 from click2call.store import admission, keys, outbox, sip_dialogs
 from click2call.store.driver import Driver, Sql
 from click2call.store.event_body import event_body
@@ -95,7 +95,7 @@ class Change:
 
     call: StoredCall
     event: StoredEvent
-    deliveries: int = 0
+    deliveries: int = 0  # webhook deliveries it queued (store/outbox.py)
 
 
 def _call(row: Row[Any]) -> StoredCall:
@@ -206,6 +206,8 @@ class Writes:
         self.stale: set[str] = set()  # of `known`, the calls found moved by another writer
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
         self._unsettled: dict[int, StoredCall] = {}  # call id → its row's move, not yet written
+        self._admissions = admission.Admissions()  # PostgreSQL: admitted as it ends
+        self.refused: dict[int, RateLimited] = {}  # call id → why it was not stored after all
 
     @property
     def calls(self) -> Mapping[str, StoredCall]:
@@ -222,10 +224,12 @@ class Writes:
         """Insert a queued call with its first event; the row exists before any signalling.
 
         `callback` subscribes the call's own URL before its first event is queued; with
-        `limits`, the call is first admitted cluster-wide (RateLimited before anything is
-        written: the transaction's other changes stand)."""
+        `limits`, the call is admitted cluster-wide: on SQLite first (RateLimited before
+        anything is written: the transaction's other changes stand), on PostgreSQL as the
+        transaction ends (store/admission.py), when a refused call is deleted again and
+        its refusal put in `refused`."""
         driver = self._driver
-        if limits is not None:
+        if limits is not None and not driver.postgres:
             admission.admit(driver, new.tenant, new.agent_number, limits, now)
         values = {
             "epoch": str(int(now.timestamp())),
@@ -243,6 +247,8 @@ class Writes:
             "node": self._node,
         }
         call_id = driver.insert(_NEW_CALL, values)
+        if driver.postgres:
+            self._admissions.add(new.tenant, call_id, new.agent_number, limits, now)
         call = StoredCall(
             id=call_id,
             uniqueid=uniqueid_for(call_id, now),
@@ -271,6 +277,17 @@ class Writes:
                 insert(widget_calls).values(call_id=call_id, token_id=new.widget_token)
             )
         return self._append(call, None, now)
+
+    def admit_new_calls(self) -> None:
+        """PostgreSQL: admit the calls created in this transaction (just before it commits);
+        the refused ones are deleted, and no longer among `calls`."""
+        if not self._driver.postgres:
+            return
+        self.refused = self._admissions.settle(self._driver)
+        if self.refused:
+            for uniqueid, call in list(self._calls.items()):
+                if call.id in self.refused:
+                    del self._calls[uniqueid]
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -335,7 +352,7 @@ class Writes:
         self._unsettled.pop(call.id, None)
         if written:
             driver.execute(_SETTLE, self._row(moved))
-            sip_dialogs.forget(driver, call.id)
+            self._ended(call)
             return self._append(moved, cause, event.at)
         values: dict[str, Any] = {
             "id": call.id,
@@ -351,8 +368,15 @@ class Writes:
         if not driver.execute(_ADVANCE[stamp], values).rowcount:
             return None
         if new_state is CallState.ENDED:
-            sip_dialogs.forget(driver, call.id)
+            self._ended(call)
         return self._append(moved, cause, event.at)
+
+    def _ended(self, call: StoredCall) -> None:
+        """What an ending changes besides the row: the SIP state goes, and on PostgreSQL the
+        admission of the transaction's new calls no longer counts the call."""
+        sip_dialogs.forget(self._driver, call.id)
+        if self._driver.postgres:
+            self._admissions.ended(call.tenant, call.id)
 
     def _append(self, call: StoredCall, cause: str | None, at: datetime) -> Change:
         """The event row for the call's newest state, and its deliveries."""
@@ -449,9 +473,13 @@ class Store:
         callback: outbox.Subscription | None = None,
         limits: admission.CallLimits | None = None,
     ) -> Change:
-        """Insert a queued call with its first event; see Writes.create_call."""
+        """Insert a queued call with its first event; see Writes.create_call. RateLimited
+        when `limits` refuse it."""
         with self.writing() as writes:
-            return writes.create_call(new, now, callback, limits)
+            change = writes.create_call(new, now, callback, limits)
+        if (refused := writes.refused.get(change.call.id)) is not None:
+            raise refused
+        return change
 
     def record(self, event: CallEvent) -> Change | None:
         """Apply an engine event to its call. None when the event changes nothing.
@@ -464,12 +492,14 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Writes]:
-        """Several changes in one transaction, committed when the block ends."""
+        """Several changes in one transaction, committed when the block ends (new calls
+        refused as it ends: Writes.refused)."""
         with self._engine.begin() as conn:
             writes = Writes(conn, self._node, self._known)
             try:
                 yield writes
                 writes.settle()
+                writes.admit_new_calls()
             finally:  # whatever becomes of the transaction, they are no longer as kept
                 for uniqueid in writes.stale:
                     self._known.pop(uniqueid, None)

@@ -23,7 +23,7 @@ import httpx
 from click2call.engines.base import Clock
 from click2call.errors import DatabaseUnavailable
 from click2call.settings import Settings
-from click2call.store import Attempt, Change, Delivery, Outbox
+from click2call.store import Attempt, Delivery, Outbox
 from click2call.store.outbox import DELIVERED, FAILED, PENDING, Settled
 from click2call.store_threads import StoreThreads
 from click2call.webhooks import signing
@@ -65,13 +65,6 @@ class Deliverer:
     def wake(self) -> None:
         """Something was queued: look at the outbox now rather than at the next poll."""
         self._wake.set()
-
-    def on_change(self, change: Change) -> None:
-        """A stored change (tracking.py): woken if it queued deliveries. Most calls have no
-        webhook, and reading the outbox for each of their changes was a store thread's
-        query and two thread hops every few milliseconds for nothing."""
-        if change.deliveries:
-            self._wake.set()
 
     def start(self) -> None:
         timeout = httpx.Timeout(self._delivery.read_timeout, connect=self._delivery.connect_timeout)
