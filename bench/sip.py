@@ -5,6 +5,18 @@
 - paced load: dial.php at `rate` calls/s, SIPp answering both legs (the destination
   hangs up after 1 s): server CPU per complete two-leg call, and the time from the
   agent's 200 OK leaving SIPp to the destination's INVITE reaching SIPp;
+- the idle server's own CPU per second (OPTIONS probes are off in the rig; the hang-up
+  relay's and the webhook deliverer's polls, the node heartbeat and the loop's timers
+  remain), measured before the load, on its own row.
+
+The CPU per call is the server's whole CPU from the first request until every call has
+ended (the calls' life: the paced requests, then the last calls' remaining second), so
+it also carries what the server burns idle during that window, about 6 s: at 100
+calls/s, ~9 ms/s idle adds ~0.1 ms to each call, a share printed beside it. At a paced
+rate the store's writer gathers fewer writes to a transaction than under saturation
+(`bench.spine`'s "whole call" row), which is the larger part of the difference between
+the two figures: the writer prints nothing, the transactions per call are in py-spy's
+profile (Tracking._store_batch) or in `python -m bench.store`.
 - baseline: Kamailio (C) statefully relaying two SIPp dialogs per call at the same
   rate, record-routing like a proxy: its CPU per two dialogs, in the same run.
 
@@ -67,6 +79,7 @@ def ours(workdir: Path, rate: float, seconds: int, profile: Path | None) -> list
     calls = int(rate * seconds)
     with rig(workdir, "paced") as r:
         agent, trunk = _peers(r, "paced", calls, "destination_hangup.xml")
+        idle = idle_cpu(r.server.pid, IDLE_SECONDS)
         spy = None
         beside = Path(sys.executable).parent / "py-spy"  # pip install py-spy into .venv
         spy_binary = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
@@ -82,8 +95,10 @@ def ours(workdir: Path, rate: float, seconds: int, profile: Path | None) -> list
             time.sleep(1)
         cpu0 = cpu_seconds(r.server.pid)
         loop0 = cpu_seconds(r.server.pid, r.server.pid)  # the main thread runs the loop
+        started = time.monotonic()
         asyncio.run(paced(r.server.base_url, DIAL, rate, calls))
         ended = _ended(r, calls)
+        window = time.monotonic() - started
         cpu = cpu_seconds(r.server.pid) - cpu0
         loop_cpu = cpu_seconds(r.server.pid, r.server.pid) - loop0
         if spy is not None:
@@ -106,6 +121,12 @@ def ours(workdir: Path, rate: float, seconds: int, profile: Path | None) -> list
             "",
         ),
         (
+            "  idle server's CPU (ms/s), and its share of the figure above (ms per call)",
+            f"{idle * 1000:.1f}, {idle * window / calls * 1000:.2f} over the {window:.1f} s",
+            "",
+            "",
+        ),
+        (
             f"agent 200 OK → destination INVITE p50 / p99 at {rate:g}/s (ms)",
             f"{percentile(delays, 50):.2f} / {percentile(delays, 99):.2f}",
             "",
@@ -113,6 +134,27 @@ def ours(workdir: Path, rate: float, seconds: int, profile: Path | None) -> list
         ),
         ("calls ended / placed", f"{ended} / {calls}", "", "all"),
     ]
+
+
+IDLE_SECONDS = 5
+
+
+def idle_cpu(pid: int, seconds: float) -> float:
+    """The server's CPU seconds per second while it waits for work, from its threads'
+    scheduler statistics (nanoseconds: a few milliseconds a second are below the clock
+    ticks `cpu_seconds` counts)."""
+
+    def total() -> float:
+        spent = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                spent += int((task / "schedstat").read_text().split()[0])
+        return spent / 1e9
+
+    time.sleep(1)  # the start's own work is over
+    before = total()
+    time.sleep(seconds)
+    return (total() - before) / seconds
 
 
 def kamailio(workdir: Path, rate: float, seconds: int) -> list[tuple[str, ...]]:

@@ -8,13 +8,21 @@ writes never overtake each other (their sequence numbers follow arrival). A lane
 milliseconds after a write for the ones that follow it (a SIP answer moves two legs, a burst
 of requests brings many new calls), so a batch holds several and the commits per call fall:
 the profile of a loaded server showed begin/commit and the thread hop per write as a large
-share of its CPU.
+share of its CPU. Writes nobody waits for (engine events, SIP states, audit rows) wait
+longer (`linger_seconds`), until a write someone waits for (a new call, the ending a reply
+reports) joins their lane: at a steady 100 calls/s a 5 ms window made batches of ~5 writes
+and two commits per call, each commit rewriting the same pages of the WAL.
+
+Writes that must not wait out an outage (a new call: its request waits) have a lane of
+their own when there are several; with one lane (SQLite: one writer thread, one writer at a
+time in the file) they share it, and hurry it: a lane of their own bought nothing there but
+a commit of its own for each new call.
 
 A write refused on its own merits (a limit, an illegal move) comes back as its own result,
 the batch goes on. A batch that fails otherwise is stored again one write at a time, so one
 bad write costs only itself. When the database is unavailable the batch stays at the head
 of its lane and is tried again until the database answers: nothing is lost, and that lane's
-later writes wait behind it.
+later writes wait behind it, but those that must not wait, which fail at once.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import logging
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from click2call.errors import DatabaseUnavailable
 
@@ -50,11 +58,16 @@ class EventWriter(Generic[Write, Stored]):
         drain_seconds: float = 5.0,
         batch_max: int = 256,
         gather_seconds: float = 0.005,
+        gather_gap: float = 0.001,
+        linger_seconds: float = 0.0,
         waits_out_outage: Callable[[Write], bool] = lambda _write: True,
     ) -> None:
         """`store` writes a batch in one transaction (blocking, in a pool thread) and
         returns one result per write, in order: what it stored, or the exception that
         refused it; `then` gets each stored result on the event loop, once committed.
+        A lane gathers up to `gather_seconds` after a write someone waits for
+        (`put(waited=True)`), while more come at most `gather_gap` apart; and up to
+        `linger_seconds` (when longer) while it holds only writes nobody waits for.
         A write for which `waits_out_outage` is false fails at once with the database
         outage instead of waiting for the database (a request someone is waiting on)."""
         self._store = store
@@ -63,9 +76,12 @@ class EventWriter(Generic[Write, Stored]):
         self._lanes = lanes
         self._batch_max = batch_max
         self._gather_seconds = gather_seconds
+        self._linger_seconds = linger_seconds
+        self._gather_gap = gather_gap
         self._retry_max = retry_max
         self._drain_seconds = drain_seconds
         self._queues: list[asyncio.Queue[tuple[Write, asyncio.Future[Stored]]]] = []
+        self._hurry: list[asyncio.Event] = []  # per lane: a write in it is waited for
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._outage: str | None = None
@@ -79,12 +95,20 @@ class EventWriter(Generic[Write, Stored]):
         self._pool = ThreadPoolExecutor(self._lanes, thread_name_prefix="event-writer")
         # One more lane for the writes that must not wait out an outage: they never queue
         # behind a batch that waits for the database, and fail at once instead.
-        self._queues = [asyncio.Queue() for _ in range(self._lanes + 1)]
-        self._tasks = [asyncio.create_task(self._lane(q)) for q in self._queues]
+        # (With one lane they share it, and _down takes them out of its queue.)
+        self._queues = [asyncio.Queue() for _ in range(self._urgent_lane + 1)]
+        self._hurry = [asyncio.Event() for _ in self._queues]
+        self._tasks = [asyncio.create_task(self._lane(lane)) for lane in range(len(self._queues))]
 
-    def put(self, write: Write) -> asyncio.Future[Stored]:
+    @property
+    def _urgent_lane(self) -> int:
+        """The lane of the writes that must not wait out an outage: one more, or the one."""
+        return self._lanes if self._lanes > 1 else 0
+
+    def put(self, write: Write, waited: bool = False) -> asyncio.Future[Stored]:
         """Queue `write` behind its call's earlier writes; call on the event loop. The
-        future gives what was stored, or raises what refused it."""
+        future gives what was stored, or raises what refused it. `waited`: someone awaits
+        it (a request's reply), so its lane stops lingering for more."""
         done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         if self._waits_out_outage(write):
             lane = zlib.crc32(write.uniqueid.encode()) % self._lanes
@@ -92,9 +116,11 @@ class EventWriter(Generic[Write, Stored]):
             done.set_exception(DatabaseUnavailable(self._outage))
             return done
         else:
-            lane = self._lanes
+            lane = self._urgent_lane
         self.waiting += 1
         self._queues[lane].put_nowait((write, done))
+        if waited:
+            self._hurry[lane].set()
         return done
 
     async def close(self) -> None:
@@ -114,16 +140,39 @@ class EventWriter(Generic[Write, Stored]):
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    async def _lane(self, queue: asyncio.Queue[tuple[Write, asyncio.Future[Stored]]]) -> None:
+    async def _lane(self, lane: int) -> None:
+        queue, hurry = self._queues[lane], self._hurry[lane]
         while True:
             batch = [await queue.get()]
             if queue.empty() and self._gather_seconds:
-                await asyncio.sleep(self._gather_seconds)
+                await self._gather(queue, hurry)
+            hurry.clear()  # before taking the writes: one put after this hurries the next batch
             while len(batch) < self._batch_max and not queue.empty():
                 batch.append(queue.get_nowait())
             await self._store_batch(batch)
             for _ in batch:
                 queue.task_done()
+
+    async def _gather(self, queue: asyncio.Queue[Any], hurry: asyncio.Event) -> None:
+        """Let the writes that follow join the batch: at most `linger_seconds` while nobody
+        waits for one, then, once a write someone waits for is in the lane, for as long as
+        more keep coming (`gather_gap` apart at most), up to `gather_seconds`. A burst of
+        requests is gathered whole, and the last of it does not wait out the window: under
+        a stream of requests, sleeping 5 ms each time left the writer idle for a third of
+        each round (dial.php requests/s, bench.spine)."""
+        if not hurry.is_set() and self._linger_seconds > self._gather_seconds:
+            try:
+                async with asyncio.timeout(self._linger_seconds):
+                    await hurry.wait()
+            except TimeoutError:
+                return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._gather_seconds
+        while (left := deadline - loop.time()) > 0:
+            queued = queue.qsize()
+            await asyncio.sleep(min(self._gather_gap, left))
+            if queue.qsize() == queued:
+                return
 
     async def _store_batch(self, batch: list[tuple[Write, asyncio.Future[Stored]]]) -> None:
         """Store the batch and settle each write's future: retried through an outage (but
@@ -139,7 +188,7 @@ class EventWriter(Generic[Write, Stored]):
                 self._up()
                 break
             except DatabaseUnavailable as exc:
-                self._down(exc.reason)
+                self._down(exc)
                 for write, done in batch:
                     if not self._waits_out_outage(write):
                         self._settle(done, exc)
@@ -175,10 +224,19 @@ class EventWriter(Generic[Write, Stored]):
         if not done.done():
             done.set_result(result)
 
-    def _down(self, reason: str) -> None:
+    def _down(self, exc: DatabaseUnavailable) -> None:
         if self._outage is None:
-            log.error("database unavailable (%s): call events wait and are retried", reason)
-        self._outage = reason
+            log.error("database unavailable (%s): call events wait and are retried", exc.reason)
+        self._outage = exc.reason
+        # Queued before the outage was known, behind a batch that now waits for the database.
+        for queue in self._queues:
+            queued = [queue.get_nowait() for _ in range(queue.qsize())]
+            for write, done in queued:
+                if self._waits_out_outage(write):
+                    queue.put_nowait((write, done))
+                else:
+                    self._settle(done, exc)
+                queue.task_done()
 
     def _up(self) -> None:
         if self._outage is not None:

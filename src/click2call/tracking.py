@@ -37,6 +37,10 @@ Listener = Callable[[Change], None]
 # Audit rows waiting for the database at most: during a long outage the newer ones are
 # dropped (counted and logged), so the trail cannot grow the process's memory for ever.
 AUDIT_BACKLOG = 10_000
+# How long the writes nobody waits for (events, SIP states, audit rows) gather before they
+# are stored: fewer, larger transactions at a low rate (event_writer.py); what a listener
+# hears (webhooks, the live feed) is this much later at most.
+LINGER_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class Tracking:
             self._store_batch,
             self._stored,
             lanes=store.writers,
+            linger_seconds=LINGER_SECONDS,
             waits_out_outage=lambda write: not isinstance(write, NewCallWrite),
         )
 
@@ -119,7 +124,7 @@ class Tracking:
         if not self._writer.running:
             stored = self._store_now(write)
         else:
-            storing = self._writer.put(write)
+            storing = self._writer.put(write, waited=True)
             try:
                 async with asyncio.timeout(self._timeout):
                     stored = await asyncio.shield(storing)
@@ -193,7 +198,7 @@ class Tracking:
         that says the call failed finds it ended."""
         event = self._ending(uniqueid, result, cause)
         if self._writer.running:
-            stored = self._writer.put(event)
+            stored = self._writer.put(event, waited=True)
             # Through a database outage it stays queued; the reply need not wait for it.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._timeout):

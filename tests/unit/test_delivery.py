@@ -1,4 +1,5 @@
-"""webhooks/delivery.py: how the deliverer writes what it sent when the database hangs."""
+"""webhooks/delivery.py: when the deliverer looks at the outbox, and how it writes what it
+sent when the database hangs."""
 
 from __future__ import annotations
 
@@ -74,3 +75,33 @@ async def test_a_close_during_a_rounds_write_writes_the_attempts_once() -> None:
     await closing
     await threads.close()
     assert [list(written) for written in outbox.settled].count(["an attempt"]) == 1
+
+
+class CountingOutbox:
+    """An outbox that counts how often the deliverer reads or writes it."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+        self.settles = 0
+
+    def claim(self, *_args: object) -> list[object]:
+        self.claims += 1
+        return []
+
+    def settle(self, _results: Sequence[Settled]) -> None:
+        self.settles += 1
+
+
+async def test_a_round_with_no_attempt_to_write_takes_no_thread() -> None:
+    """Each wake-up reads the outbox; one with no finished attempt writes nothing, and does
+    not hand an empty write to a store thread."""
+    outbox, threads = CountingOutbox(), StoreThreads(2, timeout=5)
+    settings = Settings(tenants=[{"name": "default"}], webhooks={"poll_interval": 60})  # type: ignore[arg-type]
+    deliverer = Deliverer(settings, cast(Outbox, outbox), lambda: datetime.now(UTC), threads)
+    deliverer.start()
+    await asyncio.sleep(0.1)
+    deliverer.wake()
+    await asyncio.sleep(0.1)
+    assert (outbox.claims, outbox.settles) == (2, 0)
+    await deliverer.close()
+    await threads.close()

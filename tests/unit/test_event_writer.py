@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -177,4 +178,98 @@ async def test_during_an_outage_a_write_that_must_not_wait_fails_before_queueing
     with pytest.raises(DatabaseUnavailable):
         refused.result()
     writer._drain_seconds = 0.1  # the kept event cannot be stored: give up on it quickly
+    await writer.close()
+
+
+async def test_writes_nobody_waits_for_linger_into_one_batch() -> None:
+    """At a low rate, writes a few milliseconds apart still share a transaction."""
+    batches: list[list[CallEvent]] = []
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        batches.append(batch)
+        return batch
+
+    writer = EventWriter(store, lambda _e: None, lanes=1, linger_seconds=0.3)
+    writer.start()
+    first, second = events(1)[:2]
+    writer.put(first)
+    await asyncio.sleep(0.05)  # ten times the gathering window
+    await writer.put(second)
+    assert batches == [[first, second]]
+    await writer.close()
+
+
+async def test_a_waited_write_hurries_a_lingering_lane_and_shares_its_batch() -> None:
+    """A new call's request waits: its lane stops lingering, and with one lane the call is
+    stored in the same transaction as the events that lingered there."""
+    batches: list[list[CallEvent]] = []
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        batches.append(batch)
+        return batch
+
+    new_call = CallEvent("", CallState.QUEUED, T0)
+    writer = EventWriter(
+        store,
+        lambda _e: None,
+        lanes=1,
+        linger_seconds=30,
+        waits_out_outage=lambda e: e is not new_call,
+    )
+    writer.start()
+    event = events(1)[0]
+    writer.put(event)
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(writer.put(new_call, waited=True), 1)
+    assert batches == [[event, new_call]]
+    await writer.close()
+
+
+async def test_a_write_that_must_not_wait_queued_behind_a_batch_meeting_an_outage_fails() -> None:
+    """Sharing the lane, it was queued before the outage was known: it fails as the outage
+    is met, not after the database comes back."""
+    storing = threading.Event()
+    release = threading.Event()
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        storing.set()
+        release.wait(5)
+        raise DatabaseUnavailable("connection refused")
+
+    urgent = CallEvent("", CallState.QUEUED, T0)
+    writer = EventWriter(
+        store, lambda _e: None, lanes=1, retry_max=10, waits_out_outage=lambda e: e is not urgent
+    )
+    writer.start()
+    kept = writer.put(events(1)[0])
+    assert await asyncio.to_thread(storing.wait, 5)
+    refused = writer.put(urgent, waited=True)
+    release.set()
+    with pytest.raises(DatabaseUnavailable):
+        await asyncio.wait_for(refused, 1)
+    assert not kept.done()
+    writer._drain_seconds = 0.1
+    await writer.close()
+
+
+async def test_a_burst_of_waited_writes_is_gathered_whole_and_the_last_does_not_wait_long() -> None:
+    """Requests arriving close together share one transaction; once they stop coming the
+    batch goes at once, not when the whole gathering window has passed."""
+    batches: list[list[CallEvent]] = []
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        batches.append(batch)
+        return batch
+
+    writer = EventWriter(store, lambda _e: None, lanes=1, gather_seconds=2, gather_gap=0.05)
+    writer.start()
+    burst = events(1)
+    stored = []
+    for event in burst:
+        stored.append(writer.put(event, waited=True))
+        await asyncio.sleep(0.005)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(asyncio.gather(*stored), 1)
+    assert asyncio.get_running_loop().time() - started < 0.5  # not the 2 s window
+    assert batches == [burst]
     await writer.close()

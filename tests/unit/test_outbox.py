@@ -39,8 +39,12 @@ def test_each_event_queues_one_delivery_per_endpoint_that_wants_it(
         },
         T0,
     )
-    call = store.create_call(NEW, T0, Subscription("http://127.0.0.1:9/mine")).call
-    store.record(step(call.uniqueid, CallState.ENDED))
+    created = store.create_call(NEW, T0, Subscription("http://127.0.0.1:9/mine"))
+    call = created.call
+    ended = store.record(step(call.uniqueid, CallState.ENDED))
+    # Each change says how many it queued: the delivery worker wakes only for those.
+    assert created.deliveries == 2
+    assert ended is not None and ended.deliveries == 3
     states = outbox.for_call(call.id)
     by_url: dict[str, list[str]] = {}
     for d in states:
@@ -52,6 +56,16 @@ def test_each_event_queues_one_delivery_per_endpoint_that_wants_it(
     }
     assert {d.state for d in states} == {PENDING}
     assert outbox.backlog() == 5
+
+
+def test_a_change_without_webhooks_queues_no_delivery(stores: tuple[Store, Outbox]) -> None:
+    store, outbox = stores
+    outbox.sync_config({"other": [Subscription("http://127.0.0.1:9/other")]}, T0)
+    created = store.create_call(NEW, T0)
+    ended = store.record(step(created.call.uniqueid, CallState.ENDED))
+    assert created.deliveries == 0
+    assert ended is not None and ended.deliveries == 0
+    assert outbox.backlog() == 0
 
 
 def test_only_the_oldest_pending_event_of_a_call_is_due(stores: tuple[Store, Outbox]) -> None:

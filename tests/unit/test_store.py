@@ -151,6 +151,41 @@ def test_a_live_calls_sip_state_is_kept_replaced_and_dropped_with_its_end(
     assert a.sip_states() == {}
 
 
+def test_a_call_moved_several_times_in_one_transaction_is_stored_as_it_last_stands(
+    store: Store,
+) -> None:
+    """A batch brings a call's events together: its row is written once, at the end, and
+    an ending in the batch is seen at once by the statements after it."""
+    with store.writing() as writes:
+        created = writes.create_call(NEW, T0).call
+        for seconds, state in enumerate(list(CallState)[1:-1], start=1):
+            change = writes.record(step(created.uniqueid, state, seconds))
+            assert change is not None
+        assert writes.save_sip_state(created.uniqueid, '{"v": 1}', T0)
+        connected = change.call
+    assert connected.state is CallState.CONNECTED
+    assert store.get_by_uniqueid(created.uniqueid) == connected
+    assert store.sip_states() == {created.uniqueid: '{"v": 1}'}
+    with store.writing() as writes:
+        assert writes.save_sip_state(created.uniqueid, '{"v": 2}', T0)
+        ended = writes.record(step(created.uniqueid, CallState.ENDED, 9, Result.COMPLETED))
+        assert not writes.save_sip_state(created.uniqueid, '{"v": 3}', T0)  # ended already
+    assert ended is not None
+    assert store.get_by_uniqueid(created.uniqueid) == ended.call
+    assert ended.call.connected_at == connected.connected_at
+    assert store.sip_states() == {}
+    assert [e.sequence for e in store.events(ended.call)] == list(range(1, len(CallState) + 1))
+    with store.writing() as writes:  # placed and refused in one transaction
+        short = writes.create_call(NEW, T0).call
+        writes.record(step(short.uniqueid, CallState.AGENT_DIALING, 1))
+        assert writes.save_sip_state(short.uniqueid, '{"v": 1}', T0)
+        gone = writes.record(step(short.uniqueid, CallState.ENDED, 2, Result.AGENT_BUSY))
+        assert not writes.save_sip_state(short.uniqueid, '{"v": 2}', T0)
+    assert gone is not None and gone.call.state is CallState.ENDED
+    assert store.get_by_uniqueid(short.uniqueid) == gone.call
+    assert store.sip_states() == {}
+
+
 def test_a_call_another_node_moved_is_read_again_before_this_node_moves_it(
     database: Engine,
 ) -> None:

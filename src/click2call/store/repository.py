@@ -90,7 +90,8 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A stored state change: the call as it now stands and the event that moved it."""
+    """A stored state change: the call as it now stands and the event that moved it;
+    `deliveries`: the webhook deliveries queued with it (the delivery worker wakes for them)."""
 
     call: StoredCall
     event: StoredEvent
@@ -162,6 +163,15 @@ def _advance(stamp: str | None) -> Sql:
 
 
 _ADVANCE = {stamp: _advance(stamp) for stamp in (None, *_TIMESTAMP_OF_STATE.values())}
+# A row this transaction already wrote (inserted, or moved by _ADVANCE, which locked it) is
+# moved again only once, as the transaction ends, to where its last event left it: a call's
+# events arrive together (the agent's answer, the destination's INVITE, ringing, connected
+# within a few milliseconds) and each one's UPDATE was overwritten by the next.
+_SETTLE = Sql(
+    "UPDATE calls SET state = :state, last_sequence = :last_sequence, result = :result,"
+    " cause = :cause, agent_answered_at = :agent_answered_at, connected_at = :connected_at,"
+    " ended_at = :ended_at WHERE id = :id"
+)
 _NEW_EVENT_VALUES = (
     "INSERT INTO call_events (call_id, state, result, cause, at, sequence, type, payload)"
     " VALUES (:call_id, :state, :result, :cause, :at, :sequence, :type, :payload)"
@@ -195,6 +205,7 @@ class Writes:
         self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
         self.stale: set[str] = set()  # of `known`, the calls found moved by another writer
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
+        self._unsettled: dict[int, StoredCall] = {}  # call id → its row's move, not yet written
         self._admissions = admission.Admissions()  # PostgreSQL: admitted as it ends
         self.refused: dict[int, RateLimited] = {}  # call id → why it was not stored after all
 
@@ -285,16 +296,16 @@ class Writes:
         transaction's other changes stand (any other error spoils the transaction).
         """
         call, known = self._calls.get(event.uniqueid), None
-        if call is None and (known := self._known.get(event.uniqueid)) is not None:
+        if call is not None:  # its row is this transaction's
+            return self._move(call, event, written=True)
+        if (known := self._known.get(event.uniqueid)) is not None:
             # As an earlier transaction left it; only a change it allows is made from it.
             with contextlib.suppress(IllegalTransition):
                 if (change := self._move(known, event)) is not None:
                     return change
-        if call is None:
-            if known is not None:  # ended, taken over or pruned elsewhere, perhaps
-                self.stale.add(event.uniqueid)
-            call = self._locked(event.uniqueid)
-        return self._move(call, event)
+        if known is not None:  # ended, taken over or pruned elsewhere, perhaps
+            self.stale.add(event.uniqueid)
+        return self._move(self._locked(event.uniqueid), event)
 
     def _locked(self, uniqueid: str) -> StoredCall:
         found = self._conn.execute(_BY_UNIQUEID_FOR_UPDATE, {"uniqueid": uniqueid})
@@ -302,9 +313,11 @@ class Writes:
             raise UnknownCall(uniqueid)
         return _call(row)
 
-    def _move(self, call: StoredCall, event: CallEvent) -> Change | None:
+    def _move(self, call: StoredCall, event: CallEvent, written: bool = False) -> Change | None:
         """The change `event` makes to `call` as given, stored; None when it changes nothing
-        or the row is no longer as given (moved by another writer)."""
+        or the row is no longer as given (moved by another writer). `written`: the row is
+        this transaction's, and its UPDATE waits for the transaction's end (`settle`), but
+        an ending's: the statements that follow it must see the call ended."""
         new_state = advance(call.state, event)
         if new_state is None:
             return None
@@ -333,6 +346,14 @@ class Writes:
             node=call.node,
         )
         driver = self._driver
+        if written and new_state is not CallState.ENDED:
+            self._unsettled[call.id] = moved
+            return self._append(moved, cause, event.at)
+        self._unsettled.pop(call.id, None)
+        if written:
+            driver.execute(_SETTLE, self._row(moved))
+            self._ended(call)
+            return self._append(moved, cause, event.at)
         values: dict[str, Any] = {
             "id": call.id,
             "was": call.last_sequence,
@@ -347,10 +368,15 @@ class Writes:
         if not driver.execute(_ADVANCE[stamp], values).rowcount:
             return None
         if new_state is CallState.ENDED:
-            sip_dialogs.forget(driver, call.id)
-            if driver.postgres:
-                self._admissions.ended(call.tenant, call.id)
+            self._ended(call)
         return self._append(moved, cause, event.at)
+
+    def _ended(self, call: StoredCall) -> None:
+        """What an ending changes besides the row: the SIP state goes, and on PostgreSQL the
+        admission of the transaction's new calls no longer counts the call."""
+        sip_dialogs.forget(self._driver, call.id)
+        if self._driver.postgres:
+            self._admissions.ended(call.tenant, call.id)
 
     def _append(self, call: StoredCall, cause: str | None, at: datetime) -> Change:
         """The event row for the call's newest state, and its deliveries."""
@@ -381,6 +407,25 @@ class Writes:
             event_id, call.id, sequence, type_, call.state, call.result, cause, at, payload
         )
         return Change(call, event, queued)
+
+    def settle(self) -> None:
+        """Write each row whose moves waited for the transaction's end (Store.writing)."""
+        for call in self._unsettled.values():
+            self._driver.execute(_SETTLE, self._row(call))
+        self._unsettled.clear()
+
+    def _row(self, call: StoredCall) -> dict[str, Any]:
+        time = self._driver.time
+        return {
+            "id": call.id,
+            "state": call.state.value,
+            "last_sequence": call.last_sequence,
+            "result": call.result.value if call.result is not None else None,
+            "cause": call.cause,
+            "agent_answered_at": time(call.agent_answered_at),
+            "connected_at": time(call.connected_at),
+            "ended_at": time(call.ended_at),
+        }
 
     def save_sip_state(self, uniqueid: str, state: str, now: datetime) -> bool:
         """Keep a live call's SIP state (snapshot JSON); False when the call has ended or is
@@ -453,6 +498,7 @@ class Store:
             writes = Writes(conn, self._node, self._known)
             try:
                 yield writes
+                writes.settle()
                 writes.admit_new_calls()
             finally:  # whatever becomes of the transaction, they are no longer as kept
                 for uniqueid in writes.stale:

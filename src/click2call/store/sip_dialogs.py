@@ -15,25 +15,23 @@ from click2call.calls import CallState
 from click2call.store.driver import Driver, Sql
 from click2call.store.schema import calls, sip_dialogs
 
-# On the write path: run on the driver (store/driver.py). Both skip an ended call: its
-# state is gone with its end, and a late write must not bring it back.
-_UPDATE = Sql(
-    "UPDATE sip_dialogs SET state = :state, updated_at = :now WHERE call_id ="
-    " (SELECT id FROM calls WHERE uniqueid = :uniqueid AND state <> 'ended')"
-)
-_INSERT = Sql(
+# On the write path: run on the driver (store/driver.py). One statement inserts the row or
+# replaces it (an UPDATE tried first missed on every call's first state: one statement in
+# vain per call); it skips an ended call: its state is gone with its end, and a late write
+# must not bring it back. (`WHERE` before `ON CONFLICT`: SQLite's parser needs one there.)
+_SAVE = Sql(
     "INSERT INTO sip_dialogs (call_id, state, updated_at)"
     " SELECT id, :state, :now FROM calls WHERE uniqueid = :uniqueid AND state <> 'ended'"
+    " ON CONFLICT (call_id) DO UPDATE SET state = excluded.state,"
+    " updated_at = excluded.updated_at"
 )
 
 
 def save(driver: Driver, uniqueid: str, state: str, now: datetime) -> bool:
-    """Replace the call's stored state; False when the call is unknown or ended. One
-    statement when the row exists (every write but the first)."""
+    """Keep the call's state, replacing the one stored; False when the call is unknown or
+    ended, and nothing is kept."""
     values = {"uniqueid": uniqueid, "state": state, "now": driver.time(now)}
-    if driver.execute(_UPDATE, values).rowcount:
-        return True
-    return bool(driver.execute(_INSERT, values).rowcount)  # both drivers count these rows
+    return bool(driver.execute(_SAVE, values).rowcount)  # both drivers count the row
 
 
 _DELETE = Sql("DELETE FROM sip_dialogs WHERE call_id = :call_id")

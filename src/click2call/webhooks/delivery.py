@@ -116,6 +116,8 @@ class Deliverer:
         the attempts finishing meanwhile gather for the next round; kept for the next
         round if the database refuses them."""
         settled, gone = self._settled, self._gone
+        if not settled and not gone:  # no thread hop for nothing (most rounds)
+            return
         self._settled, self._gone = [], []
         try:
             # Waited for however long it takes, and carried to its end even if this round
