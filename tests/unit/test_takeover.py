@@ -101,6 +101,20 @@ async def test_a_watching_node_ends_a_silent_nodes_calls_once_and_keeps_beating(
     assert not registry.beat(clock())  # gone after leaving
 
 
+class SlowRegistry(NodeRegistry):
+    """A registry whose claim commits, then takes 0.3 s to come back (`claiming` set)."""
+
+    def __init__(self, database: sqlalchemy.Engine, node: str) -> None:
+        super().__init__(database, node)
+        self.claiming = threading.Event()
+
+    def claim_lost(self, now: datetime, lease: timedelta) -> list[Claim]:
+        claims = super().claim_lost(now, lease)
+        self.claiming.set()
+        time.sleep(0.3)  # committed; the answer is slow to come back
+        return claims
+
+
 async def test_a_claim_the_database_answers_late_is_still_taken_over(
     database: sqlalchemy.Engine,
 ) -> None:
@@ -109,12 +123,6 @@ async def test_a_claim_the_database_answers_late_is_still_taken_over(
 
     def clock() -> datetime:
         return datetime.now(UTC)
-
-    class SlowRegistry(NodeRegistry):
-        def claim_lost(self, now: datetime, lease: timedelta) -> list[Claim]:
-            claims = super().claim_lost(now, lease)
-            time.sleep(0.3)  # committed; the answer is slow to come back
-            return claims
 
     NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
     uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
@@ -149,26 +157,15 @@ async def test_a_node_stopping_as_its_claim_commits_still_ends_the_claimed_calls
     def clock() -> datetime:
         return datetime.now(UTC)
 
-    claiming = threading.Event()
-
-    class SlowRegistry(NodeRegistry):
-        def claim_lost(self, now: datetime, lease: timedelta) -> list[Claim]:
-            claims = super().claim_lost(now, lease)
-            claiming.set()
-            time.sleep(0.3)  # committed; the answer is slow to come back
-            return claims
-
     NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
     uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
     assert uniqueid is not None
     ended: list[tuple[str, Result, str]] = []
-    threads = StoreThreads(2, 5)
-    watch = NodeWatch(
-        SlowRegistry(database, "b"), "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1, threads
-    )
+    threads, registry = StoreThreads(2, 5), SlowRegistry(database, "b")
+    watch = NodeWatch(registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1, threads)
     watch.join()
     watch.start()
-    assert await asyncio.to_thread(claiming.wait, 5)
+    assert await asyncio.to_thread(registry.claiming.wait, 5)
     await watch.stop()  # the server stops as the claim commits
     assert ended == [(uniqueid, Result.ERROR, takeover_cause("a", "b"))]
     await watch.leave()
