@@ -149,6 +149,8 @@ class EventWriter(Generic[Write, Stored]):
             hurry.clear()  # before taking the writes: one put after this hurries the next batch
             while len(batch) < self._batch_max and not queue.empty():
                 batch.append(queue.get_nowait())
+            if not queue.empty():  # past batch_max: a waited write may be among those left
+                hurry.set()
             await self._store_batch(batch)
             for _ in batch:
                 queue.task_done()

@@ -273,3 +273,25 @@ async def test_a_burst_of_waited_writes_is_gathered_whole_and_the_last_does_not_
     assert asyncio.get_running_loop().time() - started < 0.5  # not the 2 s window
     assert batches == [burst]
     await writer.close()
+
+
+async def test_a_waited_write_left_past_a_full_batch_does_not_linger() -> None:
+    """Four writes nobody waits for fill a batch; the waited one after them is left for the
+    next batch, which must not linger for more (30 s here) as if nobody waited."""
+    batches: list[list[CallEvent]] = []
+
+    def store(batch: list[CallEvent]) -> list[CallEvent]:
+        batches.append(batch)
+        return batch
+
+    writer = EventWriter(
+        store, lambda _e: None, lanes=1, batch_max=4, gather_seconds=0.01, linger_seconds=30
+    )
+    writer.start()
+    for event in events(1)[:4]:
+        writer.put(event)
+    waited = writer.put(CallEvent("2.1", CallState.QUEUED, T0), waited=True)
+    async with asyncio.timeout(10):  # it would wait the whole linger: 30 s
+        await waited
+    assert [len(batch) for batch in batches] == [4, 1]
+    await writer.close()
