@@ -49,7 +49,7 @@ from tests.postgres_cluster import PostgresCluster
 
 from bench.profile_summary import summarise
 from bench.spine import DIAL, UNLIMITED, wrk
-from click2call.demo.server import ServerProcess
+from click2call.demo.server import ServerProcess, wait_listening
 from click2call.demo.sipp import SCENARIOS, free_port, free_ports_in_a_row, sipp_binary, terminate
 from click2call.store.database import connect
 from click2call.store.schema import calls
@@ -205,28 +205,10 @@ def rig(folder: Path, database: str, workers: int, postmaster: int | None) -> It
     base = f"http://127.0.0.1:{http}"
     server = ServerProcess(config, base, folder / "server.log", serve_args=args).start()
     try:
-        _wait_listening(http, workers)
+        wait_listening(http, workers)
         yield Rig(server, database, pbx, trunk, postmaster)
     finally:
         server.stop()
-
-
-def _wait_listening(port: int, workers: int, timeout: float = 30) -> None:
-    """Until each worker listens on the HTTP port (each binds it with SO_REUSEPORT): the
-    first to answer health may be alone for a while, and a run that started then went
-    to it alone."""
-    deadline = time.monotonic() + timeout
-    while (found := _listening(port)) < workers:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{found} of {workers} workers listen on port {port}")
-        time.sleep(0.1)
-
-
-def _listening(port: int) -> int:
-    """How many sockets listen on TCP `port` (IPv4, /proc/net/tcp)."""
-    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    fields = (line.split() for line in lines)
-    return sum(1 for f in fields if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port)
 
 
 def accepted(r: Rig, seconds: int, profile: Path | None) -> Run:

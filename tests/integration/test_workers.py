@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from click2call.cli import main
+from click2call.demo.server import wait_listening
 from click2call.demo.sipp import free_port
 from click2call.store.database import connect
 from tests.integration.conftest import launch
@@ -21,6 +22,8 @@ def test_two_workers_share_the_port_and_each_follows_its_calls(
     url = postgres.new_database()
     process, server = launch(tmp_path, url, serve_args=("--workers", "2", "--node-id", "gw1"))
     try:
+        # The first worker up answers health alone for a while: both must listen first.
+        wait_listening(int(server.base_url.rsplit(":", 1)[1]), 2)
         agent = server.peer("agent_busy.xml", server.pbx_port, calls=10)
         ids = []
         for n in range(10):

@@ -61,3 +61,21 @@ class ServerProcess:
     def stop(self) -> None:
         if self.process is not None:
             terminate(self.process)
+
+
+def wait_listening(port: int, workers: int, timeout: float = 30) -> None:
+    """Until each worker listens on the HTTP port (each binds it with SO_REUSEPORT): the
+    first to answer health may be alone for a while, and a run that started then went
+    to it alone."""
+    deadline = time.monotonic() + timeout
+    while (found := _listening(port)) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{found} of {workers} workers listen on port {port}")
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> int:
+    """How many sockets listen on TCP `port` (IPv4, /proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    fields = (line.split() for line in lines)
+    return sum(1 for f in fields if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port)
