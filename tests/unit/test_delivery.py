@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import httpx
+
 from click2call.settings import Settings
-from click2call.store import Outbox
+from click2call.store import Delivery, Outbox
 from click2call.store.outbox import Settled
 from click2call.store_threads import StoreThreads
 from click2call.webhooks.delivery import Deliverer
@@ -104,4 +106,78 @@ async def test_a_round_with_no_attempt_to_write_takes_no_thread() -> None:
     await asyncio.sleep(0.1)
     assert (outbox.claims, outbox.settles) == (2, 0)
     await deliverer.close()
+    await threads.close()
+
+
+class Receiver:
+    """A local HTTP server that answers 204 and keeps each request's head."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+SECRET = "whsec_" + "A" * 40
+
+
+async def test_a_callback_goes_to_the_address_that_was_checked_not_a_second_lookup() -> None:
+    """DNS rebinding: a name that answers a public address to the check and a private one
+    to the connection. The host is resolved once and the request sent to that address
+    (`.invalid` cannot resolve anywhere else), with the URL's own Host header."""
+    asked: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"] if len(asked) == 1 else ["169.254.169.254"]
+
+    settings = Settings(tenants=[{"name": "default", "callbacks": {"secret": SECRET}}])
+    threads = StoreThreads(2, timeout=1)
+    deliverer = Deliverer(
+        settings,
+        cast(Outbox, HungOutbox()),
+        lambda: datetime.now(UTC),
+        threads,
+        resolver=rebinding,
+        address_allowed=lambda address: address == "127.0.0.1",  # "public" for this test
+    )
+    deliverer._client = httpx.AsyncClient(trust_env=False)
+    async with Receiver() as port:
+        url = f"http://crm.invalid:{port}/hook"
+        await deliverer._deliver(Delivery(1, 1, "default", url, True, 7, 9, "{}", 0))
+    attempt = deliverer._settled[0].attempt
+    assert (attempt.status, attempt.error) == (204, None)
+    assert asked == ["crm.invalid"]
+    await deliverer._client.aclose()
+    await threads.close()
+
+
+async def test_a_callback_resolving_to_a_private_address_is_not_sent() -> None:
+    async def private(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    settings = Settings(tenants=[{"name": "default", "callbacks": {"secret": SECRET}}])
+    threads = StoreThreads(2, timeout=1)
+    outbox = cast(Outbox, HungOutbox())
+    deliverer = Deliverer(settings, outbox, lambda: datetime.now(UTC), threads, resolver=private)
+    deliverer._client = httpx.AsyncClient(trust_env=False)
+    async with Receiver() as port:
+        url = f"http://crm.example.com:{port}/hook"
+        await deliverer._deliver(Delivery(1, 1, "default", url, True, 7, 9, "{}", 0))
+    attempt = deliverer._settled[0].attempt
+    assert attempt.status is None
+    assert attempt.error == "callback host resolves to a private or local address (127.0.0.1)"
+    await deliverer._client.aclose()
     await threads.close()

@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,6 +26,7 @@ from click2call.store import Attempt, Delivery, Outbox
 from click2call.store.outbox import DELIVERED, FAILED, PENDING, Settled
 from click2call.store_threads import StoreThreads
 from click2call.webhooks import signing
+from click2call.webhooks.pinning import Refused, Resolve, Target, pinned_targets, resolve
 from click2call.webhooks.schedule import Outcome, decide, parse_retry_after
 from click2call.webhooks.urls import is_public, listed
 
@@ -46,6 +46,8 @@ class Deliverer:
         threads: StoreThreads,
         random_fraction: Callable[[], float] = random.random,
         observe: Callable[[str], None] = lambda _outcome: None,
+        resolver: Resolve = resolve,
+        address_allowed: Callable[[str], bool] = is_public,
     ) -> None:
         self._settings = settings
         self._delivery = settings.webhooks
@@ -54,6 +56,8 @@ class Deliverer:
         self._threads = threads
         self._random = random_fraction
         self._observe = observe  # told each attempt's outcome (metrics)
+        self._resolve = resolver
+        self._address_allowed = address_allowed  # for a callback_url's addresses
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # outbox id → its request
         self._per_endpoint: dict[int, int] = {}
@@ -199,24 +203,25 @@ class Deliverer:
         error: str | None = None
         excerpt: str | None = None
         retry_after: float | None = None
-        assert self._client is not None
         deadline = self._delivery.connect_timeout + self._delivery.read_timeout
         try:
             # One deadline for the whole attempt: a receiver dribbling a byte now and then
             # must not hold a slot (per-read timeouts alone would let it).
             async with asyncio.timeout(deadline):
-                error = await self._refused_address(delivery)
-                if error is None:
-                    async with self._client.stream(
-                        "POST", delivery.url, content=body, headers=headers
-                    ) as reply:
-                        status = reply.status_code
-                        excerpt = await _excerpt(reply)
-                        retry_after = parse_retry_after(
-                            reply.headers.get("retry-after"), started_at
+                targets = await self._targets(delivery)
+                for i, target in enumerate(targets):
+                    try:
+                        status, excerpt, retry_after = await self._post(
+                            target, body, headers, started_at
                         )
-                        if not reply.is_success:
-                            error = f"HTTP {status}"
+                        break
+                    except httpx.ConnectError:
+                        if i == len(targets) - 1:  # the host's other addresses first
+                            raise
+                if status is not None and not 200 <= status < 300:
+                    error = f"HTTP {status}"
+        except Refused as exc:
+            error = str(exc)
         except TimeoutError:
             error = f"no complete reply within {deadline:g} s"
         except Exception as exc:
@@ -225,23 +230,32 @@ class Deliverer:
         attempt = Attempt(started_at, status, error, excerpt, time.perf_counter() - started)
         self._settle(delivery, attempt, retry_after)
 
-    async def _refused_address(self, delivery: Delivery) -> str | None:
-        """Why a call's own callback_url may not be reached: its host resolves to a private
-        or local address the tenant did not list (SSRF). Tenant webhooks come from the
-        operator's configuration and are trusted."""
-        if not delivery.for_call:
-            return None
-        tenant = self._settings.tenant(delivery.tenant)
-        allowed = tenant.callbacks.allowed_hosts if tenant else []
-        if listed(delivery.url, allowed):
-            return None
-        parts = urlsplit(delivery.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port)
-        private = sorted({str(info[4][0]) for info in infos if not is_public(str(info[4][0]))})
-        if private:
-            return f"callback host resolves to a private or local address ({private[0]})"
-        return None
+    async def _post(
+        self, target: Target, body: bytes, headers: dict[str, str], started_at: datetime
+    ) -> tuple[int, str | None, float | None]:
+        """One POST: the reply's status, the start of its body, its Retry-After in seconds."""
+        assert self._client is not None
+        async with self._client.stream(
+            "POST",
+            target.url,
+            content=body,
+            headers=headers | target.headers,
+            extensions=target.extensions,
+        ) as reply:
+            retry_after = parse_retry_after(reply.headers.get("retry-after"), started_at)
+            return reply.status_code, await _excerpt(reply), retry_after
+
+    async def _targets(self, delivery: Delivery) -> list[Target]:
+        """Where to send: a call's own callback_url only to the public addresses its host
+        resolved to, checked and pinned (SSRF, DNS rebinding: pinning.py), unless the tenant
+        listed the host. Tenant webhooks come from the operator's configuration and are
+        trusted: httpx resolves them itself."""
+        if delivery.for_call:
+            tenant = self._settings.tenant(delivery.tenant)
+            allowed = tenant.callbacks.allowed_hosts if tenant else []
+            if not listed(delivery.url, allowed):
+                return await pinned_targets(delivery.url, self._resolve, self._address_allowed)
+        return [Target(httpx.URL(delivery.url))]
 
     def _settle(self, delivery: Delivery, attempt: Attempt, retry_after: float | None) -> None:
         decision = decide(
