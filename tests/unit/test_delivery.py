@@ -153,14 +153,16 @@ async def test_a_callback_goes_to_the_address_that_was_checked_not_a_second_look
         resolver=rebinding,
         address_allowed=lambda address: address == "127.0.0.1",  # "public" for this test
     )
-    deliverer._client = httpx.AsyncClient(trust_env=False)
-    async with Receiver() as port:
+    deliverer._pinned_client = httpx.AsyncClient(trust_env=False)
+    receiver = Receiver()
+    async with receiver as port:
         url = f"http://crm.invalid:{port}/hook"
         await deliverer._deliver(Delivery(1, 1, "default", url, True, 7, 9, "{}", 0))
     attempt = deliverer._settled[0].attempt
     assert (attempt.status, attempt.error) == (204, None)
     assert asked == ["crm.invalid"]
-    await deliverer._client.aclose()
+    assert f"\r\nhost: crm.invalid:{port}\r\n" in receiver.heads[0].decode().lower()
+    await deliverer._pinned_client.aclose()
     await threads.close()
 
 
@@ -172,12 +174,12 @@ async def test_a_callback_resolving_to_a_private_address_is_not_sent() -> None:
     threads = StoreThreads(2, timeout=1)
     outbox = cast(Outbox, HungOutbox())
     deliverer = Deliverer(settings, outbox, lambda: datetime.now(UTC), threads, resolver=private)
-    deliverer._client = httpx.AsyncClient(trust_env=False)
+    deliverer._pinned_client = httpx.AsyncClient(trust_env=False)
     async with Receiver() as port:
         url = f"http://crm.example.com:{port}/hook"
         await deliverer._deliver(Delivery(1, 1, "default", url, True, 7, 9, "{}", 0))
     attempt = deliverer._settled[0].attempt
     assert attempt.status is None
     assert attempt.error == "callback host resolves to a private or local address (127.0.0.1)"
-    await deliverer._client.aclose()
+    await deliverer._pinned_client.aclose()
     await threads.close()

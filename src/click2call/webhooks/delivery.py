@@ -64,6 +64,9 @@ class Deliverer:
         self._settled: list[Settled] = []  # attempts made, not yet written
         self._gone: list[tuple[int, datetime]] = []  # endpoints that answered 410
         self._client: httpx.AsyncClient | None = None
+        # Callbacks pinned to an address: no connection kept for another request, which
+        # could be for another name at that address whose certificate was never checked.
+        self._pinned_client: httpx.AsyncClient | None = None
         self._runner: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -73,6 +76,12 @@ class Deliverer:
     def start(self) -> None:
         timeout = httpx.Timeout(self._delivery.read_timeout, connect=self._delivery.connect_timeout)
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+        self._pinned_client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         self._runner = asyncio.create_task(self._run(), name="webhook-delivery")
 
     async def close(self) -> None:
@@ -94,8 +103,9 @@ class Deliverer:
         except Exception:
             # Unwritten attempts are sent again after a restart, with the same webhook-id.
             log.exception("webhook attempts could not be written at shutdown")
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._pinned_client):
+            if client is not None:
+                await client.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -234,8 +244,9 @@ class Deliverer:
         self, target: Target, body: bytes, headers: dict[str, str], started_at: datetime
     ) -> tuple[int, str | None, float | None]:
         """One POST: the reply's status, the start of its body, its Retry-After in seconds."""
-        assert self._client is not None
-        async with self._client.stream(
+        client = self._pinned_client if target.pinned else self._client
+        assert client is not None
+        async with client.stream(
             "POST",
             target.url,
             content=body,

@@ -38,6 +38,10 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     extensions: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def pinned(self) -> bool:
+        return "Host" in self.headers
+
 
 class Refused(Exception):
     """The callback host may not be reached; the message says why."""
