@@ -9,8 +9,9 @@ and PostgreSQL a throwaway cluster (tests/postgres_cluster.py), all on the same 
   placed call fails at once and the number is the request path's own: limits counted in the
   database, the call row with its first event, the engine's first INVITE.
 * setups/s: SIPp answers the agent (re-INVITE included) and the destination, which hangs up
-  after a second; wrk with 8 connections. A setup is a call that reached `connected` (both
-  legs up and joined) within the measured seconds, by its stored `connected_at`.
+  after a second; wrk with 32 connections as for accepted/s (with 8 the rate was bound by
+  each request's latency, the same with one worker or two). A setup is a call that reached
+  `connected` (both legs up and joined) within the measured seconds, by its `connected_at`.
 
 The CPU columns are cores busy on average (CPU seconds per second) for the server (all its
 workers), PostgreSQL (every backend), wrk, SIPp, everything else on the machine, and each
@@ -74,6 +75,7 @@ allow_unauthenticated = true
 """
     + UNLIMITED
 )
+CONNECTIONS = 32  # wrk's, in both phases
 RIGS = (
     ("SQLite, 1 worker", "sqlite", 1),
     ("PostgreSQL, 1 worker", "postgresql", 1),
@@ -228,7 +230,7 @@ def accepted(r: Rig, seconds: int, profile: Path | None) -> Run:
         time.sleep(0.5)  # attached
     parties = r.parties()
     before, start = parties.sample(), time.monotonic()
-    rate, _p50, _p99, _total, refused = wrk(r.url, seconds, 32)
+    rate, _p50, _p99, _total, refused = wrk(r.url, seconds, CONNECTIONS)
     run = measured(rate, before, parties.sample(), time.monotonic() - start)
     if spy is not None:
         spy.wait()
@@ -261,7 +263,7 @@ def setups(r: Rig, seconds: int, folder: Path) -> Run:
         parties = r.parties([p.pid for p in phones])
         before, start = parties.sample(), time.monotonic()
         since = datetime.now(UTC)
-        wrk(r.url, seconds, 8)
+        wrk(r.url, seconds, CONNECTIONS)
         until = datetime.now(UTC)
         after, elapsed = parties.sample(), time.monotonic() - start
         connected = _connected_between(r.database, since, until)
@@ -335,8 +337,10 @@ def main() -> None:
 
 def report(results: dict[str, dict[str, list[Run]]], cpus: int) -> None:
     titles = {
-        "accepted": "dial.php accepted/s (wrk, 32 conns; no phone: each call fails at once)",
-        "setups": "complete call setups/s (SIPp answers both legs; wrk, 8 conns)",
+        "accepted": (
+            f"dial.php accepted/s (wrk, {CONNECTIONS} conns; no phone: each call fails at once)"
+        ),
+        "setups": f"complete call setups/s (SIPp answers both legs; wrk, {CONNECTIONS} conns)",
     }
     for phase, title in titles.items():
         print(f"\n{title}")
