@@ -342,6 +342,8 @@ class DeliverySettings(_Section):
     jitter: float = Field(0.1, ge=0, le=0.5)  # each wait varies by up to this fraction
     max_in_flight: int = Field(64, ge=1)  # requests at once, all endpoints
     max_in_flight_per_endpoint: int = Field(8, ge=1)  # one slow receiver stalls only itself
+    # One tenant's receivers (or its callers' callback URLs) never take every slot.
+    max_in_flight_per_tenant: int = Field(32, ge=1)
     poll_interval: float = Field(1.0, gt=0)  # how often due retries are looked for
 
     @field_validator("retry_schedule")

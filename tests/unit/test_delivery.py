@@ -183,3 +183,59 @@ async def test_a_callback_resolving_to_a_private_address_is_not_sent() -> None:
     assert attempt.error == "callback host resolves to a private or local address (127.0.0.1)"
     await deliverer._pinned_client.aclose()
     await threads.close()
+
+
+class ClaimingOutbox:
+    """An outbox that hands out `due` once and records what each claim skipped."""
+
+    def __init__(self, due: list[Delivery]) -> None:
+        self.due = due
+        self.skipped: list[tuple[set[int], set[str]]] = []
+
+    def claim(
+        self, now: datetime, room: int, busy: set[int], full: set[int], full_tenants: set[str]
+    ) -> list[Delivery]:
+        self.skipped.append((full, full_tenants))
+        due, self.due = self.due, []
+        return due
+
+    def release(self, ids: list[int]) -> None:
+        self.released = ids
+
+
+async def test_a_tenant_with_every_slot_taken_is_skipped_until_one_frees() -> None:
+    hold = asyncio.Event()
+
+    async def stalled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await hold.wait()
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(stalled, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    settings = Settings(
+        tenants=[{"name": "default", "webhooks": [{"url": url, "secret": SECRET}]}],
+        webhooks={"max_in_flight_per_tenant": 2},
+    )
+    # three endpoints of one tenant: the third is over the tenant's cap, not an endpoint's
+    outbox = ClaimingOutbox(
+        [Delivery(i, i, "default", url, False, i, i, "{}", 0) for i in (1, 2, 3)]
+    )
+    threads = StoreThreads(2, timeout=1)
+    deliverer = Deliverer(settings, cast(Outbox, outbox), lambda: datetime.now(UTC), threads)
+    deliverer._client = httpx.AsyncClient(trust_env=False)
+    await deliverer._dispatch()
+    assert sorted(deliverer._in_flight) == [1, 2]
+    assert outbox.released == [3]  # given back at once for the next round
+    await deliverer._dispatch()
+    assert outbox.skipped[-1] == (set(), {"default"})
+    hold.set()
+    await asyncio.wait_for(asyncio.gather(*deliverer._in_flight.values()), 5)
+    await deliverer._dispatch()
+    assert outbox.skipped[-1] == (set(), set())
+    assert [s.attempt.status for s in deliverer._settled] == [204, 204]
+    await deliverer._client.aclose()
+    server.close()
+    await threads.close()

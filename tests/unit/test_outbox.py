@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -262,3 +263,25 @@ def test_a_batch_queues_each_event_of_a_call_for_its_own_and_the_tenants_endpoin
     for endpoint_id, _event in rows:
         by_endpoint[endpoint_id] = by_endpoint.get(endpoint_id, 0) + 1
     assert sorted(by_endpoint.values()) == [1, 4]  # its own wants the end only; the tenant's all
+
+
+def test_a_tenant_at_its_cap_leaves_the_slots_to_the_others(stores: tuple[Store, Outbox]) -> None:
+    """max_in_flight_per_tenant: the deliverer names the tenants with every slot taken, and
+    the next claim skips them rather than filling its room with their backlog."""
+    store, outbox = stores
+    outbox.sync_config(
+        {
+            "default": [Subscription("http://127.0.0.1:9/busy")],
+            "other": [Subscription("http://127.0.0.1:9/other")],
+        },
+        T0,
+    )
+    for _ in range(3):
+        store.create_call(NEW, T0)
+    other = store.create_call(
+        dataclasses.replace(NEW, tenant="other"), T0 + timedelta(seconds=1)
+    ).call
+    later = T0 + timedelta(seconds=5)
+    first = outbox.claim(later, 2, set(), set(), {"default"})
+    assert [(d.tenant, d.call_id) for d in first] == [("other", other.id)]
+    assert [d.tenant for d in outbox.due(later, 10, set())] == ["default"] * 3

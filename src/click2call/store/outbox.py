@@ -209,6 +209,7 @@ _DUE = (
         webhook_outbox.c.state == PENDING,
         webhook_outbox.c.next_attempt_at <= bindparam("now"),
         webhook_outbox.c.endpoint_id.not_in(bindparam("full", expanding=True)),
+        webhook_endpoints.c.tenant.not_in(bindparam("full_tenants", expanding=True)),
         # Being sent by a node right now (its lease still runs): not due anywhere else.
         or_(
             webhook_outbox.c.lease_until.is_(None),
@@ -232,6 +233,17 @@ _LEASE = (
     .where(webhook_outbox.c.id.in_(bindparam("ids", expanding=True)))
     .values(leased_by=bindparam("node"), lease_until=bindparam("until"))
 )
+
+
+def _due_values(
+    now: datetime, limit: int, full: set[int] | None, full_tenants: set[str] | None
+) -> dict[str, Any]:
+    return {
+        "now": now,
+        "limit": limit,
+        "full": list(full or ()),
+        "full_tenants": list(full_tenants or ()),
+    }
 
 
 def _delivery(row: Any) -> Delivery:
@@ -290,21 +302,31 @@ class Outbox:
                     _disable(conn, row.id, _REMOVED, now)
 
     def due(
-        self, now: datetime, limit: int, busy: set[int], full: set[int] | None = None
+        self,
+        now: datetime,
+        limit: int,
+        busy: set[int],
+        full: set[int] | None = None,
+        full_tenants: set[str] | None = None,
     ) -> list[Delivery]:
         """Deliveries whose time has come, oldest first, skipping the outbox ids in `busy`
-        and the endpoints in `full`."""
-        values = {"now": now, "limit": limit + len(busy), "full": list(full or ())}
+        the endpoints in `full` and the tenants in `full_tenants`."""
+        values = _due_values(now, limit + len(busy), full, full_tenants)
         with self._engine.connect() as conn:
             rows = conn.execute(_DUE, values).all()
         return [_delivery(r) for r in rows if r.id not in busy][:limit]
 
     def claim(
-        self, now: datetime, limit: int, busy: set[int], full: set[int] | None = None
+        self,
+        now: datetime,
+        limit: int,
+        busy: set[int],
+        full: set[int] | None = None,
+        full_tenants: set[str] | None = None,
     ) -> list[Delivery]:
         """Like `due`, and leased to this node: no other node attempts them until they are
         settled or the lease runs out (a node that died while sending)."""
-        values = {"now": now, "limit": limit + len(busy), "full": list(full or ())}
+        values = _due_values(now, limit + len(busy), full, full_tenants)
         with self._engine.begin() as conn:
             rows = [r for r in conn.execute(_CLAIMABLE, values).all() if r.id not in busy]
             rows = rows[:limit]

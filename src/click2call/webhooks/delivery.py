@@ -2,9 +2,11 @@
 
 Woken when a call event is stored (and every `poll_interval` for retries), it sends
 each due delivery at most once at a time, never more than `max_in_flight` requests in
-all and `max_in_flight_per_endpoint` per endpoint, so one slow receiver holds only its
-own deliveries back. Redirects are not followed and only a short excerpt of a reply
-is kept. What is sent and when is decided in schedule.py; the bytes signed in signing.py.
+all, `max_in_flight_per_tenant` per tenant and `max_in_flight_per_endpoint` per endpoint,
+so one slow receiver holds only its own deliveries back, and one tenant's many slow ones
+(a caller may name a callback_url per call) only that tenant's. Redirects are not
+followed and only a short excerpt of a reply is kept. What is sent and when is decided
+in schedule.py; the bytes signed in signing.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -61,6 +64,7 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # outbox id → its request
         self._per_endpoint: dict[int, int] = {}
+        self._per_tenant: dict[str, int] = {}
         self._settled: list[Settled] = []  # attempts made, not yet written
         self._gone: list[tuple[int, datetime]] = []  # endpoints that answered 410
         self._client: httpx.AsyncClient | None = None
@@ -157,17 +161,22 @@ class Deliverer:
         if room <= 0:
             return
         cap = self._delivery.max_in_flight_per_endpoint
+        tenant_cap = self._delivery.max_in_flight_per_tenant
         full = {endpoint for endpoint, taken in self._per_endpoint.items() if taken >= cap}
+        full_tenants = {tenant for tenant, taken in self._per_tenant.items() if taken >= tenant_cap}
         left_over = []
         # Sent but not yet written as such (finished while the last write ran): not due.
         busy = set(self._in_flight) | {s.delivery.outbox_id for s in self._settled}
-        due = await self._threads.run(self._outbox.claim, self._clock(), room, busy, full)
+        due = await self._threads.run(
+            self._outbox.claim, self._clock(), room, busy, full, full_tenants
+        )
         for delivery in due:
             taken = self._per_endpoint.get(delivery.endpoint_id, 0)
-            if taken >= cap:
+            if taken >= cap or self._per_tenant.get(delivery.tenant, 0) >= tenant_cap:
                 left_over.append(delivery.outbox_id)
                 continue
             self._per_endpoint[delivery.endpoint_id] = taken + 1
+            self._per_tenant[delivery.tenant] = self._per_tenant.get(delivery.tenant, 0) + 1
             task = asyncio.create_task(self._deliver(delivery))
             self._in_flight[delivery.outbox_id] = task
             task.add_done_callback(self._finished_callback(delivery))
@@ -179,11 +188,8 @@ class Deliverer:
 
     def _finished(self, delivery: Delivery) -> None:
         self._in_flight.pop(delivery.outbox_id, None)
-        left = self._per_endpoint.get(delivery.endpoint_id, 1) - 1
-        if left:
-            self._per_endpoint[delivery.endpoint_id] = left
-        else:
-            self._per_endpoint.pop(delivery.endpoint_id, None)
+        _release(self._per_endpoint, delivery.endpoint_id)
+        _release(self._per_tenant, delivery.tenant)
         self._wake.set()  # the call's next event may be due now
 
     def _secret(self, delivery: Delivery) -> str | None:
@@ -304,6 +310,15 @@ class Deliverer:
                 delivery.attempts + 1,
                 attempt.error,
             )
+
+
+def _release(taken: dict[Any, int], key: object) -> None:
+    """One request fewer in flight for `key`; forgotten at none."""
+    left = taken.get(key, 1) - 1
+    if left:
+        taken[key] = left
+    else:
+        taken.pop(key, None)
 
 
 async def _excerpt(reply: httpx.Response) -> str | None:
