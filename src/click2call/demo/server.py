@@ -75,7 +75,11 @@ def wait_listening(port: int, workers: int, timeout: float = 30) -> None:
 
 
 def _listening(port: int) -> int:
-    """How many sockets listen on TCP `port` (IPv4, /proc/net/tcp)."""
-    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    fields = (line.split() for line in lines)
-    return sum(1 for f in fields if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port)
+    """How many sockets listen on TCP `port`, IPv4 or IPv6 (/proc/net/tcp, tcp6)."""
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(table)
+        lines = path.read_text().splitlines()[1:] if path.exists() else []
+        fields = (line.split() for line in lines)
+        found += sum(1 for f in fields if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port)
+    return found
