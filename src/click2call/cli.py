@@ -104,6 +104,8 @@ def serve(args: argparse.Namespace) -> int:
         http=guarded_protocol(settings.server),  # slow and greedy clients
         ws="none",  # no upgrades: a handed-over transport would keep its per-address count
         log_config=None,  # uvicorn's lines go through our handler (text or JSON)
+        proxy_headers=True,
+        forwarded_allow_ips=settings.server.forwarded_allow_ips,  # not the environment's
     )
     # What is built by now (modules, settings, the app, the store's tables) lives as long as
     # the process: frozen out of the collector's sight, a full collection scans only what

@@ -90,11 +90,29 @@ class ServerSettings(_Section):
     log_format: Literal["text", "json"] = "text"  # json: one object a line, with call ids
     # /metrics answers these addresses without a key (any tenant's API key also works).
     metrics_allowed_ips: list[str] = []
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: the client's
+    # address in logs, audit and limits, and https (Secure cookies) when TLS ends at them.
+    # "*" trusts any sender (only when nothing else can reach the port).
+    forwarded_allow_ips: list[str] = ["127.0.0.1", "::1"]
 
     @field_validator("metrics_allowed_ips")
     @classmethod
     def _metrics_networks(cls, value: list[str]) -> list[str]:
         return _networks(value)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        if value == ["*"]:
+            return value
+        for entry in value:
+            try:  # a network as uvicorn takes it: no host bits set (10.0.0.0/8, not 10.0.0.1/8)
+                ipaddress.ip_network(entry) if "/" in entry else ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (or '*' alone)"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _lease_outlasts_beats(self) -> ServerSettings:

@@ -98,3 +98,19 @@ def test_a_bad_toml_file_is_named_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"broken\.toml: .*line 3") as raised:
         load_settings(config)
     assert str(config) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "error"),
+    [
+        (["10.0.0.1/8"], "'10.0.0.1/8' is not an IP address or network"),
+        (["proxy.example.com"], "'proxy.example.com' is not an IP address"),
+        (["*", "10.0.0.1"], "'\\*' is not an IP address or network \\(or '\\*' alone\\)"),
+    ],
+)
+def test_trusted_proxies_are_addresses_or_networks(proxies: list[str], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        Settings(server={"forwarded_allow_ips": proxies})
+    allowed = ["10.0.0.0/8", "192.0.2.7", "::1"]
+    assert Settings(server={"forwarded_allow_ips": allowed}).server.forwarded_allow_ips == allowed
+    assert Settings(server={"forwarded_allow_ips": ["*"]}).server.forwarded_allow_ips == ["*"]
