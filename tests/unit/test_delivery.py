@@ -13,9 +13,10 @@ from typing import Any, cast
 import httpx
 
 from click2call.settings import Settings
-from click2call.store import Delivery, Outbox
+from click2call.store import Attempt, Delivery, Outbox
 from click2call.store.outbox import Settled
 from click2call.store_threads import StoreThreads
+from click2call.webhooks import delivery
 from click2call.webhooks.delivery import Deliverer
 
 
@@ -153,7 +154,7 @@ async def test_a_callback_goes_to_the_address_that_was_checked_not_a_second_look
         resolver=rebinding,
         address_allowed=lambda address: address == "127.0.0.1",  # "public" for this test
     )
-    deliverer._pinned_client = httpx.AsyncClient(trust_env=False)
+    deliverer._pinned_client = delivery._client(httpx.Timeout(5))  # as start() makes it
     receiver = Receiver()
     async with receiver as port:
         url = f"http://crm.invalid:{port}/hook"
@@ -162,6 +163,8 @@ async def test_a_callback_goes_to_the_address_that_was_checked_not_a_second_look
     assert (attempt.status, attempt.error) == (204, None)
     assert asked == ["crm.invalid"]
     assert f"\r\nhost: crm.invalid:{port}\r\n" in receiver.heads[0].decode().lower()
+    # the excerpt kept is the reply's raw bytes: asked for uncompressed
+    assert "\r\naccept-encoding: identity\r\n" in receiver.heads[0].decode().lower()
     await deliverer._pinned_client.aclose()
     await threads.close()
 
@@ -239,3 +242,25 @@ async def test_a_tenant_with_every_slot_taken_is_skipped_until_one_frees() -> No
     await deliverer._client.aclose()
     server.close()
     await threads.close()
+
+
+class RefusingOutbox(ClaimingOutbox):
+    """Takes no attempt (a constraint the database enforces, not an outage)."""
+
+    def settle(self, results: Sequence[Settled]) -> None:
+        raise ValueError("the database refused the batch")
+
+
+async def test_attempts_the_database_refuses_do_not_stop_the_sending() -> None:
+    settings = Settings(tenants=[{"name": "default"}], webhooks={"poll_interval": 0.05})
+    outbox, threads = RefusingOutbox([]), StoreThreads(2, timeout=1)
+    deliverer = Deliverer(settings, cast(Outbox, outbox), lambda: datetime.now(UTC), threads)
+    sent = Delivery(1, 1, "default", "http://127.0.0.1:9/h", False, 1, 1, "{}", 0)
+    deliverer._settled = [
+        Settled(sent, Attempt(datetime.now(UTC), 200, None, None, 0), "delivered")
+    ]
+    deliverer.start()
+    await asyncio.sleep(0.3)
+    await deliverer.close()
+    await threads.close()
+    assert len(outbox.skipped) >= 2  # the outbox was still read, round after round

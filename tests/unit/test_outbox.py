@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.store import Attempt, NewCall, Outbox, Store, Subscription
-from click2call.store.outbox import DELIVERED, FAILED, PENDING
+from click2call.store.outbox import DELIVERED, FAILED, PENDING, Settled
 from click2call.store.schema import webhook_outbox
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -285,3 +285,38 @@ def test_a_tenant_at_its_cap_leaves_the_slots_to_the_others(stores: tuple[Store,
     first = outbox.claim(later, 2, set(), set(), {"default"})
     assert [(d.tenant, d.call_id) for d in first] == [("other", other.id)]
     assert [d.tenant for d in outbox.due(later, 10, set())] == ["default"] * 3
+
+
+def test_an_endpoint_gone_gets_nothing_more_even_from_an_attempt_in_flight(
+    stores: tuple[Store, Outbox],
+) -> None:
+    """Two deliveries sent at once; the first answers 410 Gone (the endpoint is disabled,
+    its backlog failed), the second times out afterwards: it stays failed, never due."""
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("https://crm.example/hook")]}, T0)
+    store.create_call(NEW, T0)
+    store.create_call(NEW, T0)
+    first, second = outbox.claim(T0, 10, set())
+    outbox.settle([Settled(first, Attempt(T0, 410, "HTTP 410", None, 0.1), FAILED)])
+    outbox.disable_endpoint(first.endpoint_id, "the receiver answered 410 Gone", T0)
+    later = T0 + timedelta(seconds=1)
+    outbox.settle([Settled(second, Attempt(later, None, "timeout", None, 15), PENDING, later)])
+    assert outbox.due(later + timedelta(hours=1), 10, set()) == []
+    assert [d.state for d in outbox.for_call(second.call_id)] == [FAILED]
+    assert len(outbox.attempts(second.outbox_id)) == 1  # the attempt is still on record
+
+
+def test_a_reply_with_a_nul_byte_is_stored(stores: tuple[Store, Outbox]) -> None:
+    """PostgreSQL refuses NUL in text, and a gzip reply starts with one: the excerpt and
+    error are stored with U+FFFD in its place rather than failing the batch."""
+    store, outbox = stores
+    outbox.sync_config({"default": [Subscription("http://127.0.0.1:9/a")]}, T0)
+    store.create_call(NEW, T0)
+    [head] = outbox.claim(T0, 10, set())
+    attempt = Attempt(T0, 200, "odd\x00error", "\x1f\ufffd\x08\x00\x00", 0.01)
+    outbox.settle([Settled(head, attempt, DELIVERED)])
+    [stored] = outbox.attempts(head.outbox_id)
+    assert (stored.error, stored.response_excerpt) == (
+        "odd\ufffderror",
+        "\x1f\ufffd\x08\ufffd\ufffd",
+    )

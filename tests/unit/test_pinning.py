@@ -61,3 +61,13 @@ async def test_a_host_that_does_not_resolve_is_refused_saying_so() -> None:
 async def test_resolve_asks_the_system_resolver() -> None:
     assert await resolve("127.0.0.1", 80) == ["127.0.0.1"]
     assert "127.0.0.1" in await resolve("localhost", 80) or "::1" in await resolve("localhost", 80)
+
+
+async def test_an_international_name_is_resolved_and_named_in_its_ascii_form() -> None:
+    """straße.de is xn--strae-oqa.de (IDNA 2008); handed the Unicode form, getaddrinfo and
+    ssl re-encode it with IDNA 2003 as strasse.de: another registrant's domain."""
+    lookup = _resolver(["93.184.215.14"])
+    (target,) = await pinned_targets("https://xn--strae-oqa.de/hook", lookup)
+    assert lookup.asked == [("xn--strae-oqa.de", 443)]  # type: ignore[attr-defined]
+    assert target.extensions == {"sni_hostname": "xn--strae-oqa.de"}
+    assert target.headers == {"Host": "xn--strae-oqa.de"}

@@ -128,7 +128,9 @@ _INSERT_DELIVERY = Sql(
 _INSERT_ATTEMPT = insert(webhook_attempts)
 _SETTLE = (
     update(webhook_outbox)
-    .where(webhook_outbox.c.id == bindparam("outbox_id"))
+    # Still pending: a delivery its endpoint's 410 failed while it was in flight stays
+    # failed when its own (late) attempt is written.
+    .where(webhook_outbox.c.id == bindparam("outbox_id"), webhook_outbox.c.state == PENDING)
     .values(
         state=bindparam("new_state"),
         attempts=bindparam("new_attempts"),
@@ -210,6 +212,7 @@ _DUE = (
         webhook_outbox.c.next_attempt_at <= bindparam("now"),
         webhook_outbox.c.endpoint_id.not_in(bindparam("full", expanding=True)),
         webhook_endpoints.c.tenant.not_in(bindparam("full_tenants", expanding=True)),
+        webhook_endpoints.c.disabled_at.is_(None),  # 410 Gone, or an operator
         # Being sent by a node right now (its lease still runs): not due anywhere else.
         or_(
             webhook_outbox.c.lease_until.is_(None),
@@ -244,6 +247,14 @@ def _due_values(
         "full": list(full or ()),
         "full_tenants": list(full_tenants or ()),
     }
+
+
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """A receiver's words as a text column takes them: PostgreSQL refuses NUL in text (a
+    gzip reply starts with one), and one refused attempt would fail the whole batch."""
+    if not value:
+        return None
+    return value[:limit].replace("\x00", "\ufffd")
 
 
 def _delivery(row: Any) -> Delivery:
@@ -378,8 +389,8 @@ class Outbox:
                 "outbox_id": r.delivery.outbox_id,
                 "at": r.attempt.at,
                 "status": r.attempt.status,
-                "error": r.attempt.error[:256] if r.attempt.error else None,
-                "response_excerpt": r.attempt.response_excerpt,
+                "error": _text(r.attempt.error, 256),
+                "response_excerpt": _text(r.attempt.response_excerpt),
                 "seconds": r.attempt.seconds,
             }
             for r in results
@@ -391,7 +402,7 @@ class Outbox:
                 "new_attempts": r.delivery.attempts + 1,
                 "attempt_at": r.attempt.at,
                 "status": r.attempt.status,
-                "error": r.attempt.error[:256] if r.attempt.error else None,
+                "error": _text(r.attempt.error, 256),
                 "done": None if r.state == PENDING else r.attempt.at,
                 "next_at": r.next_attempt_at,
             }

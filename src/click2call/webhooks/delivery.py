@@ -79,13 +79,8 @@ class Deliverer:
 
     def start(self) -> None:
         timeout = httpx.Timeout(self._delivery.read_timeout, connect=self._delivery.connect_timeout)
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
-        self._pinned_client = httpx.AsyncClient(
-            timeout=timeout,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        self._client = _client(timeout)
+        self._pinned_client = _client(timeout, httpx.Limits(max_keepalive_connections=0))
         self._runner = asyncio.create_task(self._run(), name="webhook-delivery")
 
     async def close(self) -> None:
@@ -114,15 +109,17 @@ class Deliverer:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            try:
-                await self._write_settled()
-                await self._dispatch()
-            except DatabaseUnavailable as exc:
-                # Health reports the outage; one line per poll is enough here.
-                log.warning("webhook outbox unreadable, database unavailable: %s", exc.reason)
-            except Exception:
-                # A database hiccup must not end delivery for the life of the process.
-                log.exception("webhook outbox could not be read or written; trying again")
+            # Each on its own: attempts the database will not take yet must not stop the
+            # sending (the ones unwritten are in `busy`, never claimed twice).
+            for step in (self._write_settled, self._dispatch):
+                try:
+                    await step()
+                except DatabaseUnavailable as exc:
+                    # Health reports the outage; one line per poll is enough here.
+                    log.warning("webhook outbox unreadable, database unavailable: %s", exc.reason)
+                except Exception:
+                    # A database hiccup must not end delivery for the life of the process.
+                    log.exception("webhook outbox could not be read or written; trying again")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._delivery.poll_interval):
                     await self._wake.wait()
@@ -319,6 +316,17 @@ def _release(taken: dict[Any, int], key: object) -> None:
         taken[key] = left
     else:
         taken.pop(key, None)
+
+
+def _client(timeout: httpx.Timeout, limits: httpx.Limits | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        # The excerpt kept of a reply is its raw bytes: ask for them uncompressed.
+        headers={"Accept-Encoding": "identity"},
+        limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )
 
 
 async def _excerpt(reply: httpx.Response) -> str | None:

@@ -54,7 +54,9 @@ async def pinned_targets(
     does not resolve or any of its addresses is not `allowed` (one private address is
     enough to refuse: which one a connection would take is not ours to choose)."""
     parsed = httpx.URL(url)
-    host = parsed.host
+    # The ASCII (xn--) form: given the Unicode one, getaddrinfo and ssl re-encode it with
+    # IDNA 2003, which maps straße.de to strasse.de, another domain.
+    host = parsed.raw_host.decode("ascii")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         addresses = await resolver(host, port)
