@@ -64,6 +64,9 @@ def takeover_cause(lost: str, survivor: str) -> str:
     return f"node {lost} stopped heartbeating; ended by node {survivor}"
 
 
+TAKEOVER_HANGUPS = 32  # a lost node's calls hung up at once: its PBX answers each in turn
+
+
 class NodeWatch:
     def __init__(
         self,
@@ -87,6 +90,9 @@ class NodeWatch:
         self._runner: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._beating_since: datetime | None = None  # None: the last beat failed
+        # Take-overs run beside the heartbeat: hanging up waits on PBXs (an unanswered AMI
+        # Hangup, 5 s each), and a survivor silent past the lease would be judged lost.
+        self._takeovers: set[asyncio.Task[None]] = set()
 
     def join(self) -> None:
         """The first heartbeat, before this node looks at its own calls: from now on no
@@ -116,6 +122,9 @@ class NodeWatch:
         except asyncio.CancelledError:  # the stop itself was cancelled
             self._runner.cancel()
             raise
+        # Claimed calls are this node's alone: their take-over ends (each hang-up is
+        # bounded by its engine's own timeout).
+        await asyncio.gather(*self._takeovers, return_exceptions=True)
 
     async def leave(self) -> None:
         """The node ended its calls itself: its row goes, nobody is to take over."""
@@ -151,7 +160,9 @@ class NodeWatch:
             return
         claims = await self._threads.finish(self._registry.claim_lost, self._clock(), self._lease)
         for claim in claims:
-            await self._take_over(claim)
+            task = asyncio.create_task(self._take_over(claim), name=f"takeover-{claim.node}")
+            self._takeovers.add(task)
+            task.add_done_callback(self._takeovers.discard)
 
     async def _take_over(self, claim: Claim) -> None:
         log.warning(
@@ -161,12 +172,17 @@ class NodeWatch:
             len(claim.calls),
         )
         cause = takeover_cause(claim.node, self._node)
-        for call in claim.calls:
+        room = asyncio.Semaphore(TAKEOVER_HANGUPS)
+
+        async def end(call: OrphanCall) -> None:
             try:
-                await self._hang_up(call)
+                async with room:
+                    await self._hang_up(call)
             except Exception as exc:  # the row ends all the same: nothing stays in flight
                 log.error("call %s of lost node %s not hung up: %s", call.uniqueid, claim.node, exc)
             self._end(call.uniqueid, Result.ERROR, cause)
+
+        await asyncio.gather(*(end(call) for call in claim.calls))
 
     async def _hang_up(self, call: OrphanCall) -> None:
         engine = self._engines.get(call.tenant)

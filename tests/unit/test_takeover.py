@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -170,3 +171,59 @@ async def test_a_node_stopping_as_its_claim_commits_still_ends_the_claimed_calls
     assert ended == [(uniqueid, Result.ERROR, takeover_cause("a", "b"))]
     await watch.leave()
     await threads.close()
+
+
+class BeatCounter:
+    """A registry that counts heartbeats and has one lost node with four calls to claim."""
+
+    def __init__(self) -> None:
+        self.beats: list[float] = []
+        self.claimed = False
+
+    def beat(self, at: datetime) -> bool:
+        self.beats.append(time.monotonic())
+        return True
+
+    def claim_lost(self, at: datetime, lease: timedelta) -> list[Claim]:
+        if self.claimed:
+            return []
+        self.claimed = True
+        calls = [OrphanCall(f"1764057600.{i}", "a", CallState.CONNECTED, None) for i in range(4)]
+        return [Claim("gw1", at - lease, calls)]
+
+
+async def test_the_survivor_keeps_beating_while_the_lost_nodes_pbx_is_slow_to_hang_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each Hangup waits for its answer (AMI action_timeout, 5 s by default): one after the
+    other inside the heartbeat's round, four of them kept the survivor silent past the
+    lease, and a third node would have ended the survivor's own calls. Times scaled down."""
+    interval, lease, unanswered_for = 0.1, 0.75, 0.25
+    engine = AsteriskEngine(TenantSettings(name="a", engine="asterisk"), now)
+
+    async def unanswered(uniqueid: str) -> None:
+        await asyncio.sleep(unanswered_for)
+        raise RuntimeError("Asterisk did not answer Hangup")
+
+    monkeypatch.setattr(engine, "end_orphan", unanswered)
+    registry, ended = BeatCounter(), []
+    threads = StoreThreads(2, timeout=5)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    watch = NodeWatch(
+        registry,  # type: ignore[arg-type]
+        "gw2",
+        {"a": engine},
+        lambda uniqueid, *_: ended.append(uniqueid),
+        clock,
+        interval,
+        lease,
+        threads,
+    )
+    watch.join()
+    watch.start()
+    await asyncio.sleep(lease + 4 * unanswered_for + 0.3)
+    await watch.stop()
+    await threads.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(registry.beats)]
+    assert sorted(ended) == [f"1764057600.{i}" for i in range(4)]  # all ended regardless
+    assert max(gaps) < lease  # never silent long enough to be judged lost
