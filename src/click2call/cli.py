@@ -84,6 +84,8 @@ def serve(args: argparse.Namespace) -> int:
                 "click2call: several workers share one database: use PostgreSQL "
                 '([server] database = "postgresql://…"); a SQLite file is for one process'
             )
+        if (clash := workers.port_clash(settings, args.workers)) is not None:
+            raise SystemExit(f"click2call: {clash}")
         node_id = workers.default_node_id(settings)
         return workers.supervise(args.config, node_id, args.workers)
     if args.worker_index is not None:

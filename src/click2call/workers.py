@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from types import FrameType
 
 from click2call.settings import Settings
@@ -23,11 +24,30 @@ def default_node_id(settings: Settings) -> str:
 
 
 def for_worker(settings: Settings, index: int) -> Settings:
-    """The settings of worker `index`: its own SIP port and node id."""
+    """The settings of worker `index`: its own SIP ports (UDP/TCP and TLS) and node id."""
     sip_port = settings.sip.port + index if settings.sip.port else 0
     server = settings.server.model_copy(update={"node_id": f"{default_node_id(settings)}/w{index}"})
-    sip = settings.sip.model_copy(update={"port": sip_port})
+    ports = {"port": sip_port, "tls_port": settings.sip.tls_port + index}
+    sip = settings.sip.model_copy(update=ports)
     return settings.model_copy(update={"server": server, "sip": sip})
+
+
+def port_clash(settings: Settings, workers: int) -> str | None:
+    """Why `workers` workers cannot each have their own SIP ports, if they cannot: worker i
+    listens on UDP/TCP `port` + i and, with a certificate, on TLS `tls_port` + i."""
+    sip = settings.sip
+    if workers < 2 or not sip.tls_cert_file:
+        return None
+    if sip.tls_port + workers - 1 > 65535:
+        return f"[sip] tls_port {sip.tls_port} + {workers - 1} workers is past port 65535"
+    plain = range(sip.port, sip.port + workers) if sip.port else range(0)
+    tls = range(sip.tls_port, sip.tls_port + workers)
+    if set(plain) & set(tls):
+        return (
+            f"{workers} workers take SIP ports {plain.start}-{plain.stop - 1} (UDP/TCP) and "
+            f"{tls.start}-{tls.stop - 1} (TLS): they overlap; move [sip] tls_port"
+        )
+    return None
 
 
 def shared_socket(host: str, port: int) -> socket.socket:
@@ -56,5 +76,13 @@ def supervise(config: str | None, node_id: str, workers: int) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    stopping = False
+    while any(child.poll() is None for child in children):
+        # A worker that ends on its own (it could not bind, it crashed) ends the node:
+        # serving on with one fewer would hide it, its calls taken over by nobody.
+        if not stopping and any(child.poll() is not None for child in children):
+            stopping = True
+            stop(signal.SIGTERM, None)
+        time.sleep(0.2)
     codes = [child.wait() for child in children]
     return max(codes, key=abs)
