@@ -107,6 +107,12 @@ def claim(identity: Identity, claimed_tenant: str | None) -> Identity:
     return identity
 
 
+def same_secret(expected: str, given: str) -> bool:
+    """Constant-time equality of a secret we computed and one a client sent, whatever the
+    client sent: on str, compare_digest raises TypeError for non-ASCII (a 500, not a 401)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
+
+
 def _check_signature(tenant: TenantSettings, credentials: Credentials, now: float) -> None:
     secret = tenant.auth.link_secret.get_secret_value()
     if not secret:
@@ -117,7 +123,7 @@ def _check_signature(tenant: TenantSettings, credentials: Credentials, now: floa
     if not expires.isdigit():
         raise Unauthorized("exp must be a unix time in seconds")
     expected = sign(credentials.params, secret)
-    if not hmac.compare_digest(expected, signature.lower()):
+    if not same_secret(expected, signature.lower()):
         raise Unauthorized("the link's signature does not match: it was altered or forged")
     if int(expires) < now:
         raise Unauthorized("the link has expired")
@@ -156,7 +162,7 @@ def csrf_token(session_token: str) -> str:
 def csrf_matches(session_token: str | None, given: str | None) -> bool:
     if not session_token or not given:
         return False
-    return hmac.compare_digest(csrf_token(session_token), given)
+    return same_secret(csrf_token(session_token), given)
 
 
 # --- widget tokens -----------------------------------------------------------------------
@@ -219,7 +225,7 @@ def read_widget_token(token: str, secret: bytes, now: float) -> WidgetClaims:
     payload, dot, signature = token.partition(".")
     if not dot or not payload or not signature:
         raise Unauthorized("malformed widget token")
-    if not hmac.compare_digest(_widget_signature(payload, secret), signature):
+    if not same_secret(_widget_signature(payload, secret), signature):
         raise Unauthorized("the widget token's signature does not match: it was altered or forged")
     try:
         body = json.loads(_unb64(payload))

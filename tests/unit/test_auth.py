@@ -100,3 +100,9 @@ def test_the_canonical_query_is_sorted_encoded_and_leaves_out_sig() -> None:
     pairs = [("b", "2 3"), ("a", "é&"), ("sig", "x")]
     assert canonical_query(pairs) == "a=%C3%A9%26&b=2%203"
     assert sign(pairs, "k") == sign(list(reversed(pairs)), "k")
+
+
+def test_a_signature_out_of_the_hex_alphabet_is_refused_not_a_crash() -> None:
+    params = {"extension": "200", "destination": "0502760206", "exp": str(int(NOW) + 60)}
+    with pytest.raises(Unauthorized, match="does not match"):
+        authenticate(SETTINGS, creds(**params, sig="é"), "signed", lookup, NOW)

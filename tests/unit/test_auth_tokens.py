@@ -158,3 +158,13 @@ def test_a_live_session_speaks_for_its_key_and_an_ended_one_for_nobody() -> None
         authenticate(SETTINGS, ended, None, no_key, NOW, session)
     # An ended session is no credential: what else the request carries decides.
     assert authenticate(SETTINGS, ended, "open", no_key, NOW, session).method == "unauthenticated"
+
+
+@pytest.mark.parametrize("forged", ["é" * 64, "\udcff", "abc\x00"])
+def test_a_forged_value_out_of_the_alphabet_is_refused_not_a_crash(forged: str) -> None:
+    """compare_digest raises TypeError on non-ASCII text: a 500 instead of a 401."""
+    token = mint_widget_token(CLAIMS, SECRET)
+    payload = token.split(".")[0]
+    with pytest.raises(Unauthorized, match="signature does not match"):
+        read_widget_token(f"{payload}.{forged}", SECRET, NOW)
+    assert not csrf_matches("session-a", forged)
