@@ -6,11 +6,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, insert
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.store import Store
 from click2call.store.history import CallFilter, History
+from click2call.store.schema import call_events
 from tests.unit import test_store
 from tests.unit.test_store import T0
 
@@ -93,3 +94,63 @@ def test_events_after_an_id_are_the_tenant_s_in_order(store: Store) -> None:
     assert history.events_after("default", events[0].id, 100) == events[1:]
     assert history.events_after("default", 0, 1) == events[:1]
     assert history.last_event_id() >= events[-1].id
+
+
+def _event(conn: Connection, call_id: int, sequence: int) -> int:
+    row = {"call_id": call_id, "state": "queued", "at": T0, "sequence": sequence}
+    values = {**row, "type": "call.queued", "payload": "{}"}
+    return int(conn.execute(insert(call_events).values(**values)).inserted_primary_key[0])
+
+
+def test_the_feed_waits_for_an_event_committed_after_a_later_one(store: Store) -> None:
+    """PostgreSQL: event n is inserted by one writer, n+1 by another that commits first.
+    The feed sends nothing past n while n's transaction is open, then both in order."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its ids are seen in the order they are drawn")
+    a, b = place(store, 0), place(store, 1)
+    history = History(store.engine)
+    start = history.last_event_id()
+    with store.engine.connect() as slow:
+        open_ = slow.begin()
+        first = _event(slow, a, 2)  # drawn, not committed
+        with store.engine.begin() as other:
+            second = _event(other, b, 2)
+        held = history.feed("default", start, 100, None)
+        assert held.events == [] and held.after_id == start and held.unsettled is not None
+        open_.commit()
+    read = history.feed("default", held.after_id, 100, held.unsettled)
+    assert [e.id for e in read.events] == [first, second]
+    assert (read.after_id, read.unsettled) == (second, None)
+
+
+def test_the_feed_skips_an_id_that_will_never_come_once_its_writers_are_done(
+    store: Store,
+) -> None:
+    """A rolled-back insert (or a refused call's deleted row) leaves a hole for good: held
+    while a transaction that was open may still fill it, then passed over."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its ids are seen in the order they are drawn")
+    a = place(store, 0)
+    history = History(store.engine)
+    start = history.last_event_id()
+    with store.engine.connect() as slow:
+        open_ = slow.begin()
+        _event(slow, a, 2)
+        with store.engine.begin() as other:
+            kept = _event(other, a, 3)
+        held = history.feed("default", start, 100, None)
+        assert held.events == []
+        open_.rollback()
+    read = history.feed("default", held.after_id, 100, held.unsettled)
+    assert [e.id for e in read.events] == [kept]
+    assert read.unsettled is None
+
+
+def test_the_feed_reads_straight_through_when_nothing_is_missing(store: Store) -> None:
+    mine = place(store, 0)
+    end(store, mine, Result.COMPLETED)
+    history = History(store.engine)
+    read = history.feed("default", 0, 100, None)
+    assert [e.sequence for e in read.events] == [1, 2]
+    assert (read.after_id, read.unsettled) == (read.events[-1].id, None)
+    assert history.feed("default", read.after_id, 100, None).events == []

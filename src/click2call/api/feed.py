@@ -28,7 +28,7 @@ from click2call.api.access import audited, identify, in_store_thread, runtime_of
 from click2call.api.schemas import ERRORS
 from click2call.errors import InvalidInput
 from click2call.store import Change, StoredEvent
-from click2call.store.history import History
+from click2call.store.history import History, Unsettled
 from click2call.store_threads import StoreThreads
 from click2call.tracking import Tracking
 
@@ -38,6 +38,7 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 KEEPALIVE_SECONDS = 15.0
 SEND_TIMEOUT_SECONDS = 30.0
 BATCH = 200
+UNSETTLED_POLL_SECONDS = 0.05
 RECONNECT_MS = 2000  # the `retry:` a browser's EventSource waits before reconnecting
 _EVENT_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
 
@@ -81,6 +82,8 @@ class EventStream(Response):
         self._threads = threads
         self._tenant = tenant
         self._after = after_id
+        self._unsettled: Unsettled | None = None
+        self._sent_at = 0.0  # loop time of the last bytes sent (keep-alives when quiet)
         self._keepalive = keepalive
         self._send_timeout = send_timeout
 
@@ -125,26 +128,33 @@ class EventStream(Response):
     async def _stream(self, send: Send, wake: asyncio.Event, gone: asyncio.Task[None]) -> None:
         while not gone.done():
             wake.clear()  # before reading: a change stored meanwhile wakes the next wait
-            batch = await self._threads.run(
-                self._history.events_after, self._tenant, self._after, BATCH
+            read = await self._threads.run(
+                self._history.feed, self._tenant, self._after, BATCH, self._unsettled
             )
-            if batch:
-                await self._send(send, b"".join(frame(e) for e in batch))
-                self._after = batch[-1].id
-                if len(batch) == BATCH:
+            self._unsettled = read.unsettled
+            if read.events:
+                await self._send(send, b"".join(frame(e) for e in read.events))
+                if len(read.events) == BATCH:
+                    self._after = read.after_id
                     continue  # more are waiting
+            self._after = read.after_id
+            # Held at an id a transaction may still commit: look again soon, whoever's
+            # change it is (another tenant's wakes nobody here).
+            wait = UNSETTLED_POLL_SECONDS if read.unsettled else self._keepalive
             woken = asyncio.create_task(wake.wait())
             done, _ = await asyncio.wait(
-                {woken, gone}, timeout=self._keepalive, return_when=asyncio.FIRST_COMPLETED
+                {woken, gone}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
             )
             woken.cancel()
-            if not done:
+            quiet = asyncio.get_running_loop().time() - self._sent_at
+            if not done and quiet >= self._keepalive:
                 await self._send(send, b": keep-alive\n\n")
 
     async def _send(self, send: Send, body: bytes) -> None:
         message = {"type": "http.response.body", "body": body, "more_body": True}
         async with asyncio.timeout(self._send_timeout):
             await send(message)
+        self._sent_at = asyncio.get_running_loop().time()
 
 
 async def _disconnected(receive: Receive) -> None:
