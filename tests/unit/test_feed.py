@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from click2call.api.feed import EventStream, frame, resume_point
 from click2call.calls import CallState
-from click2call.errors import InvalidInput
+from click2call.errors import InvalidInput, Unauthorized
 from click2call.policy import Limits
 from click2call.store import NewCall, Store, StoredEvent
 from click2call.store.history import History
@@ -41,6 +41,10 @@ def test_the_header_wins_and_garbage_is_refused() -> None:
     assert caught.value.field == "Last-Event-ID"
 
 
+async def allowed() -> None:
+    """Credentials that still hold."""
+
+
 @pytest.fixture
 def parts(database: Engine) -> tuple[Store, Tracking]:
     store = Store(database)
@@ -59,7 +63,7 @@ async def test_a_quiet_feed_sends_keep_alives(parts: tuple[Store, Tracking]) -> 
         return {"type": "http.disconnect"}
 
     stream = EventStream(
-        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, keepalive=0.1
+        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, allowed, keepalive=0.1
     )
     await stream({"type": "http"}, receive, send)  # type: ignore[arg-type]
     bodies = [m.get("body") for m in sent[1:]]
@@ -82,7 +86,7 @@ async def test_a_stored_change_wakes_the_feed(parts: tuple[Store, Tracking]) -> 
         return {"type": "http.disconnect"}
 
     stream = EventStream(
-        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, keepalive=60
+        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, allowed, keepalive=60
     )
     task = asyncio.create_task(stream({"type": "http"}, receive, send))  # type: ignore[arg-type]
     await asyncio.sleep(0.1)
@@ -107,8 +111,41 @@ async def test_a_client_that_stops_reading_is_disconnected(parts: tuple[Store, T
         return {"type": "http.disconnect"}
 
     stream = EventStream(
-        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, send_timeout=0.2
+        History(store.engine), tracking, StoreThreads(2, 5), "default", 0, allowed, send_timeout=0.2
     )
     await asyncio.wait_for(stream({"type": "http"}, receive, send), 5)  # type: ignore[arg-type]
     assert started.is_set()
     assert len(tracking._listeners) == 0  # unsubscribed
+
+
+async def test_a_feed_whose_key_was_revoked_ends(parts: tuple[Store, Tracking]) -> None:
+    """A stream outlives the request that opened it: credentials are checked again as it
+    goes, and a key revoked (a session ended) since ends it; the client's reconnect then
+    gets the 401 in words."""
+    store, tracking = parts
+    checks: list[float] = []
+
+    async def revoked_after_first() -> None:
+        checks.append(time.monotonic())
+        if len(checks) > 1:
+            raise Unauthorized("this API key was revoked")
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    stream = EventStream(
+        History(store.engine),
+        tracking,
+        StoreThreads(2, 5),
+        "default",
+        0,
+        revoked_after_first,
+        keepalive=0.05,
+    )
+    await asyncio.wait_for(stream({"type": "http"}, receive, send), 5)  # type: ignore[arg-type]
+    assert len(checks) == 2
+    assert len(tracking._listeners) == 0

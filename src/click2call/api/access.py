@@ -13,7 +13,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +68,18 @@ async def identify(
     request: Request, claimed_tenant: str | None, form_key: str | None = None
 ) -> Identity:
     return await _identify(request, credentials(request, form_key), claimed_tenant)
+
+
+def still_allowed(request: Request, claimed_tenant: str | None) -> Callable[[], Awaitable[None]]:
+    """Checks the request's credentials again when awaited (Unauthorized, Forbidden,
+    UnknownTenant once they no longer hold: a key revoked, a session ended), without
+    counting a request against the key's budget. For what lives longer than a request."""
+    runtime, creds = runtime_of(request), credentials(request)
+
+    async def check() -> None:
+        await _authenticate(runtime, creds, claimed_tenant)
+
+    return check
 
 
 SIGNED_LINK_PATHS = frozenset({"/web/dial.php", "/voipe/dial_external.php"})

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -24,9 +25,15 @@ from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from click2call.api import fields
-from click2call.api.access import audited, identify, in_store_thread, runtime_of
+from click2call.api.access import audited, identify, in_store_thread, runtime_of, still_allowed
 from click2call.api.schemas import ERRORS
-from click2call.errors import InvalidInput
+from click2call.errors import (
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    Unauthorized,
+    UnknownTenant,
+)
 from click2call.store import Change, StoredEvent
 from click2call.store.history import History, Unsettled
 from click2call.store_threads import StoreThreads
@@ -73,6 +80,7 @@ class EventStream(Response):
         threads: StoreThreads,
         tenant: str,
         after_id: int,
+        still_allowed: Callable[[], Awaitable[None]],
         keepalive: float = KEEPALIVE_SECONDS,
         send_timeout: float = SEND_TIMEOUT_SECONDS,
     ) -> None:
@@ -83,6 +91,7 @@ class EventStream(Response):
         self._tenant = tenant
         self._after = after_id
         self._unsettled: Unsettled | None = None
+        self._still_allowed = still_allowed
         self._sent_at = 0.0  # loop time of the last bytes sent (keep-alives when quiet)
         self._keepalive = keepalive
         self._send_timeout = send_timeout
@@ -111,6 +120,9 @@ class EventStream(Response):
             )
             await self._send(send, f"retry: {RECONNECT_MS}\n\n".encode())
             await self._stream(send, wake, gone)
+        except (Unauthorized, Forbidden, UnknownTenant) as exc:
+            # A reconnecting client gets the 401/403 in words.
+            log.info("live feed of tenant %s ended: %s", self._tenant, exc.message)
         except TimeoutError:
             log.warning(
                 "live feed client of tenant %s took nothing for %.0f s: disconnected "
@@ -126,7 +138,15 @@ class EventStream(Response):
                 await gone
 
     async def _stream(self, send: Send, wake: asyncio.Event, gone: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
+        checked_at = loop.time()
         while not gone.done():
+            if loop.time() - checked_at >= self._keepalive:
+                # A stream outlives its request: a key revoked or a session ended since
+                # must not go on reading the tenant's calls.
+                with contextlib.suppress(DatabaseUnavailable):  # unknown: checked again
+                    await self._still_allowed()
+                checked_at = loop.time()
             wake.clear()  # before reading: a change stored meanwhile wakes the next wait
             read = await self._threads.run(
                 self._history.feed, self._tenant, self._after, BATCH, self._unsettled
@@ -198,4 +218,11 @@ async def events(
     history = History(runtime.store.engine)
     if after is None:
         after = await in_store_thread(request, history.last_event_id)
-    return EventStream(history, runtime.tracking, runtime.store_threads, identity.tenant, after)
+    return EventStream(
+        history,
+        runtime.tracking,
+        runtime.store_threads,
+        identity.tenant,
+        after,
+        still_allowed(request, claimed),
+    )
