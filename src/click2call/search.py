@@ -32,9 +32,12 @@ class Search:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """Times without a zone are read as UTC, the zone the store keeps."""
-    if value is None:
-        return None
+    return None if value is None else as_utc(value)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Times without a zone are read as UTC, the zone the store keeps. OverflowError for a
+    time whose UTC falls outside years 1-9999 (9999-12-31T23:00-05:00)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

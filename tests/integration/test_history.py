@@ -86,3 +86,16 @@ def test_a_formula_in_a_foreignid_is_text_in_the_csv(server: Server) -> None:
         text = client.get(f"/api/v1/calls.csv?since={since}&foreignid=%3D1%2B2%40x").text
     row = next(csv.DictReader(io.StringIO(text)))
     assert row["foreignid"] == "'=1+2@x"
+
+
+def test_a_time_past_the_calendar_in_utc_is_refused_naming_the_field(server: Server) -> None:
+    """9999-12-31T23:00-05:00 parses, but is past year 9999 in UTC: a 400, not a 500."""
+    with server.client() as client:
+        for path in ("/api/v1/calls", "/api/v1/calls.csv"):
+            for field, value in (
+                ("since", "9999-12-31T23:00:00-05:00"),
+                ("until", "0001-01-01T00:00:00+01:00"),
+            ):
+                reply = client.get(path, params={field: value})
+                assert reply.status_code == 400, (path, reply.text)
+                assert field in reply.text and "ISO 8601" in reply.text

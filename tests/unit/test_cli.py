@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,11 @@ def test_check_config_warns_about_a_pbx_that_does_not_resolve(
     out = capsys.readouterr().out
     assert "warning: t: pbx host 'pbx.invalid' does not resolve" in out
     assert "trunk host" not in out
+
+
+def test_calls_export_refuses_a_time_past_the_calendar_in_utc() -> None:
+    from click2call.cli_calls import _time
+
+    assert _time("2026-11-25T08:00:00+02:00").isoformat() == "2026-11-25T06:00:00+00:00"
+    with pytest.raises(argparse.ArgumentTypeError, match="is not an ISO 8601 time"):
+        _time("9999-12-31T23:00:00-05:00")
