@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from click2call.calls import CallState
@@ -61,7 +62,8 @@ class Watch:
     def run(self, order: dict[str, str]) -> int:
         reply = self._client.post("/api/v1/calls", json=order)
         if reply.status_code != 201:
-            self._console.print(f"[red]refused ({reply.status_code}):[/] {_message(reply)}")
+            # What the server and the peers said is text, not markup ("[cause 18]").
+            self._console.print(f"[red]refused ({reply.status_code}):[/] {escape(_message(reply))}")
             return EXIT_REFUSED
         call = reply.json()
         self._console.print(
@@ -132,7 +134,7 @@ class Watch:
         call = last.call
         talk = call.get("talk_seconds")
         detail = f", talked {talk:.1f} s" if talk is not None else ""
-        cause = f" ({call['cause']})" if call.get("cause") else ""
+        cause = f" ({escape(call['cause'])})" if call.get("cause") else ""
         colour = "green" if last.result == "completed" else "red"
         self._console.print(f"[{colour}]{last.result}[/]{cause}{detail}")
         return EXIT_COMPLETED if last.result == "completed" else EXIT_NOT_COMPLETED

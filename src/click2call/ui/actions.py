@@ -61,6 +61,8 @@ async def signin(request: Request) -> Response:
             key = await in_store_thread(request, runtime.keys.lookup, key_text) if valid else None
             if key is None:
                 raise Unauthorized("that API key is not valid or has been revoked")
+            if runtime.settings.tenant(key.tenant) is None:
+                raise Unauthorized(f"this key's client '{key.tenant}' is not configured here")
             decision.identity = Identity(key.tenant, "key", key.id)
     except Unauthorized as exc:
         return signin_page(request, exc.message[:1].upper() + exc.message[1:] + ".", status=401)

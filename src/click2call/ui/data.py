@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from click2call.api.access import in_store_thread, runtime_of
-from click2call.errors import Forbidden, Unauthorized
+from click2call.errors import Forbidden, Unauthorized, UnknownTenant
 from click2call.ui.session import Visitor, visitor
 
 router = APIRouter(prefix="/ui/api")
@@ -23,8 +23,10 @@ async def health(request: Request) -> dict[str, object]:
     """The tenant's engine, its active calls, its webhooks, the latest refused requests."""
     who = await _signed_in(request)
     runtime = runtime_of(request)
-    engine = runtime.service.health()[who.key.tenant]
     tenant = who.key.tenant
+    engine = runtime.service.health().get(tenant)
+    if engine is None:  # the key's tenant has left the configuration since
+        raise UnknownTenant(tenant)
     refusals = await in_store_thread(
         request, runtime.keys.audit_entries, limit=20, tenant=tenant, refusals_only=True
     )
