@@ -81,7 +81,9 @@ class StoreThreads:
         also those whose caller stopped waiting: disposing of the database under one would
         leave its connection to a pool that is gone."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        running = [asyncio.wrap_future(future) for future in self._running]
+        # A copy first, taken in one step under the GIL: the worker threads' done callbacks
+        # remove futures from the set while this looks at it.
+        running = [asyncio.wrap_future(future) for future in tuple(self._running)]
         if not running:
             return
         _, stuck = await asyncio.wait(running, timeout=wait)
