@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import RateLimited
 from click2call.settings import TenantLimits
 from click2call.store import NewCall, Outbox, Store, Subscription, Writes, admission
 from click2call.store.admission import KeyRequests
-from click2call.store.schema import call_events, calls, webhook_endpoints, webhook_outbox
+from click2call.store.schema import (
+    call_events,
+    calls,
+    key_rate_buckets,
+    webhook_endpoints,
+    webhook_outbox,
+)
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -238,3 +246,34 @@ def test_a_new_call_ended_in_its_own_transaction_counts_until_it_ends(database: 
         for p in placed
     ]
     assert outcomes == ["ok", "max_concurrent_calls", "ok"]
+
+
+def test_a_keys_first_requests_on_two_nodes_at_once_are_both_served(database: Engine) -> None:
+    """Node 1 is inserting the key's first bucket (not committed yet) when node 2's first
+    request comes: node 2's INSERT waits, then does nothing; it takes from the row node 1
+    made instead of refusing with a negative Retry-After."""
+    if database.dialect.name != "postgresql":
+        pytest.skip("a SQLite file serves one process")
+    now = T0
+    outcome: list[object] = []
+
+    def node2() -> None:
+        try:
+            KeyRequests(database).take(7, 120, now)
+            outcome.append("served")
+        except RateLimited as exc:
+            outcome.append(exc)
+
+    with database.connect() as node1:
+        inserting = node1.begin()
+        first = postgresql.insert(key_rate_buckets).on_conflict_do_nothing()
+        node1.execute(first, {"key_id": 7, "tokens": 119.0, "at": now.timestamp()})
+        thread = threading.Thread(target=node2)
+        thread.start()
+        time.sleep(0.3)  # node 2's INSERT now waits on node 1's row
+        inserting.commit()
+    thread.join(10)
+    assert outcome == ["served"]
+    with database.connect() as conn:
+        tokens = conn.execute(select(key_rate_buckets.c.tokens)).scalar_one()
+    assert tokens == pytest.approx(118)

@@ -304,6 +304,10 @@ class KeyRequests:
             row = {"key_id": key, "tokens": capacity - 1, "at": now}
             if conn.execute(self._first, row).first() is not None:  # the key's first request
                 return None
+            # Another node inserted the key's first bucket meanwhile (our INSERT waited on
+            # it, then did nothing): the row is there now, take from it.
+            if conn.execute(_TAKE_REQUEST, values).rowcount:
+                return None
             left: float = conn.execute(_REFILLED_NOW, values).scalar_one()
         return left
 
