@@ -11,6 +11,7 @@ from click2call.engines.sip.dialog import Dialog, reply
 from click2call.engines.sip.leg import (
     LegEnded,
     Local,
+    Output,
     Phase,
     Report,
     RetryLater,
@@ -281,3 +282,61 @@ def test_timeouts_and_unreachable_targets_fail_the_leg() -> None:
     invite = sent(other.start(None))
     out = other.on_transport_error(invite, "cannot resolve pbx.invalid")
     assert out[0] == Report(tp.Failed(tp.Leg.AGENT, 0, "cannot resolve pbx.invalid"))
+
+
+def _retried(outputs: list[Output]) -> Request | None:
+    again = [o.request for o in outputs if isinstance(o, SendRequest)]
+    return again[0] if again else None
+
+
+def test_credentials_refused_with_a_fresh_nonce_are_not_sent_again() -> None:
+    """Many servers answer a wrong password with a new challenge and a new nonce each time
+    (one-time nonces): the INVITE was resent at round-trip speed until the ring timeout."""
+    agent = leg()
+    invite = sent(agent.start(None))
+    first = 'Digest realm="pbx", nonce="n1", algorithm=MD5, qop="auth"'
+    second = _retried(agent.on_response(answer(invite, 401, WWW_Authenticate=first)))
+    assert second is not None and second.header("Authorization")
+    again = 'Digest realm="pbx", nonce="n2", algorithm=MD5, qop="auth"'
+    out = agent.on_response(answer(second, 401, WWW_Authenticate=again))
+    assert _retried(out) is None
+    assert any(isinstance(o, Report) and isinstance(o.event, tp.Failed) for o in out)
+    # a stale nonce is the server asking again for the same (right) credentials
+    stale = 'Digest realm="pbx", nonce="n3", stale=true'
+    fresh = leg()
+    invite = sent(fresh.start(None))
+    second = _retried(fresh.on_response(answer(invite, 401, WWW_Authenticate=first)))
+    assert second is not None
+    assert _retried(fresh.on_response(answer(second, 401, WWW_Authenticate=stale))) is not None
+
+
+def test_a_bye_refused_twice_is_not_sent_a_third_time() -> None:
+    agent, _ = connected_agent()
+    bye = sent(agent.hangup())
+    second = _retried(
+        agent.on_response(answer(bye, 407, Proxy_Authenticate='Digest realm="p", nonce="b1"'))
+    )
+    assert second is not None
+    assert (
+        _retried(
+            agent.on_response(
+                answer(second, 407, Proxy_Authenticate='Digest realm="p", nonce="b2"')
+            )
+        )
+        is None
+    )
+
+
+def test_a_proxys_and_a_pbxs_credentials_are_both_kept() -> None:
+    """407 from the proxy (realm "proxy"), then 401 from the PBX (realm "pbx"): the third
+    INVITE answers both (§22.3); it dropped the proxy's, and the proxy challenged again."""
+    agent = leg()
+    invite = sent(agent.start(None))
+    proxy = 'Digest realm="proxy", nonce="p1"'
+    second = _retried(agent.on_response(answer(invite, 407, Proxy_Authenticate=proxy)))
+    assert second is not None
+    third = _retried(
+        agent.on_response(answer(second, 401, WWW_Authenticate='Digest realm="pbx", nonce="u1"'))
+    )
+    assert third is not None
+    assert third.header("Proxy-Authorization") and third.header("Authorization")

@@ -126,6 +126,9 @@ class UacLeg:
     _acks: tuple[tuple[int, str, str | None], ...] = ()
     _acked: bool = False  # an ACK left (so hanging up sends no second one)
     _nonce_counts: dict[str, int] | None = None  # made by the first challenge
+    # (CSeq, realm) of each request we sent credentials with: a challenge to it for that
+    # realm says they were refused (a server may do so with a new nonce every time).
+    _credentials_sent: tuple[tuple[int, str], ...] = ()
 
     # --- what the controller asks ------------------------------------------------------
 
@@ -326,7 +329,9 @@ class UacLeg:
         request = Request(
             method="INVITE",
             uri=self.invite.uri,
-            headers=[h for h in self.invite.headers if "Authorization" not in h[0]],
+            # Only the answer to this challenge is replaced: a proxy's and a PBX's realms
+            # each keep theirs (§22.3).
+            headers=[h for h in self.invite.headers if h[0] != _CHALLENGES[challenge.code][1]],
             body=self.invite.body,
         )
         request.set("Via", self.local.via(self._branch()))
@@ -342,8 +347,11 @@ class UacLeg:
         challenge = best_challenge(response.values(_CHALLENGES[response.code][0]))
         if challenge is None:
             return False
-        used = (self._nonce_counts or {}).get(challenge.nonce, 0)
-        return used == 0 or challenge.stale
+        if challenge.stale:  # the credentials were right, the nonce old
+            return True
+        if (response.cseq()[0], challenge.realm) in self._credentials_sent:
+            return False  # RFC 3261 §22.2: refused credentials are not sent again
+        return (self._nonce_counts or {}).get(challenge.nonce, 0) == 0
 
     def _authorize(self, request: Request, response: Response) -> None:
         challenge_header, answer_header = _CHALLENGES[response.code]
@@ -353,6 +361,7 @@ class UacLeg:
             self._nonce_counts = {}
         count = self._nonce_counts.get(challenge.nonce, 0) + 1
         self._nonce_counts[challenge.nonce] = count
+        self._credentials_sent = (*self._credentials_sent, (request.cseq()[0], challenge.realm))
         value = authorization(
             challenge,
             method=request.method,
