@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from click2call.engines.sip.sdp import Origin, hold_answer, with_origin
+from click2call.engines.sip.sdp import Origin, g711_target, hold_answer, with_origin
 
 OFFER = (
     "v=0\r\n"
@@ -64,3 +64,14 @@ def test_non_sdp_is_refused(body: str) -> None:
 def test_malformed_media_line_is_refused() -> None:
     with pytest.raises(ValueError, match="malformed media line"):
         hold_answer("v=0\r\nm=audio\r\n", "x")
+
+
+@pytest.mark.parametrize(
+    ("media", "port"), [("m=audio 49170/2 RTP/AVP 0 101", 49170), ("m=audio x/2 RTP/AVP 0", None)]
+)
+def test_a_media_port_with_a_count_is_read_not_raised(media: str, port: int | None) -> None:
+    """`m=audio <port>/<count>` is legal (RFC 4566 §5.14): int() on it raised inside the
+    handling of the agent's 200 OK, which was then never ACKed."""
+    offer = f"v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n{media}\r\n"
+    target = g711_target(offer)
+    assert (target.port if target else None) == port

@@ -13,7 +13,7 @@ from click2call.engines.sip import snapshot as snap
 from click2call.engines.sip import third_party as tp
 from click2call.engines.sip import transaction
 from click2call.engines.sip.dialog import reply
-from click2call.engines.sip.endpoint import SipEndpoint
+from click2call.engines.sip.endpoint import SipEndpoint, _out_of_dialog
 from click2call.engines.sip.leg import SendRequest, UacLeg
 from click2call.engines.sip.message import Request, Response, parse_datagram
 from click2call.engines.sip.sdp import Origin
@@ -168,3 +168,19 @@ def test_a_leg_restored_after_a_restart_acks_its_2xx_again_until_timer_m(
         endpoint.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("method", "code"), [("OPTIONS", 200), ("INVITE", 405), ("CANCEL", 481)])
+def test_a_final_response_outside_a_dialog_carries_our_to_tag(method: str, code: int) -> None:
+    """RFC 3261 §8.2.6.2: the keep-alive OPTIONS a PBX sends, and what we refuse."""
+    data = (
+        f"{method} sip:click2call@10.0.0.10 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKq\r\nFrom: <sip:pbx@10.0.0.5>;tag=p\r\n"
+        f"To: <sip:click2call@10.0.0.10>\r\nCall-ID: q1\r\nCSeq: 1 {method}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    request = parse_datagram(data)
+    assert isinstance(request, Request)
+    response = _out_of_dialog(request, "f00d")
+    assert response.code == code
+    assert response.to().tag == "f00d"

@@ -396,7 +396,7 @@ class SipEndpoint:
         if entry is None:
             # Outside our dialogs: one stateless reply (RFC 3261 §8.2.7). A transaction
             # would resend a 405 to a spoofable address for 32 s and keep state per branch.
-            self._write(_out_of_dialog(request), flow)
+            self._write(_out_of_dialog(request, self.tokens()), flow)
             return
         reliable = flow.transport != "udp"
         server = _Server(tx.server_transaction(request, reliable), flow)
@@ -410,12 +410,13 @@ class SipEndpoint:
         self.run(entry[0], outputs)
 
 
-def _out_of_dialog(request: Request) -> Response:
-    """We only place calls: outside our dialogs we answer keep-alive OPTIONS, nothing else."""
+def _out_of_dialog(request: Request, to_tag: str) -> Response:
+    """We only place calls: outside our dialogs we answer keep-alive OPTIONS, nothing else.
+    A final response carries a To tag of ours when the request had none (§8.2.6.2)."""
     if request.method == "OPTIONS":
-        response = reply(request, 200)
+        response = reply(request, 200, to_tag)
         response.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
         return response
     if request.to().tag is not None or request.method == "CANCEL":
-        return reply(request, 481)
-    return reply(request, 405)
+        return reply(request, 481, to_tag)
+    return reply(request, 405, to_tag)

@@ -99,7 +99,10 @@ def g711_target(offer: str) -> MediaTarget | None:
                 address = attribute.split()[-1]
         if address is None or address in ("0.0.0.0", "::"):
             return None
-        return MediaTarget(address, int(parts[1]), int(formats[0]))
+        port = parts[1].partition("/")[0]  # `<port>/<count>` is legal too (RFC 4566 §5.14)
+        if not port.isdigit():
+            return None
+        return MediaTarget(address, int(port), int(formats[0]))
     return None
 
 
