@@ -449,3 +449,14 @@ def test_what_cannot_be_answered_is_dropped(data: bytes) -> None:
 def test_bad_request_never_raises(data: bytes) -> None:
     reply = bad_request(data)
     assert reply is None or reply.startswith(b"SIP/2.0 400 Bad Request\r\n")
+
+
+def test_a_good_message_before_a_bad_one_in_the_same_read_is_delivered() -> None:
+    """A BYE and a malformed message in one TCP segment: the BYE is handled, then the
+    connection ends (the error raised only after the good messages were returned)."""
+    reader = StreamReader()
+    bad = b"BYE sip:a@b SIP/2.0\r\nBad Header\r\nContent-Length: 0\r\n\r\n"
+    assert [bytes(m) for m in reader.feed(INVITE + bad)] == [INVITE]
+    assert reader.error is not None
+    with pytest.raises(ParseError):
+        reader.feed(INVITE)

@@ -363,6 +363,7 @@ class StreamReader:
         self._pending: Request | Response | None = None
         self._length = 0
         self._scanned = 0  # bytes of the buffer already searched for the end of the head
+        self.error: ParseError | None = None  # found after good messages: raised next
 
     def _head_end(self) -> tuple[int, int] | None:
         """Where the head ends and how long its blank line is, searching only what arrived
@@ -376,9 +377,21 @@ class StreamReader:
         return None if end < 0 else (end, 2)
 
     def feed(self, data: bytes) -> list[Request | Response]:
-        """Complete messages in `data` and what came before. A ParseError ends the stream."""
+        """Complete messages in `data` and what came before. A ParseError ends the stream;
+        the good messages before the bad one are returned first, with it in `error`."""
+        if self.error is not None:
+            raise self.error
         self._buffer += data
         out: list[Request | Response] = []
+        try:
+            self._collect(out)
+        except ParseError as exc:
+            if not out:
+                raise
+            self.error = exc
+        return out
+
+    def _collect(self, out: list[Request | Response]) -> None:
         while True:
             if self._pending is None:
                 while self._buffer[:2] == b"\r\n" or self._buffer[:1] == b"\n":
@@ -388,7 +401,7 @@ class StreamReader:
                 if found is None:
                     if len(self._buffer) > MAX_MESSAGE:
                         raise ParseError(f"headers longer than {MAX_MESSAGE} bytes")
-                    return out
+                    return
                 end, blank = found
                 self._pending = _head(bytes(self._buffer[:end]))
                 self._length = _content_length(self._pending, required=True) or 0
@@ -397,7 +410,7 @@ class StreamReader:
                 del self._buffer[: end + blank]
                 self._scanned = 0
             if len(self._buffer) < self._length:
-                return out
+                return
             message, self._pending = self._pending, None
             message.body = bytes(self._buffer[: self._length])
             del self._buffer[: self._length]

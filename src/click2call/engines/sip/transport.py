@@ -157,6 +157,9 @@ class _Stream(asyncio.Protocol):
             self.heard_at = asyncio.get_running_loop().time()
         for message in messages:
             self._owner.on_message(message, self.flow)
+        if self._reader.error is not None:  # after good messages in the same read
+            log.info("closing SIP connection %s: %s", self.flow, self._reader.error)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.flow is not None and self._owner.connections.get(self.flow) is self:
