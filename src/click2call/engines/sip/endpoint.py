@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -108,7 +109,8 @@ class SipEndpoint:
             settings.max_connections,
             settings.connection_idle_timeout,
         )
-        self.resolver = Resolver()
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        self.resolver = Resolver(family)  # addresses of the family our sockets bind
         self.timers = Timers()  # transactions' and calls' timers, thousands at once
         self.error: str | None = None
         self._starting: asyncio.Task[None] | None = None

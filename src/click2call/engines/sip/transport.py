@@ -385,7 +385,10 @@ def _literal(host: str) -> str | None:
 class Resolver:
     """Host name → address, looked up once and kept for `_DNS_TTL` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, family: socket.AddressFamily = socket.AF_INET) -> None:
+        # Only addresses our socket can send to: a dual-stack name gives IPv6 first, which
+        # an IPv4 socket cannot reach (each request dropped, then a 408 after 32 s).
+        self._family = family
         self._cache: dict[tuple[str, int], tuple[Peer, float]] = {}
 
     def cached(self, host: str, port: int) -> Peer | None:
@@ -404,7 +407,7 @@ class Resolver:
         if known is not None:
             return known
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        infos = await loop.getaddrinfo(host, port, family=self._family, type=socket.SOCK_DGRAM)
         address = infos[0][4]
         peer = (str(address[0]), int(address[1]))
         self._cache[(host, port)] = (peer, loop.time() + _DNS_TTL)
