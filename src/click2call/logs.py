@@ -78,6 +78,11 @@ def configure(level: str, log_format: Literal["text", "json"]) -> None:
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
+    # Neither format reads a record's process, thread or source line: not gathering them
+    # spares each line a getpid() system call, two lookups and a walk up the stack (the
+    # logging HOWTO's "Optimization"; ~1.5 µs of the ~7 of a line, three lines a call).
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
