@@ -20,7 +20,7 @@ from click2call.calls import CallEvent, CallState, Result, advance, event_type
 from click2call.errors import IllegalTransition, RateLimited
 from click2call.store import admission, keys, outbox, sip_dialogs
 from click2call.store.driver import Driver, Sql
-from click2call.store.event_body import event_body
+from click2call.store.event_body import Fixed, event_body, fixed_parts
 from click2call.store.keys import AuditEntry
 from click2call.store.schema import call_events, calls, widget_calls
 
@@ -224,6 +224,7 @@ class Writes:
         self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
         self.stale: set[str] = set()  # of `known`, the calls found moved by another writer
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
+        self._fixed: dict[int, Fixed] = {}  # call id → what no event changes in its bodies
         self._unsettled: dict[int, StoredCall] = {}  # call id → its row's move, not yet written
         self._admissions = admission.Admissions()  # PostgreSQL: admitted as it ends
         self.refused: dict[int, RateLimited] = {}  # call id → why it was not stored after all
@@ -407,7 +408,10 @@ class Writes:
         """The event row for the call's newest state, and its deliveries."""
         self._calls[call.uniqueid] = call
         sequence, type_ = call.last_sequence, event_type(call.state, call.result)
-        payload = event_body(call, sequence, type_, at)
+        fixed = self._fixed.get(call.id)
+        if fixed is None:
+            fixed = self._fixed[call.id] = fixed_parts(call)
+        payload = event_body(call, sequence, type_, at, fixed)
         result = call.result.value if call.result and call.state is CallState.ENDED else None
         driver = self._driver
         values = {
