@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -23,14 +21,22 @@ _CALL: ContextVar[tuple[int | None, str] | None] = ContextVar("click2call_call",
 log = logging.getLogger("click2call.calls")
 
 
-@contextmanager
-def about_call(call_id: int | None, uniqueid: str) -> Iterator[None]:
+class about_call:  # noqa: N801 (used as a function: `with about_call(...)`)
     """Lines logged inside (and by tasks started inside) are about this call."""
-    token = _CALL.set((call_id, uniqueid))
-    try:
-        yield
-    finally:
-        _CALL.reset(token)
+
+    # A class, not a @contextmanager generator: entered for every stored change of every
+    # call, on the event loop and in the writer (~0.3 µs, the generator's ~0.8).
+    __slots__ = ("_call", "_token")
+    _token: Token[tuple[int | None, str] | None]
+
+    def __init__(self, call_id: int | None, uniqueid: str) -> None:
+        self._call = (call_id, uniqueid)
+
+    def __enter__(self) -> None:
+        self._token = _CALL.set(self._call)
+
+    def __exit__(self, *_exc: object) -> None:
+        _CALL.reset(self._token)
 
 
 def set_call(call_id: int, uniqueid: str) -> None:
@@ -78,6 +84,11 @@ def configure(level: str, log_format: Literal["text", "json"]) -> None:
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
+    # Neither format reads a record's process, thread or source line: not gathering them
+    # spares each line a getpid() system call, two lookups and a walk up the stack (the
+    # logging HOWTO's "Optimization"; ~1.5 µs of the ~7 of a line, three lines a call).
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

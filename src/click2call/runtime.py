@@ -146,9 +146,9 @@ class Runtime:
         for call in on_the_pbx.values():
             engine = self.engines[call.tenant]
             assert isinstance(engine, AsteriskEngine)
-            # The store keeps no timeouts per call (yet): the tenant's are the ones the call
-            # was placed with, unless the configuration changed across the restart.
-            placed = self.settings.tenant(call.tenant)
+            # The timeouts it was placed with, whatever the configuration says now; the
+            # tenant's for a call stored before calls kept theirs.
+            placed = call.timeouts or self.settings.tenant(call.tenant)
             assert placed is not None
             engine.resume(
                 call.uniqueid, call.state, call.created_at, self.tracking.on_event, placed

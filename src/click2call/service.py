@@ -26,7 +26,14 @@ from click2call.hangup_relay import HangupRelay
 from click2call.numbers import PhoneNumber, parse_caller_id, parse_extension, parse_phone
 from click2call.policy import Limits, check_call, check_callback
 from click2call.settings import Settings, TenantSettings
-from click2call.store import NewCall, Store, StoredCall, StoredEvent, Subscription
+from click2call.store import (
+    CallTimeouts,
+    NewCall,
+    Store,
+    StoredCall,
+    StoredEvent,
+    Subscription,
+)
 from click2call.store_threads import StoreThreads
 from click2call.tracking import Tracking
 
@@ -193,10 +200,15 @@ class CallService:
             agent_caller_id=dialled.digits,  # the agent sees whom they are about to call
             foreignid=request.foreignid,
             widget_token=request.widget_token,
+            timeouts=CallTimeouts(
+                tenant.agent_ring_timeout, tenant.destination_ring_timeout, tenant.max_call_seconds
+            ),
         )
         return _Plan(record, agent, destination, dialled, phone)
 
     def _order(self, call: StoredCall, tenant: TenantSettings, plan: _Plan) -> CallOrder:
+        timeouts = plan.record.timeouts
+        assert timeouts is not None  # _interpret sets them
         return CallOrder(
             call_id=call.id,
             uniqueid=call.uniqueid,
@@ -205,8 +217,9 @@ class CallService:
             destination=plan.destination,
             destination_caller_id=plan.record.destination_caller_id,
             agent_caller_id=plan.record.agent_caller_id,
-            agent_ring_timeout=tenant.agent_ring_timeout,
-            destination_ring_timeout=tenant.destination_ring_timeout,
-            max_call_seconds=tenant.max_call_seconds,
+            # As stored with the call: a resumed call is bound by the same (runtime.py).
+            agent_ring_timeout=timeouts.agent_ring_timeout,
+            destination_ring_timeout=timeouts.destination_ring_timeout,
+            max_call_seconds=timeouts.max_call_seconds,
             variables={"FOREIGNID": plan.record.foreignid} if plan.record.foreignid else {},
         )

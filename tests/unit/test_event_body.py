@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from click2call.calls import CallState, Result
-from click2call.store.event_body import call_body, event_body
+from click2call.store.event_body import call_body, event_body, fixed_parts
 from click2call.store.repository import StoredCall
 
 T0 = datetime(2026, 11, 24, 8, 0, 0, 123456, tzinfo=UTC)
@@ -62,6 +62,9 @@ def test_the_body_is_json_dumps_text(
     call = a_call(text, optional, state, seconds)
     at = T0 + timedelta(seconds=seconds)
     assert event_body(call, 3, "call.x", at) == reference(call, 3, "call.x", at)
+    # With the parts no event changes written once for the call (a batch of its events):
+    fixed = fixed_parts(a_call(text, optional, CallState.QUEUED, 0))
+    assert event_body(call, 3, "call.x", at, fixed) == reference(call, 3, "call.x", at)
 
 
 def test_quotes_controls_and_other_scripts_are_escaped_as_json_dumps_does() -> None:

@@ -6,12 +6,19 @@ import asyncio
 import json
 import logging
 from types import SimpleNamespace
-from typing import cast
+from typing import Literal, cast
 
 import pytest
 
 from click2call.calls import CallState, Result, event_type
-from click2call.logs import CallContext, JsonFormatter, about_call, log_change, set_call
+from click2call.logs import (
+    CallContext,
+    JsonFormatter,
+    about_call,
+    configure,
+    log_change,
+    set_call,
+)
 from click2call.store import Change
 
 
@@ -98,3 +105,23 @@ def test_a_calls_placing_and_end_are_info_the_steps_between_debug(
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (level, f"call 1764050462.12: {event.type}" + (f" ({result.value})" if result else ""))
     ]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_configured_lines_gather_nothing_their_format_does_not_print(
+    log_format: Literal["text", "json"], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = logging.getLogger()
+    for name in ("logProcesses", "logThreads", "logMultiprocessing", "_srcfile"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # restored afterwards
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    configure("info", log_format)
+    handler = root.handlers[0]
+    records: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "emit", records.append)
+    logging.getLogger("click2call.calls").info("call %s: %s", "1.2", "call.queued")
+    [record] = records
+    assert (record.process, record.thread, record.processName) == (None, None, None)
+    assert (record.funcName, record.lineno) == ("(unknown function)", 0)  # no stack walk
+    assert handler.format(record).endswith("call 1.2: call.queued" + '"}' * (log_format == "json"))

@@ -79,3 +79,18 @@ def test_a_deadlock_is_a_failed_transaction_not_an_outage(database: Engine) -> N
     assert isinstance(errors[0], OperationalError)
     assert not isinstance(errors[0], DatabaseUnavailable)
     assert "deadlock" in str(errors[0])
+
+
+def test_a_sqlite_pool_hands_out_the_connection_returned_last(tmp_path: Path) -> None:
+    # Its page cache is the current one (store/database.py); the oldest is re-read.
+    engine = connect(f"sqlite:///{tmp_path / 'calls.db'}")
+    try:
+        first, second = engine.raw_connection(), engine.raw_connection()
+        first_driver, second_driver = first.driver_connection, second.driver_connection
+        first.close()
+        second.close()
+        again = engine.raw_connection()
+        assert again.driver_connection is second_driver is not first_driver
+        again.close()
+    finally:
+        engine.dispose()

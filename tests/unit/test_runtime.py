@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from click2call.demo.sipp import free_port
+from click2call.engines.asterisk.engine import AsteriskEngine, longest_life
 from click2call.runtime import Runtime
 from click2call.settings import Settings
-from click2call.store import NewCall, Subscription
+from click2call.store import CallTimeouts, NewCall, Subscription
 from click2call.store.hangup_requests import HangupRequest, HangupRequests
 
 
@@ -91,3 +93,46 @@ async def test_the_deliverer_is_woken_only_by_a_change_that_queued_a_delivery(
         assert (second.deliveries, woken) == (1, [1])
     finally:
         runtime.store.close()
+
+
+async def test_an_asterisk_call_left_in_flight_resumes_with_the_timeouts_it_was_placed_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tenant's timeouts changed across the restart: the call keeps its own (shorter
+    ones now would hang it up early), and a call stored before calls kept theirs gets the
+    tenant's."""
+
+    def settings(max_call_seconds: float) -> Settings:
+        return Settings(
+            server={"database": f"sqlite:///{tmp_path / 'calls.db'}"},  # type: ignore[arg-type]
+            tenants=[
+                {  # type: ignore[list-item]
+                    "name": "default",
+                    "engine": "asterisk",
+                    "max_call_seconds": max_call_seconds,
+                    "asterisk": {"port": free_port(), "username": "u", "secret": "s"},
+                }
+            ],
+        )
+
+    placed = CallTimeouts(30, 45, 7200)
+    before = Runtime(settings(7200))
+    new = NewCall("default", "extension", "sip", "200", "0502760206", "1", "2", None)
+    try:
+        ours = (await before.tracking.create(replace(new, timeouts=placed))).call
+        older = (await before.tracking.create(new)).call  # as stored before 0012
+    finally:
+        before.store.close()
+    resumed: dict[str, object] = {}
+
+    def resume(_engine: object, uniqueid: str, *args: object) -> None:
+        resumed[uniqueid] = args[-1]
+
+    monkeypatch.setattr(AsteriskEngine, "resume", resume)
+    after = Runtime(settings(60))
+    await after.start()
+    try:
+        assert resumed[ours.uniqueid] == placed
+        assert longest_life(resumed[older.uniqueid]) == 30 + 45 + 60  # type: ignore[arg-type]
+    finally:
+        await after.close()

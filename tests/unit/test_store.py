@@ -4,6 +4,7 @@ import dataclasses
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import Engine, delete, update
 
 from click2call.calls import CallEvent, CallState, Result
 from click2call.errors import IllegalTransition
-from click2call.store import NewCall, Store, open_database
+from click2call.store import CallTimeouts, NewCall, Store, open_database
 from click2call.store.repository import UnknownCall
 from click2call.store.schema import call_events, calls
 from click2call.store.sessions import SessionStore
@@ -52,6 +53,15 @@ def test_a_call_exists_queued_with_a_pbx_style_uniqueid(store: Store) -> None:
     assert store.get_by_uniqueid(call.uniqueid) == call
     assert [e.state for e in store.events(call)] == [CallState.QUEUED]
     assert store.create_call(NEW, T0).call.uniqueid != call.uniqueid  # same second, new sequence
+
+
+def test_a_call_keeps_the_timeouts_it_was_placed_with(store: Store) -> None:
+    placed = CallTimeouts(agent_ring_timeout=20, destination_ring_timeout=40, max_call_seconds=900)
+    call = store.create_call(replace(NEW, timeouts=placed), T0).call
+    moved = store.record(step(call.uniqueid, CallState.AGENT_DIALING, 1))
+    assert moved is not None and moved.call.timeouts == placed
+    assert store.get(call.id) == moved.call  # read back from the row
+    assert store.create_call(NEW, T0).call.timeouts is None  # none given: none kept
 
 
 def test_each_change_updates_the_row_and_appends_an_event(store: Store) -> None:

@@ -287,9 +287,20 @@ def _record(
     )
 
 
+# A query of name=value pairs in characters that decoding leaves alone and encoding writes
+# back as they are ("+" is a space both ways): re-encoded, it would come out the same.
+_PLAIN_QUERY = re.compile(r"[\w.~+-]+=[\w.~+-]*(?:&[\w.~+-]+=[\w.~+-]*)*", re.ASCII)
+
+
 def redacted_query(query: str) -> str:
     """The query string with the values of keys and signatures replaced, percent-encoded
     again so a CR/LF or other control character in a value cannot forge a log line."""
+    # Most queries (a CRM's dial.php link) are plain: logged as they came, with no decoding
+    # and encoding again (~10 µs of the event loop per request) unless a secret is in them.
+    if _PLAIN_QUERY.fullmatch(query) and not any(
+        pair.partition("=")[0] in SECRET_PARAMS for pair in query.split("&")
+    ):
+        return query
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs], safe="*")
 

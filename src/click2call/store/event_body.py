@@ -55,23 +55,40 @@ def call_body(call: StoredCall) -> dict[str, Any]:
     }
 
 
-def event_body(call: StoredCall, sequence: int, type_: str, at: datetime) -> str:
-    """`{"type", "sequence", "timestamp", "call": call_body(call)}` as compact JSON.
+Fixed = tuple[str, str]
+"""The parts of a call's body that no event changes (`fixed_parts`)."""
+
+
+def fixed_parts(call: StoredCall) -> Fixed:
+    """The call's ids, parties and numbers, and its creation time, as event_body writes
+    them: the same in each of its events, so a batch holding several writes them once."""
+    return (
+        f'"id":{call.id:d},"uniqueid":{_json(call.uniqueid)},'
+        f'"tenant":{_json(call.tenant)},"foreignid":{_json(call.foreignid)},'
+        f'"agent":{{"kind":{_json(call.agent_kind)},"tech":{_json(call.agent_tech)},'
+        f'"number":{_json(call.agent_number)}}},"destination":{_json(call.destination)},'
+        f'"destination_caller_id":{_json(call.destination_caller_id)},'
+        f'"agent_caller_id":{_json(call.agent_caller_id)}',
+        _json(_time(call.created_at)),
+    )
+
+
+def event_body(
+    call: StoredCall, sequence: int, type_: str, at: datetime, fixed: Fixed | None = None
+) -> str:
+    """`{"type", "sequence", "timestamp", "call": call_body(call)}` as compact JSON;
+    `fixed`: the call's `fixed_parts`, when already written.
 
     Written out here rather than by json.dumps of those dicts, which cost several times
     as much on every stored event (`python -m bench.store`); the text is the same, byte
     for byte (tests/unit/test_event_body.py)."""
     ring, talk, total = durations(call).values()
+    identity, created_at = fixed or fixed_parts(call)
     return (
         f'{{"type":{_json(type_)},"sequence":{sequence:d},"timestamp":{_json(at.isoformat())},'
-        f'"call":{{"id":{call.id:d},"uniqueid":{_json(call.uniqueid)},'
-        f'"tenant":{_json(call.tenant)},"foreignid":{_json(call.foreignid)},'
-        f'"agent":{{"kind":{_json(call.agent_kind)},"tech":{_json(call.agent_tech)},'
-        f'"number":{_json(call.agent_number)}}},"destination":{_json(call.destination)},'
-        f'"destination_caller_id":{_json(call.destination_caller_id)},'
-        f'"agent_caller_id":{_json(call.agent_caller_id)},"state":{_json(call.state.value)},'
+        f'"call":{{{identity},"state":{_json(call.state.value)},'
         f'"result":{_json(call.result.value if call.result else None)},'
-        f'"cause":{_json(call.cause)},"created_at":{_json(_time(call.created_at))},'
+        f'"cause":{_json(call.cause)},"created_at":{created_at},'
         f'"agent_answered_at":{_json(_time(call.agent_answered_at))},'
         f'"connected_at":{_json(_time(call.connected_at))},'
         f'"ended_at":{_json(_time(call.ended_at))},"ring_seconds":{_number(ring)},'

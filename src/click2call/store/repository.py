@@ -20,7 +20,7 @@ from click2call.calls import CallEvent, CallState, Result, advance, event_type
 from click2call.errors import IllegalTransition, RateLimited
 from click2call.store import admission, keys, outbox, sip_dialogs
 from click2call.store.driver import Driver, Sql
-from click2call.store.event_body import event_body
+from click2call.store.event_body import Fixed, event_body, fixed_parts
 from click2call.store.keys import AuditEntry
 from click2call.store.schema import call_events, calls, widget_calls
 
@@ -29,6 +29,16 @@ _TIMESTAMP_OF_STATE = {
     CallState.CONNECTED: "connected_at",
     CallState.ENDED: "ended_at",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CallTimeouts:
+    """The timeouts a call was placed with (the engines' `Timeouts`), kept with it: a call
+    followed again after a restart is bound by these, not by its tenant's as they are then."""
+
+    agent_ring_timeout: float
+    destination_ring_timeout: float
+    max_call_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,7 @@ class NewCall:
     # The widget token placing it: linked in the call's own transaction, so a call never
     # exists that its token cannot read (a page would place it again).
     widget_token: str | None = None
+    timeouts: CallTimeouts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,7 @@ class StoredCall:
     ended_at: datetime | None
     last_sequence: int = 0
     node: str | None = None  # the node that placed it (None: stored before nodes had names)
+    timeouts: CallTimeouts | None = None  # None: stored before timeouts were kept
 
 
 class UnknownCall(LookupError):
@@ -102,7 +114,12 @@ def _call(row: Row[Any]) -> StoredCall:
     values = row._asdict()
     values["state"] = CallState(values["state"])
     values["result"] = Result(values["result"]) if values["result"] else None
+    timeouts = [values.pop(name) for name in _TIMEOUTS]
+    values["timeouts"] = CallTimeouts(*timeouts) if None not in timeouts else None
     return StoredCall(**values)
+
+
+_TIMEOUTS = ("agent_ring_timeout", "destination_ring_timeout", "max_call_seconds")
 
 
 def _event(row: Row[Any], call: StoredCall | None = None) -> StoredEvent:
@@ -128,13 +145,15 @@ _BY_UNIQUEID_FOR_UPDATE = (
 # more than the largest: no AUTOINCREMENT), on PostgreSQL the next of its sequence.
 _CALL_COLUMNS = (
     "tenant, agent_kind, agent_tech, agent_number, destination, destination_caller_id,"
-    " agent_caller_id, foreignid, state, created_at, last_sequence, node"
+    " agent_caller_id, foreignid, state, created_at, last_sequence, node,"
+    " agent_ring_timeout, destination_ring_timeout, max_call_seconds"
 )
 _NEW_CALL_VALUES = (
     f"INSERT INTO calls (id, uniqueid, {_CALL_COLUMNS})"
     " SELECT n, CAST(:epoch AS TEXT) || '.' || CAST(n AS TEXT), :tenant, :agent_kind,"
     " :agent_tech, :agent_number, :destination, :destination_caller_id, :agent_caller_id,"
-    " :foreignid, :state, :created_at, :last_sequence, :node"
+    " :foreignid, :state, :created_at, :last_sequence, :node, :agent_ring_timeout,"
+    " :destination_ring_timeout, :max_call_seconds"
 )
 _NEW_CALL = Sql(
     _NEW_CALL_VALUES + " FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM calls) AS next_id",  # noqa: S608
@@ -205,6 +224,7 @@ class Writes:
         self._calls: dict[str, StoredCall] = {}  # uniqueid → the call as it now stands
         self.stale: set[str] = set()  # of `known`, the calls found moved by another writer
         self._endpoints: dict[int, outbox.Endpoints] = {}  # call id → its endpoints
+        self._fixed: dict[int, Fixed] = {}  # call id → what no event changes in its bodies
         self._unsettled: dict[int, StoredCall] = {}  # call id → its row's move, not yet written
         self._admissions = admission.Admissions()  # PostgreSQL: admitted as it ends
         self.refused: dict[int, RateLimited] = {}  # call id → why it was not stored after all
@@ -231,6 +251,7 @@ class Writes:
         driver = self._driver
         if limits is not None and not driver.postgres:
             admission.admit(driver, new.tenant, new.agent_number, limits, now)
+        timeouts = new.timeouts
         values = {
             "epoch": str(int(now.timestamp())),
             "tenant": new.tenant,
@@ -245,6 +266,9 @@ class Writes:
             "created_at": driver.time(now),
             "last_sequence": 1,
             "node": self._node,
+            "agent_ring_timeout": timeouts.agent_ring_timeout if timeouts else None,
+            "destination_ring_timeout": timeouts.destination_ring_timeout if timeouts else None,
+            "max_call_seconds": timeouts.max_call_seconds if timeouts else None,
         }
         call_id = driver.insert(_NEW_CALL, values)
         if driver.postgres:
@@ -269,6 +293,7 @@ class Writes:
             ended_at=None,
             last_sequence=1,
             node=self._node,
+            timeouts=timeouts,
         )
         if callback is not None:
             outbox.subscribe_call(self._conn, call.tenant, call.id, callback, now)
@@ -344,6 +369,7 @@ class Writes:
             ended_at=event.at if stamp == "ended_at" else call.ended_at,
             last_sequence=call.last_sequence + 1,
             node=call.node,
+            timeouts=call.timeouts,
         )
         driver = self._driver
         if written and new_state is not CallState.ENDED:
@@ -382,7 +408,10 @@ class Writes:
         """The event row for the call's newest state, and its deliveries."""
         self._calls[call.uniqueid] = call
         sequence, type_ = call.last_sequence, event_type(call.state, call.result)
-        payload = event_body(call, sequence, type_, at)
+        fixed = self._fixed.get(call.id)
+        if fixed is None:
+            fixed = self._fixed[call.id] = fixed_parts(call)
+        payload = event_body(call, sequence, type_, at, fixed)
         result = call.result.value if call.result and call.state is CallState.ENDED else None
         driver = self._driver
         values = {

@@ -65,6 +65,10 @@ calls = Table(
     Column("ended_at", UtcDateTime, nullable=True),
     Column("last_sequence", Integer, nullable=False, server_default="0"),
     Column("node", String(128), nullable=True),  # the node that placed it and follows it
+    # The timeouts it was placed with (none for calls stored before they were kept).
+    Column("agent_ring_timeout", Float, nullable=True),
+    Column("destination_ring_timeout", Float, nullable=True),
+    Column("max_call_seconds", Float, nullable=True),
     Index("ix_calls_foreignid", "foreignid"),
     Index("ix_calls_tenant_created", "tenant", "created_at"),
     Index("ix_calls_live", "state", "tenant", "agent_number"),  # admission counts
