@@ -23,7 +23,12 @@ profile (Tracking._store_batch) or in `python -m bench.store`.
   rate, record-routing like a proxy: its CPU per two dialogs, in the same run.
 
 With --profile, py-spy samples the server during the paced load and the hottest
-functions (own time) are printed.
+functions (own time) are printed. py-spy counts a thread that is runnable but waiting
+for a CPU as busy: on two shared cores the loop's own time (Runner.run: uvloop, and the
+wait after each wake-up) and Transports._send_datagram (the wait after sendto wakes a
+SIPp) are mostly that. For CPU alone, `perf record -p PID` (cpu-clock) samples only a
+thread on a CPU; at 100 calls/s it showed the interpreter 67%, the kernel 17%, SQLite
+6% and uvloop under 2%.
 """
 
 from __future__ import annotations
