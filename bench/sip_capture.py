@@ -27,9 +27,14 @@ from pathlib import Path
 _ETH_P_IP = 0x0800
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _SO_ATTACH_FILTER = 26
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _SOL_PACKET = 263
 _PACKET_STATISTICS = 6
 _RECORD = struct.Struct("qH")  # kernel time (ns), datagram length
+# The kernel stamps each packet as it arrives, so the reader may take them in batches:
+# woken for each of ~1,500 packets a second it took CPU from the server it measures
+# (0.3 to 0.6 ms more per call on two cores, against the same server without it).
+_READ_EVERY = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +67,26 @@ def _capture(ports: tuple[int, ...], path: Path, ready: Event, stop: Event) -> N
     fprog = struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(buffer))
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    # Past rmem_max (root may): a batch's packets must all wait in it; drops are counted.
+    sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 8 * 1024 * 1024)
     sock.bind(("lo", _ETH_P_IP))
-    sock.settimeout(0.2)
+    sock.setblocking(False)
     ready.set()
     with path.open("wb") as out:
-        while not stop.is_set():
-            try:
-                data, ancillary, _flags, _address = sock.recvmsg(2048, 64)
-            except TimeoutError:
-                continue
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                    seconds, nanoseconds = struct.unpack("qq", value[:16])
-                    out.write(_RECORD.pack(seconds * 1_000_000_000 + nanoseconds, len(data)))
-                    out.write(data)
+        stopping = False
+        while not stopping:
+            stopping = stop.wait(_READ_EVERY)  # then one last drain
+            while True:
+                try:
+                    data, ancillary, _flags, _address = sock.recvmsg(2048, 64)
+                except BlockingIOError:
+                    break
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                        seconds, nanoseconds = struct.unpack("qq", value[:16])
+                        at = seconds * 1_000_000_000 + nanoseconds
+                        out.write(_RECORD.pack(at, len(data)))
+                        out.write(data)
         stats = sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8)
         out.write(_RECORD.pack(-1, struct.unpack("II", stats)[1]))  # drops, at the end
 
