@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -131,3 +132,86 @@ def test_a_queue_a_quarter_cancelled_is_compacted() -> None:
         assert len(timers._queues[0.02]) < 100
 
     asyncio.run(scenario())
+
+
+def _counting_wakeups(timers: Timers) -> list[float]:
+    """The loop times at which the loop ran a queue's expiry."""
+    woken: list[float] = []
+    expire = timers._expire
+
+    def counted(seconds: float) -> None:
+        woken.append(asyncio.get_running_loop().time())
+        expire(seconds)
+
+    timers._expire = counted  # type: ignore[method-assign]
+    return woken
+
+
+def test_timers_cancelled_before_they_are_due_wake_the_loop_for_none_of_them() -> None:
+    # Each INVITE's retransmission timer A is cancelled by its 1xx, a few ms later.
+    async def scenario() -> None:
+        timers, fired = Timers(), []
+        woken = _counting_wakeups(timers)
+        for i in range(20):
+            armed = timers.call_later(0.03, fired.append, i)
+            await asyncio.sleep(0.002)
+            if i != 10:
+                timers.cancel(armed)
+        await asyncio.sleep(0.06)
+        assert fired == [10]
+        assert len(woken) == 1  # for the one that ran
+        assert (timers._queues, timers._wakers) == ({}, {})
+
+    asyncio.run(scenario())
+
+
+def test_long_timers_run_together_on_the_grid_never_early_and_short_ones_on_time() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        timers = Timers(coarse_from=0.05, grain=0.05)
+        woken = _counting_wakeups(timers)
+        ran: dict[str, tuple[float, float]] = {}  # name: (due, ran at)
+
+        def arm(name: str, seconds: float) -> None:
+            due = loop.time() + seconds
+            timers.call_later(seconds, lambda: ran.setdefault(name, (due, loop.time())))
+
+        arm("short", 0.02)
+        arm("long", 0.06)
+        await asyncio.sleep(0.004)
+        arm("longer", 0.07)
+        arm("long again", 0.06)
+        await asyncio.sleep(0.2)
+        assert set(ran) == {"short", "long", "longer", "long again"}
+        for due, at in ran.values():
+            assert at >= due - 0.0015  # never before its time (the loop's clock resolution)
+        short_due, short_at = ran.pop("short")
+        assert short_at - short_due < 0.01
+        for _due, at in ran.values():
+            assert at - _due < 0.05 + 0.01  # at most a grain late
+        # Wake-ups: expiries more than a millisecond apart (two queues due at one grid
+        # point expire in the same loop turn).
+        wakeups = 1 + sum(1 for a, b in itertools.pairwise(woken) if b - a > 0.001)
+        if len({round(at / 0.05) for _due, at in ran.values()}) == 1:
+            assert wakeups == 2  # the short one, then the long ones at one grid point
+        else:  # the two arming times fell either side of a grid point
+            assert wakeups == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_timer_under_uvloop_wakes_the_loop_once() -> None:
+    # uvloop runs a timer up to half a millisecond before its time: the queue's timer was
+    # then not due yet, and the loop woke a second time a millisecond later to run it.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        timers, fired = Timers(), []
+        woken = _counting_wakeups(timers)
+        for i in range(20):
+            timers.call_later(0.003 + i * 0.0017, fired.append, i)
+        await asyncio.sleep(0.06)
+        assert fired == list(range(20))
+        assert len(woken) == 20
+
+    uvloop.run(scenario())

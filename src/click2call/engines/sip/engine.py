@@ -25,7 +25,7 @@ from click2call.engines.sip.leg import UacLeg
 from click2call.engines.sip.message import SipUri
 from click2call.engines.sip.probe import Outcome, PeerStatus, Probe, options_request
 from click2call.engines.sip.ringback import cadence_for
-from click2call.engines.sip.ringback_player import RingbackPlayer
+from click2call.engines.sip.ringback_player import RingbackClock, RingbackPlayer
 from click2call.engines.sip.sdp import Origin
 from click2call.engines.sip.takeover import end_stored_call
 from click2call.engines.sip.targets import LegTarget, agent_target, destination_target
@@ -220,6 +220,7 @@ class SipEngine:
             PeerStatus("trunk", tenant.sip.trunk),
         ]
         self._probing: list[asyncio.Task[None]] = []
+        self._ringing = RingbackClock()  # every ringing call's tone, on one 20 ms tick
 
     async def start(self) -> None:
         await self._endpoint.start()
@@ -351,5 +352,6 @@ class SipEngine:
             log.warning("no ringback for this call: cannot bind %s: %s", address, exc)
             return None, None
         sock.setblocking(False)
-        player = RingbackPlayer(sock, cadence_for(self._tenant.region), self._session_ids())
+        cadence = cadence_for(self._tenant.region)
+        player = RingbackPlayer(sock, cadence, self._session_ids(), self._ringing)
         return player, tp.LocalMedia(address, sock.getsockname()[1])

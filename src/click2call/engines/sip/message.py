@@ -112,7 +112,9 @@ class Message:
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (any spelling, compact forms too)."""
-        wanted = canonical(name)
+        # A name already in its canonical spelling (our own code asks ~40 times a message)
+        # skips even the cached canonical(): a call of a Python function each time.
+        wanted = name if name in _SPELLED else canonical(name)
         for key, value in self.headers:
             if key == wanted:
                 return value
@@ -120,7 +122,7 @@ class Message:
 
     def values(self, name: str) -> list[str]:
         """Every entry of a header, multiple lines and comma lists flattened (§7.3.1)."""
-        wanted = canonical(name)
+        wanted = name if name in _SPELLED else canonical(name)
         found = [value for key, value in self.headers if key == wanted]
         if wanted not in _LISTS:
             return found
@@ -135,17 +137,17 @@ class Message:
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header by one with `value` (appended if absent)."""
-        wanted = canonical(name)
+        wanted = name if name in _SPELLED else canonical(name)
         kept = [header for header in self.headers if header[0] != wanted]
         index = next((i for i, (k, _) in enumerate(self.headers) if k == wanted), len(kept))
         kept.insert(index, (wanted, value))
         self.headers = kept
 
     def add(self, name: str, value: str) -> None:
-        self.headers.append((canonical(name), value))
+        self.headers.append((name if name in _SPELLED else canonical(name), value))
 
     def remove(self, name: str) -> None:
-        wanted = canonical(name)
+        wanted = name if name in _SPELLED else canonical(name)
         if any(header[0] == wanted for header in self.headers):
             self.headers = [header for header in self.headers if header[0] != wanted]
 
