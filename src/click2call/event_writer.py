@@ -28,6 +28,7 @@ later writes wait behind it, but those that must not wait, which fail at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Callable
@@ -46,6 +47,9 @@ class _OfCall(Protocol):
 
 Write = TypeVar("Write", bound=_OfCall)  # what is stored: an engine's event, a new call…
 Stored = TypeVar("Stored")  # what storing it gave
+
+
+CLOSING_RETRY = 0.1  # seconds between tries to store through an outage while closing
 
 
 class EventWriter(Generic[Write, Stored]):
@@ -85,6 +89,9 @@ class EventWriter(Generic[Write, Stored]):
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._outage: str | None = None
+        # Set by close: retries through an outage come quicker (a drain is short), and a
+        # lane lingers no more.
+        self._closing = asyncio.Event()
         self.waiting = 0  # writes not yet stored
 
     @property
@@ -123,14 +130,18 @@ class EventWriter(Generic[Write, Stored]):
             self._hurry[lane].set()
         return done
 
-    async def close(self) -> None:
-        """Store what is queued (for at most `drain_seconds`), then stop."""
+    async def close(self) -> bool:
+        """Store what is queued (for at most `drain_seconds`), then stop. Whether all of it
+        was stored."""
         if not self._tasks:
-            return
+            return self.waiting == 0
+        self._closing.set()
+        stored = True
         try:
             async with asyncio.timeout(self._drain_seconds):
                 await asyncio.gather(*(q.join() for q in self._queues))
         except TimeoutError:
+            stored = False
             log.error("%d call write(s) could not be stored before shutdown", self.waiting)
         for task in self._tasks:
             task.cancel()
@@ -139,6 +150,7 @@ class EventWriter(Generic[Write, Stored]):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        return stored
 
     async def _lane(self, lane: int) -> None:
         queue, hurry = self._queues[lane], self._hurry[lane]
@@ -162,6 +174,8 @@ class EventWriter(Generic[Write, Stored]):
         requests is gathered whole, and the last of it does not wait out the window: under
         a stream of requests, sleeping 5 ms each time left the writer idle for a third of
         each round (dial.php requests/s, bench.spine)."""
+        if self._closing.is_set():  # a drain: store what is there
+            return
         if not hurry.is_set() and self._linger_seconds > self._gather_seconds:
             try:
                 async with asyncio.timeout(self._linger_seconds):
@@ -197,7 +211,7 @@ class EventWriter(Generic[Write, Stored]):
                 batch = [(w, done) for w, done in batch if self._waits_out_outage(w)]
                 if not batch:
                     return
-                await asyncio.sleep(delay)
+                await self._back_off(delay)
                 delay = min(delay * 2, self._retry_max)
             except Exception as exc:
                 if len(batch) > 1:
@@ -211,6 +225,16 @@ class EventWriter(Generic[Write, Stored]):
                 break
         for (_, done), result in zip(batch, results, strict=True):
             self._settle(done, result)
+
+    async def _back_off(self, delay: float) -> None:
+        """Wait before trying the database again; once closing, a short while: a database
+        back within the drain's seconds is found, not after a back-off past its end."""
+        if self._closing.is_set():
+            await asyncio.sleep(CLOSING_RETRY)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._closing.wait()
 
     def _settle(self, done: asyncio.Future[Stored], result: Stored | Exception) -> None:
         self.waiting -= 1

@@ -216,8 +216,10 @@ class Runtime:
         for engine in self.engines.values():
             await engine.close()
         await asyncio.sleep(0)  # events the engines handed over as they closed reach tracking
-        await self.tracking.close()
-        await self.watch.leave()  # its calls' endings are stored: nothing to take over
+        if await self.tracking.close():
+            await self.watch.leave()  # its calls' endings are stored: nothing to take over
+        else:  # a survivor ends them from the store once the lease has run out
+            log.error("node %s keeps its row: not every call's ending was stored", self.node)
         await self.deliverer.close()
         self.sip_endpoint.stop()
         # The pollers are stopped, but a thread of theirs may still hold a connection.

@@ -210,9 +210,10 @@ class Tracking:
         """Store engine events off the event loop from now on."""
         self._writer.start()
 
-    async def close(self) -> None:
-        """Store the events still waiting (a few seconds at most), then stop."""
-        await self._writer.close()
+    async def close(self) -> bool:
+        """Store the events still waiting (a few seconds at most), then stop. Whether all
+        of them were stored."""
+        return await self._writer.close()
 
     def _write(self, write: Write) -> None:
         """Queue `write` for the writer once started; before, store it now."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -295,3 +296,38 @@ async def test_a_waited_write_left_past_a_full_batch_does_not_linger() -> None:
         await waited
     assert [len(batch) for batch in batches] == [4, 1]
     await writer.close()
+
+
+async def test_a_drain_stores_what_waits_once_the_database_is_back_before_its_end() -> None:
+    """A stop during a short failover: the lane's back-off had grown (tries at 0.75, 1.55,
+    then 3.15 s) and slept past the drain's end (2.4 s) although the database answered
+    again at 1.7 s."""
+    stored: list[CallEvent] = []
+    back_at = time.monotonic() + 1.7
+
+    def store(batch: list[CallEvent]) -> list[CallEvent | Exception]:
+        if time.monotonic() < back_at:
+            raise DatabaseUnavailable("connection refused")
+        stored.extend(batch)
+        return list(batch)
+
+    writer: EventWriter[CallEvent, CallEvent] = EventWriter(
+        store, lambda _e: None, lanes=2, retry_max=2.0, drain_seconds=1.5
+    )
+    writer.start()
+    writer.put(CallEvent("1.1", CallState.ENDED, T0, Result.COMPLETED, "server stopping"))
+    await asyncio.sleep(0.9)  # the back-off has grown: 0.05, 0.1, 0.2, 0.4, then 0.8 s
+    assert await writer.close() is True
+    assert len(stored) == 1
+
+
+async def test_a_drain_cut_short_says_so() -> None:
+    def down(batch: list[CallEvent]) -> list[CallEvent | Exception]:
+        raise DatabaseUnavailable("connection refused")
+
+    writer: EventWriter[CallEvent, CallEvent] = EventWriter(
+        down, lambda _e: None, drain_seconds=0.3
+    )
+    writer.start()
+    writer.put(CallEvent("1.1", CallState.ENDED, T0, Result.COMPLETED, "server stopping"))
+    assert await writer.close() is False
