@@ -158,6 +158,7 @@ class Limits:
     _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
     _active: dict[str, set[str]] = field(default_factory=dict)  # tenant → uniqueids
     _by_agent: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    _of: dict[str, tuple[str, str]] = field(default_factory=dict)  # uniqueid → tenant, agent
 
     def _bucket(self, scope: str, name: str, rate: float, capacity: float) -> TokenBucket:
         bucket = self._buckets.get((scope, name))
@@ -186,7 +187,16 @@ class Limits:
     def started(self, tenant: str, agent: str, uniqueid: str) -> None:
         self._active.setdefault(tenant, set()).add(uniqueid)
         self._by_agent.setdefault((tenant, agent), set()).add(uniqueid)
+        self._of[uniqueid] = (tenant, agent)
 
     def ended(self, tenant: str, agent: str, uniqueid: str) -> None:
         self._active.get(tenant, set()).discard(uniqueid)
         self._by_agent.get((tenant, agent), set()).discard(uniqueid)
+        self._of.pop(uniqueid, None)
+
+    def release(self, uniqueid: str) -> None:
+        """The call is over here whatever the store said: its ending may have been refused
+        because another node ended it first (it took the call over while this one was cut
+        off from the database), and the slot must not stay taken for ever."""
+        if (owner := self._of.get(uniqueid)) is not None:
+            self.ended(*owner, uniqueid)

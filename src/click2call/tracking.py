@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from click2call import logs
 from click2call.calls import CallEvent, CallState, Result
@@ -199,12 +200,14 @@ class Tracking:
         event = self._ending(uniqueid, result, cause)
         if self._writer.running:
             stored = self._writer.put(event, waited=True)
+            self._released_when_settled(event, stored)
             # Through a database outage it stays queued; the reply need not wait for it.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._timeout):
                     await asyncio.shield(stored)
         else:
             self.record(event)
+            self._limits.release(uniqueid)
 
     def start(self) -> None:
         """Store engine events off the event loop from now on."""
@@ -218,9 +221,22 @@ class Tracking:
     def _write(self, write: Write) -> None:
         """Queue `write` for the writer once started; before, store it now."""
         if self._writer.running:
-            self._writer.put(write)
+            self._released_when_settled(write, self._writer.put(write))
         else:
-            self._store_now(write)
+            try:
+                self._store_now(write)
+            finally:
+                self._released_when_settled(write, None)
+
+    def _released_when_settled(self, write: Write, done: asyncio.Future[Any] | None) -> None:
+        """An ending frees the call's slot in this process's limits once written, stored or
+        refused (Limits.release)."""
+        if not isinstance(write, CallEvent) or write.state is not CallState.ENDED:
+            return
+        if done is None:
+            self._limits.release(write.uniqueid)
+        else:
+            done.add_done_callback(lambda _done: self._limits.release(write.uniqueid))
 
     def _store_now(self, write: Write) -> Change | None:
         [result] = self._store_batch([write])

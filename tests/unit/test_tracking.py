@@ -265,3 +265,25 @@ async def test_a_new_call_waits_for_a_hung_database_only_so_long(
     await tracking.close()
     [call] = store.find()
     assert (call.state, call.result) == (CallState.ENDED, Result.ERROR)
+
+
+@pytest.mark.parametrize("writer", [False, True])
+async def test_a_call_another_node_ended_first_frees_its_slot_here(
+    database: Engine, writer: bool
+) -> None:
+    """Node a was cut off from the database past the lease; node b took its call over and
+    ended it. a's own ending is then refused (ended cannot go to ended), and a counted the
+    call for ever: every later call of that agent got 429 there."""
+    one = TenantLimits(max_calls_per_agent=1, max_concurrent_calls=1)
+    limits = Limits(lambda: 0.0)
+    a = Tracking(Store(database, "a"), limits, Clock())
+    b = Tracking(Store(database, "b"), Limits(lambda: 0.0), Clock())
+    call = (await a.create(NEW, limits=one)).call
+    limits.started("default", "200", call.uniqueid)
+    b.end(call.uniqueid, Result.ERROR, "node a stopped heartbeating; ended by node b")
+    if writer:
+        a.start()
+    a.end(call.uniqueid, Result.COMPLETED, "BYE")
+    if writer:
+        await a.close()
+    limits.admit_call("default", "200", one)  # the slot is free again
