@@ -184,3 +184,51 @@ def test_a_final_response_outside_a_dialog_carries_our_to_tag(method: str, code:
     response = _out_of_dialog(request, "f00d")
     assert response.code == code
     assert response.to().tag == "f00d"
+
+
+async def test_a_cancelled_invite_whose_487_never_comes_is_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """§9.1: 64*T1 after our CANCEL the INVITE is given up. A peer that answered the CANCEL
+    and lost its 487 (or a connection gone after the 180) left the INVITE's transaction,
+    the leg and its call held for ever."""
+    monkeypatch.setattr(transaction, "T1", 0.005)  # 64*T1 = 0.32 s
+    endpoint, wire = await endpoint_and_wire()
+    leg, owner = destination_leg(endpoint), Owner()
+    endpoint.place(leg, owner, "v=0\r\n")
+    invite = wire.sent[0]
+    wire.deliver(wire.answer(invite, 180))
+    endpoint.run(leg, leg.hangup())
+    cancel = wire.sent[-1]
+    assert cancel.method == "CANCEL"
+    wire.deliver(wire.answer(cancel, 200))
+    wire.deliver(wire.answer(invite, 183))  # one more ringing does not stop the clock
+    await asyncio.sleep(64 * transaction.T1 * 3)
+    try:
+        assert not [key for key in endpoint._clients if key[1] == "INVITE"]
+        assert endpoint._legs == {}
+    finally:
+        endpoint.stop()
+
+
+async def test_a_ringing_leg_restored_and_cancelled_without_a_487_is_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transaction, "T1", 0.005)
+    endpoint, wire = await endpoint_and_wire()
+    placed = destination_leg(endpoint)
+    (send,) = placed.start("v=0\r\n")
+    assert isinstance(send, SendRequest)
+    controller = tp.ThirdPartyCall(30, 30, 3600, Origin(1, "h"), Origin(2, "h"))
+    (state,) = snap.from_json(snap.to_json(controller, [placed])).legs
+    leg = snap.restore_leg(state, endpoint.local(), endpoint.tokens)
+    endpoint.adopt(leg, Owner())
+    endpoint.run(leg, leg.hangup())
+    assert wire.methods() == ["CANCEL"]
+    wire.deliver(wire.answer(wire.sent[-1], 200))  # no 487 follows
+    await asyncio.sleep(64 * transaction.T1 * 3)
+    try:
+        assert not [key for key in endpoint._clients if key[1] == "INVITE"]
+        assert endpoint._legs == {}
+    finally:
+        endpoint.stop()

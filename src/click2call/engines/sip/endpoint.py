@@ -256,6 +256,10 @@ class SipEndpoint:
         key = tx.client_key(request)
         self._clients[key] = client
         self._client_outputs(key, client, transaction.start())
+        if request.method == "CANCEL":  # its INVITE's transaction: same branch (§9.1)
+            invite = self._clients.get((key[0], "INVITE"))
+            if invite is not None and isinstance(invite.transaction, tx.ClientInvite):
+                self._client_outputs((key[0], "INVITE"), invite, invite.transaction.cancelled())
 
     def _send_stateless(self, request: Request, data: bytes, destination: SipUri) -> None:
         def unreachable(cause: str) -> None:

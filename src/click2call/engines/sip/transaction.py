@@ -142,6 +142,15 @@ class _Transaction:
 class ClientInvite(_Transaction):
     state: State = State.CALLING
     last_ack: Request | None = None
+    cancel_sent: bool = False
+
+    def cancelled(self) -> list[Output]:
+        """Our CANCEL left: without a final response within 64*T1 the INVITE is given up
+        (§9.1). A peer that lost its 487, or a connection gone, left it waiting for ever."""
+        self.cancel_sent = True
+        if self.state in (State.CALLING, State.PROCEEDING) and "B" not in self._armed:
+            return [self._arm("B", 64 * T1)]
+        return []
 
     def start(self) -> list[Output]:
         out: list[Output] = [Send(self.request), self._arm("B", 64 * T1)]
@@ -160,7 +169,10 @@ class ClientInvite(_Transaction):
         if self.state in (State.CALLING, State.PROCEEDING):
             if code < 200:
                 self.state = State.PROCEEDING
+                given_up_at = self._armed.get("B") if self.cancel_sent else None
                 self._armed.clear()
+                if given_up_at is not None:  # a ringing after our CANCEL: B still runs
+                    self._armed["B"] = given_up_at
                 return [Deliver(response)]
             if code < 300:
                 self.state = State.ACCEPTED
@@ -180,8 +192,8 @@ class ClientInvite(_Transaction):
             return []
         if timer == "A" and self.state is State.CALLING:
             return [Send(self.request), self._arm("A", 2 * interval)]
-        if timer == "B" and self.state is State.CALLING:
-            return [TimedOut(), *self._end()]
+        if timer == "B" and self.state in (State.CALLING, State.PROCEEDING):
+            return [TimedOut(), *self._end()]  # PROCEEDING: cancelled or resumed
         return self._end()  # D or M
 
 
