@@ -340,3 +340,30 @@ def test_a_proxys_and_a_pbxs_credentials_are_both_kept() -> None:
     )
     assert third is not None
     assert third.header("Proxy-Authorization") and third.header("Authorization")
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "code"),
+    [("UPDATE", "", 200), ("INFO", "", 200), ("UPDATE", SDP_A, 488), ("BYE", "", 481)],
+)
+def test_a_request_in_the_early_dialog_is_answered_not_refused(
+    method: str, body: str, code: int
+) -> None:
+    """RFC 3311: a PBX may UPDATE the ringing call (a caller-ID change); a 481 ends the
+    early dialog, and a peer may drop the call for it."""
+    agent = leg()
+    invite = sent(agent.start(None))
+    ringing = answer(invite, 180)
+    agent.on_response(ringing)
+    data = (
+        f"{method} sip:click2call@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.9:5072;branch=z9hG4bKupd\r\n"
+        f"From: {ringing.required('To')}\r\nTo: {invite.required('From')}\r\n"
+        f"Call-ID: {invite.call_id}\r\nCSeq: 101 {method}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    request = parse_datagram(data.encode())
+    assert isinstance(request, Request)
+    response, outputs = agent.on_request(request)
+    assert response is not None and response.code == code
+    assert outputs == [] and agent.phase is Phase.EARLY

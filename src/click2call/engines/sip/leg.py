@@ -246,6 +246,13 @@ class UacLeg:
     def on_request(self, request: Request) -> tuple[Response | None, list[Output]]:
         """The answer to a request the peer sent inside our dialog, and what follows."""
         dialog = self.dialog
+        if dialog is None and self._in_early_dialog(request):
+            # RFC 3311: a PBX may UPDATE (a caller-ID change) or INFO while the phone rings;
+            # a 481 ends that early dialog, and a peer may drop the ringing call for it.
+            if request.method == "UPDATE" and request.body:
+                return reply(request, 488), []  # no offer taken before the answer
+            if request.method in ("UPDATE", "INFO", "OPTIONS"):
+                return reply(request, 200), []
         if dialog is None or not dialog.matches(request):
             return (None if request.method == "ACK" else reply(request, 481)), []
         if request.method == "ACK":
@@ -266,6 +273,13 @@ class UacLeg:
         return reply(request, 501), []
 
     # --- inside ------------------------------------------------------------------------
+
+    def _in_early_dialog(self, request: Request) -> bool:
+        """A request of the peer's while our INVITE rings: our Call-ID and our tag."""
+        if self.invite is None or self.phase not in (Phase.EARLY, Phase.ENDING):
+            return False
+        ours = self.invite.from_().tag
+        return request.call_id == self.call_id and ours is not None and request.to().tag == ours
 
     def _invite_response(self, response: Response) -> list[Output]:
         code = response.code
