@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from click2call.api import fields
 from click2call.auth import SECRET_PARAMS, Credentials, Identity, authenticate
-from click2call.errors import Click2CallError, Forbidden, Unauthorized
+from click2call.errors import CallNotFound, Click2CallError, Forbidden, Unauthorized
 from click2call.runtime import Runtime
 from click2call.store import ApiKey, AuditEntry, StoredCall
 
@@ -186,15 +186,20 @@ async def identify_before_body(request: Request) -> Identity | None:
 
 
 async def identify_for_call(request: Request, ref: str) -> tuple[Identity, StoredCall]:
-    """A key reads only its tenant's calls; without one, the call's own tenant decides."""
+    """A key or a dashboard session reads only its tenant's calls (another tenant's are
+    not found: a 403 naming their tenant told that they exist, and whose they are);
+    otherwise the call's own tenant decides (its allowed addresses)."""
     runtime = runtime_of(request)
     service, run = runtime.service, runtime.store_threads.run
     creds = credentials(request)
-    if creds.key:
+    if creds.key or creds.session:
         identity = await _identify(request, creds, None)
         return identity, await run(service.get, ref, identity.tenant)
     call = await run(service.get, ref)
-    return await _identify(request, creds, call.tenant), call
+    try:
+        return await _identify(request, creds, call.tenant), call
+    except Forbidden:
+        raise CallNotFound(ref) from None
 
 
 @dataclass

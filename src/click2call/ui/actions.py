@@ -88,12 +88,21 @@ async def signout(request: Request) -> Response:
 @router.post("/calls")
 async def place_call(request: Request) -> Response:
     form = await request.form()
-    who = await form_visitor(request, _text(form, "csrf"))
+    # Audited from the start: a forged form (CSRF) or bad input is a refusal on record.
+    with audited(request, "ui.calls") as decision:
+        who = await form_visitor(request, _text(form, "csrf"))
+        decision.identity = _identity(who)
+        order = _call_request(form, who.key.tenant)
+        decision.call = call = await runtime_of(request).service.place(order)
+    return _reply(request, CallOut.of(call).model_dump(mode="json"), f"/ui/calls/{call.id}", 201)
+
+
+def _call_request(form: FormData, tenant: str) -> CallRequest:
     agent = _text(form, "agent") or "extension"
     if agent not in ("extension", "phone"):
         raise InvalidInput("agent", "must be 'extension' or 'phone'")
-    order = CallRequest(
-        tenant=who.key.tenant,
+    return CallRequest(
+        tenant=tenant,
         extension=fields.extension(fields.required("extension", _text(form, "extension")))
         if agent == "extension"
         else None,
@@ -107,18 +116,14 @@ async def place_call(request: Request) -> Response:
         outboundcid=fields.caller_id(_text(form, "outboundcid")),
         foreignid=fields.foreignid(_text(form, "foreignid")),
     )
-    with audited(request, "ui.calls") as decision:
-        decision.identity = _identity(who)
-        decision.call = call = await runtime_of(request).service.place(order)
-    return _reply(request, CallOut.of(call).model_dump(mode="json"), f"/ui/calls/{call.id}", 201)
 
 
 @router.post("/calls/{ref}/hangup")
 async def hangup(request: Request, ref: str) -> Response:
     form = await request.form()
-    who = await form_visitor(request, _text(form, "csrf"))
     service = runtime_of(request).service
     with audited(request, "ui.hangup") as decision:
+        who = await form_visitor(request, _text(form, "csrf"))
         decision.identity = _identity(who)
         ref = fields.name("id", ref)
         decision.call = await in_store_thread(request, service.get, ref, who.key.tenant)
