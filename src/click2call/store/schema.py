@@ -91,7 +91,7 @@ call_events = Table(
     Column("sequence", Integer, nullable=False),  # per call, from 1
     Column("type", String(32), nullable=False),  # call.<state>, or call.rejected
     Column("payload", Text, nullable=True),  # the event body sent to webhooks and the feed
-    Index("ix_call_events_call_id", "call_id"),
+    # Also the index of every lookup by call (its leading column).
     UniqueConstraint("call_id", "sequence", name="uq_call_events_call_sequence"),
 )
 
