@@ -66,6 +66,16 @@ class AuditWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class InDoubtCall:
+    """A new call whose commit met a broken connection (store/in_doubt.py): looked for once
+    the database answers, and ended if it was stored after all."""
+
+    record: NewCall
+    at: datetime
+    uniqueid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SipState:
     """A SIP call's state to keep (engines/sip/snapshot.py), in line with its events."""
 
@@ -76,7 +86,7 @@ class SipState:
         return f"SipState({self.uniqueid})"
 
 
-Write = NewCallWrite | CallEvent | SipState | AuditWrite
+Write = NewCallWrite | CallEvent | SipState | AuditWrite | InDoubtCall
 
 
 class Tracking:
@@ -129,6 +139,10 @@ class Tracking:
             try:
                 async with asyncio.timeout(self._timeout):
                     stored = await asyncio.shield(storing)
+            except DatabaseUnavailable:
+                # Its commit may have happened with the answer lost: never left queued.
+                self._writer.put(InDoubtCall(record, write.at))
+                raise
             except (asyncio.CancelledError, TimeoutError) as exc:
                 # Its request is gone (cancelled, or answered 503 by a database that hangs),
                 # its row may be stored anyway: never left queued.
@@ -270,6 +284,8 @@ class Tracking:
                     writes.save_sip_state(write.uniqueid, write.state, now)
                 elif isinstance(write, AuditWrite):
                     writes.audit(write.entry)
+                elif isinstance(write, InDoubtCall):
+                    results[i] = self._end_in_doubt(writes, write, now)
         for i, _ in new_calls:  # refused as the transaction ended (PostgreSQL)
             if isinstance(stored := results[i], Change) and stored.call.id in writes.refused:
                 results[i] = writes.refused[stored.call.id]
@@ -285,6 +301,16 @@ class Tracking:
                     "engine event %s for call %s refused: %s", event.state, event.uniqueid, exc
                 )
                 return None
+
+    @classmethod
+    def _end_in_doubt(cls, writes: Writes, write: InDoubtCall, now: datetime) -> Change | None:
+        ended = None
+        for uniqueid in writes.queued_as_placed(write.record, write.at):
+            cause = "stored as the database connection broke; its request got 503, never dialled"
+            ended = cls._record(
+                writes, CallEvent(uniqueid, CallState.ENDED, now, Result.ERROR, cause)
+            )
+        return ended
 
     def _stored(self, change: Change | None) -> None:
         if change is None:

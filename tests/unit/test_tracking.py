@@ -287,3 +287,38 @@ async def test_a_call_another_node_ended_first_frees_its_slot_here(
     if writer:
         await a.close()
     limits.admit_call("default", "200", one)  # the slot is free again
+
+
+async def test_a_new_call_committed_with_its_answer_lost_is_not_left_queued(
+    database: Engine,
+) -> None:
+    """The commit reached the database, the connection broke before its answer: the
+    request got 503, and the row stayed queued, an agent's slot taken cluster-wide until
+    the node restarted. Once the database answers, it is found and ended."""
+    store = Store(database, "a")
+    writing = store.writing
+    lost = [True]
+
+    @contextlib.contextmanager
+    def commit_then_lose_the_answer() -> Iterator[Writes]:
+        with writing() as writes:
+            yield writes
+        if lost and lost.pop():
+            raise DatabaseUnavailable("server closed the connection unexpectedly")
+
+    store.writing = commit_then_lose_the_answer  # type: ignore[method-assign]
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock())
+    tracking.start()
+    one = TenantLimits(max_calls_per_agent=1)
+    with pytest.raises(DatabaseUnavailable):
+        await tracking.create(NEW, limits=one)
+    for _ in range(100):
+        call = store.get(1)
+        if call is not None and call.state is CallState.ENDED:
+            break
+        await asyncio.sleep(0.02)
+    assert call is not None and call.state is CallState.ENDED and call.result is Result.ERROR
+    assert call.cause is not None and "connection broke" in call.cause
+    again = (await tracking.create(NEW, limits=one)).call  # the CRM's retry is admitted
+    assert again.id != call.id
+    await tracking.close()

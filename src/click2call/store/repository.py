@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select
 
 from click2call.calls import CallEvent, CallState, Result, advance, event_type
 from click2call.errors import IllegalTransition, RateLimited
-from click2call.store import admission, keys, outbox, sip_dialogs
+from click2call.store import admission, in_doubt, keys, outbox, sip_dialogs
 from click2call.store.driver import Driver, Sql
 from click2call.store.event_body import Fixed, event_body, fixed_parts
 from click2call.store.keys import AuditEntry
@@ -233,6 +233,12 @@ class Writes:
     def calls(self) -> Mapping[str, StoredCall]:
         """The calls this transaction wrote, as it left them."""
         return self._calls
+
+    def queued_as_placed(self, new: NewCall, at: datetime) -> list[str]:
+        """This node's calls stored at `at` for `new`'s parties and still queued (in_doubt.py)."""
+        return in_doubt.queued_as_placed(
+            self._driver, self._node, new.tenant, new.agent_number, new.destination, at
+        )
 
     def create_call(
         self,
