@@ -367,3 +367,32 @@ def test_a_request_in_the_early_dialog_is_answered_not_refused(
     response, outputs = agent.on_request(request)
     assert response is not None and response.code == code
     assert outputs == [] and agent.phase is Phase.EARLY
+
+
+def _fork_answer(invite: Request, tag: str, contact: str) -> Response:
+    response = reply(invite, 200, to_tag=tag)
+    response.add("Contact", contact)
+    response.set("Content-Type", "application/sdp")
+    response.body = SDP_A.encode()
+    parsed = parse_datagram(bytes(response))
+    assert isinstance(parsed, Response)
+    return parsed
+
+
+def test_a_second_forked_2xx_is_acked_and_ended_in_its_own_dialog() -> None:
+    """A forking proxy and two phones answering (§13.2.2.4): fork B's 200 was ACKed in
+    fork A's dialog; B resent it for 32 s and was never hung up."""
+    destination = leg(tp.Leg.DESTINATION)
+    invite = sent(destination.start(SDP_A))
+    first = _fork_answer(invite, "forkA", "<sip:a@10.0.0.1>")
+    second = _fork_answer(invite, "forkB", "<sip:b@10.0.0.2>")  # before the leg shrinks it
+    destination.on_response(first)
+    out = destination.on_response(second)
+    ack, bye = [o.request for o in out if isinstance(o, SendAck | SendRequest)]
+    assert (ack.method, ack.uri, ack.to().tag) == ("ACK", "sip:b@10.0.0.2", "forkB")
+    assert (bye.method, bye.uri, bye.to().tag) == ("BYE", "sip:b@10.0.0.2", "forkB")
+    again = destination.on_response(second)  # B's 200 again: ACKed again, no second BYE
+    assert [o.request.method for o in again if isinstance(o, SendAck | SendRequest)] == ["ACK"]
+    assert destination.on_response(answer(bye, 200)) == []  # our call goes on
+    assert destination.phase is Phase.CONFIRMED and destination.dialog is not None
+    assert destination.dialog.remote_tag == "forkA"

@@ -129,6 +129,7 @@ class UacLeg:
     # (CSeq, realm) of each request we sent credentials with: a challenge to it for that
     # realm says they were refused (a server may do so with a new nonce every time).
     _credentials_sent: tuple[tuple[int, str], ...] = ()
+    _forks_ended: tuple[str, ...] = ()  # To tags of other forks' 2xx we sent BYE to
 
     # --- what the controller asks ------------------------------------------------------
 
@@ -220,6 +221,8 @@ class UacLeg:
         if method == "INVITE" and 200 <= response.code < 300 and self._ack_kept(number):
             return self._ack_again(number)
         if method == "BYE" and response.code >= 200:
+            if self.dialog is not None and response.to().tag != self.dialog.remote_tag:
+                return []  # the answer to the BYE that ended another fork (_other_fork)
             if response.code in _CHALLENGES and self._may_retry(response):
                 return self._bye(response)
             return self._end()
@@ -299,8 +302,10 @@ class UacLeg:
     def _answered(self, response: Response) -> list[Output]:
         assert self.invite is not None
         number = self.invite.cseq()[0]
-        if self.dialog is not None:  # a retransmitted 2xx: ACK it again
-            return self._ack_again(number)
+        if self.dialog is not None:
+            if response.to().tag != self.dialog.remote_tag:
+                return self._other_fork(response, number)
+            return self._ack_again(number)  # a retransmitted 2xx: ACK it again
         try:
             self.dialog = Dialog.from_response(self.invite, response)
         except ParseError as exc:
@@ -313,6 +318,23 @@ class UacLeg:
         if self.local_sdp is not None:  # we made the offer: ACK at once
             return [*self._send_ack(number, None), Report(tp.Answered(self.role, body))]
         return [Report(tp.Answered(self.role, body))]
+
+    def _other_fork(self, response: Response, number: int) -> list[Output]:
+        """A 2xx from a second phone the INVITE forked to (§13.2.2.4): ACKed in its own
+        dialog and ended with BYE; again only ACKed when it comes again."""
+        assert self.invite is not None
+        try:
+            other = Dialog.from_response(self.invite, response)
+        except ParseError:
+            return []
+        ack = other.request("ACK", self.local.via(self._branch()), cseq=number)
+        out: list[Output] = [SendAck(ack, other.next_hop(), bytes(ack))]
+        tag = other.remote_tag
+        if tag not in self._forks_ended:
+            self._forks_ended = (*self._forks_ended, tag)
+            bye = other.request("BYE", self.local.via(self._branch()))
+            out.append(SendRequest(bye, other.next_hop()))
+        return out
 
     def _reinvite_response(self, response: Response) -> list[Output]:
         assert self._reinvite is not None
