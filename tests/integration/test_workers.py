@@ -74,5 +74,5 @@ def test_a_worker_that_cannot_start_stops_the_node(
             [*serve, "--workers", "2"], capture_output=True, text=True, timeout=60, check=False
         )
     assert node.returncode != 0
-    assert f"SIP port 127.0.0.1:{sip + 1} is already in use" in node.stderr
+    assert f"SIP port 127.0.0.1:{sip + 1} (UDP) is already in use" in node.stderr
     postgres.drop_database(url)

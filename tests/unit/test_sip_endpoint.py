@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from click2call.engines.sip.targets import LegTarget
 from click2call.engines.sip.transport import Flow
 from click2call.errors import EngineUnavailable
 from click2call.settings import HostPort, SipStackSettings
+from tests.integration.conftest import make_certificate
 
 SDP = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
 PEER = ("127.0.0.1", 5070)
@@ -231,4 +234,23 @@ async def test_a_ringing_leg_restored_and_cancelled_without_a_487_is_given_up(
         assert not [key for key in endpoint._clients if key[1] == "INVITE"]
         assert endpoint._legs == {}
     finally:
+        endpoint.stop()
+
+
+async def test_a_taken_tls_port_is_named_as_such(tmp_path: Path) -> None:
+    """The refusal named the UDP port, which was free, when the TLS one was taken."""
+    cert, key = make_certificate(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        tls_port = taken.getsockname()[1]
+        settings = SipStackSettings(
+            port=0, tls_port=tls_port, tls_cert_file=str(cert), tls_key_file=str(key)
+        )
+        endpoint = SipEndpoint(settings)
+        with pytest.raises(
+            EngineUnavailable,
+            match=rf"SIP port 127\.0\.0\.1:{tls_port} \(TLS\) is already in use.*\[sip\] tls_port",
+        ):
+            await endpoint.start()
         endpoint.stop()

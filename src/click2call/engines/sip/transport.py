@@ -205,24 +205,27 @@ class Transports:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         udp = socket.socket(family, socket.SOCK_DGRAM)
+        binding, setting = f"{host}:{port} (UDP)", "port"  # what a failure names
         try:
             udp.bind((host, port))
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
             if _IP_RECVERR is not None and family == socket.AF_INET:
                 udp.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
             port = udp.getsockname()[1]
+            binding = f"{host}:{port} (TCP)"
             self._servers.append(await self._listen(host, port, "tcp", None))
             if tls_port is not None and self._server_tls is not None:
+                binding, setting = f"{host}:{tls_port} (TLS)", "tls_port"
                 self._servers.append(await self._listen(host, tls_port, "tls", self._server_tls))
         except OSError as exc:
             udp.close()
             self.close()
             if exc.errno == errno.EADDRINUSE:
                 raise EngineUnavailable(
-                    f"SIP port {host}:{port} is already in use by another process: "
-                    "stop it or set another [sip] port"
+                    f"SIP port {binding} is already in use by another process: "
+                    f"stop it or set another [sip] {setting}"
                 ) from None
-            raise EngineUnavailable(f"cannot listen for SIP on {host}:{port}: {exc}") from None
+            raise EngineUnavailable(f"cannot listen for SIP on {binding}: {exc}") from None
         udp.setblocking(False)
         datagrams = self._datagrams = _Datagrams(self, udp)
         transport, _ = await loop.create_datagram_endpoint(lambda: datagrams, sock=udp)
