@@ -96,3 +96,38 @@ def test_a_database_from_a_newer_version_is_refused(database_url: str) -> None:
     with pytest.raises(SchemaOutOfDate, match=r"9999, which this version.*newer version"):
         open_database(database_url, migrate=False)
     engine.dispose()
+
+
+def test_going_down_keeps_every_calls_events(database_url: str) -> None:
+    """A downgrade that copied `calls` to drop a column dropped the old table with
+    foreign keys on, and SQLite's ON DELETE CASCADE emptied call_events (0012, 0007)."""
+    engine = connect(database_url)
+    upgrade(engine)
+    at = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO calls (id, uniqueid, tenant, agent_kind, agent_number, destination,"
+                " destination_caller_id, agent_caller_id, state, result, created_at,"
+                " last_sequence) VALUES (7, '1.7', 'default', 'extension', '200', '0502760206',"
+                " '1', '2', 'ended', 'rejected', :at, 1)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO call_events (call_id, state, at, sequence, type, payload)"
+                " VALUES (7, 'queued', :at, 1, 'call.queued', '{}')"
+            ),
+            {"at": at},
+        )
+    kept = []
+    for revision in ("0012", "0011", "0010", "0009", "0008", "0007", "0006", "0005", "0004"):
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+        with engine.connect() as conn:
+            kept.append(conn.execute(text("SELECT count(*) FROM call_events")).scalar())
+    engine.dispose()
+    assert kept == [1] * 9

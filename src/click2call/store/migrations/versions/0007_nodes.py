@@ -48,9 +48,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("call_rate_buckets")
     op.drop_table("hangup_requests")
-    with op.batch_alter_table("webhook_outbox") as batch:
+    # ALTER TABLE … DROP COLUMN, never a copy of the table: SQLite drops the old table of
+    # a copy with foreign keys on, and its rows' ON DELETE CASCADE empties every child
+    # table (events, deliveries, attempts, SIP states).
+    with op.batch_alter_table("webhook_outbox", recreate="never") as batch:
         batch.drop_column("lease_until")
         batch.drop_column("leased_by")
     op.drop_index("ix_calls_node_state", table_name="calls")
-    with op.batch_alter_table("calls") as batch:
+    with op.batch_alter_table("calls", recreate="never") as batch:
         batch.drop_column("node")

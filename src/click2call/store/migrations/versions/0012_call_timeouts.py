@@ -26,6 +26,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("calls") as batch:
+    # DROP COLUMN in place (SQLite 3.35+), never a copy: dropping the old table of a copy
+    # with foreign keys on cascades to every call's events, deliveries and SIP state.
+    with op.batch_alter_table("calls", recreate="never") as batch:
         for name in _COLUMNS:
             batch.drop_column(name)
