@@ -55,7 +55,10 @@ def test_ringing_calls_share_the_ticks_and_each_stream_keeps_20_ms_spacing() -> 
     for stream in (first, second):
         assert len(stream.packets) >= 8
         times = [at for at, _, _, _ in stream.packets]
-        assert all(0.015 < b - a < 0.025 for a, b in itertools.pairwise(times))
+        # 20 ms apart as a rule (a loaded machine may wake the clock late once, and the
+        # stream catches up: spacing is in the RTP timestamps, checked below)
+        gaps = sorted(b - a for a, b in itertools.pairwise(times))
+        assert 0.015 < gaps[len(gaps) // 2] < 0.025
         assert [seq for _, seq, _, _ in stream.packets] == list(range(len(stream.packets)))
         assert [ts for _, _, ts, _ in stream.packets] == [
             160 * i for i in range(len(stream.packets))
@@ -63,9 +66,10 @@ def test_ringing_calls_share_the_ticks_and_each_stream_keeps_20_ms_spacing() -> 
         assert [marker for _, _, _, marker in stream.packets] == [True] + [False] * (
             len(stream.packets) - 1
         )
-    # One loop turn sends both streams' packets: the second's times are the first's.
-    first_times = [round(at, 4) for at, _, _, _ in first.packets]
-    assert all(round(at, 4) in first_times for at, _, _, _ in second.packets)
+    # One loop turn sends both streams' packets: each of the second's goes with one of the
+    # first's (within a millisecond, not 7 ms apart as the two were started).
+    first_times = [at for at, _, _, _ in first.packets]
+    assert all(min(abs(at - t) for t in first_times) < 0.001 for at, _, _, _ in second.packets)
 
 
 def test_a_stopped_player_sends_nothing_more_and_the_last_one_stops_the_clock() -> None:
@@ -98,3 +102,27 @@ def test_a_tone_started_again_restarts_its_stream() -> None:
 
     packets = asyncio.run(scenario()).packets
     assert packets[0][1:] == (0, 0, True)
+
+
+async def test_one_calls_bad_target_does_not_silence_the_others() -> None:
+    """All ringing calls share one clock: an exception from one stream (a port past 65535
+    gives OverflowError, not OSError) stopped the clock for every call ringing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        phone.bind(("127.0.0.1", 0))
+        phone.setblocking(False)
+        clock = RingbackClock()
+        bad = RingbackPlayer(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), ITU, 2, clock)
+        good = RingbackPlayer(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), ITU, 1, clock)
+        bad.start(MediaTarget("127.0.0.1", 70000, 0))
+        good.start(MediaTarget("127.0.0.1", phone.getsockname()[1], 0))
+        await asyncio.sleep(0.2)
+        got = 0
+        while True:
+            try:
+                phone.recv(2048)
+            except BlockingIOError:
+                break
+            got += 1
+        good.close()
+        bad.close()
+    assert got >= 5  # ~10 in 200 ms; none when the clock stopped

@@ -52,7 +52,11 @@ class RingbackClock:
         # early one (uvloop runs timers up to half a millisecond early) is its own tick.
         now = max(tick, int(loop.time() / _FRAME))
         for player in list(self._playing):
-            player.send_due(now)
+            try:
+                player.send_due(now)
+            except Exception:  # one call's bad target must not silence every other's tone
+                log.exception("ringback stopped for one call")
+                self.remove(player)
         if self._playing:
             self._timer = loop.call_at((now + 1) * _FRAME, self._tick, now + 1)
 
@@ -102,7 +106,7 @@ class RingbackPlayer:
             )
             try:
                 self._sock.sendto(packet, self._target)
-            except OSError as exc:  # the phone's port went away: nothing to ring
+            except (OSError, OverflowError) as exc:  # the port went away, or never was one
                 log.debug("ringback to %s stopped: %s", self._target, exc)
                 self.stop()
                 return

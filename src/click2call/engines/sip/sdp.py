@@ -100,7 +100,7 @@ def g711_target(offer: str) -> MediaTarget | None:
         if address is None or address in ("0.0.0.0", "::"):
             return None
         port = parts[1].partition("/")[0]  # `<port>/<count>` is legal too (RFC 4566 §5.14)
-        if not port.isdigit():
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             return None
         return MediaTarget(address, int(port), int(formats[0]))
     return None
