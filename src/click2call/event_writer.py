@@ -95,6 +95,11 @@ class EventWriter(Generic[Write, Stored]):
         self.waiting = 0  # writes not yet stored
 
     @property
+    def in_outage(self) -> bool:
+        """The database is known to be down: a write that must not wait fails at once."""
+        return self._outage is not None
+
+    @property
     def running(self) -> bool:
         return bool(self._tasks)
 

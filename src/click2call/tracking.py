@@ -89,6 +89,11 @@ class SipState:
 Write = NewCallWrite | CallEvent | SipState | AuditWrite | InDoubtCall
 
 
+# New calls in doubt kept to be looked for at most: each was a request answered 503 as
+# its commit met a broken connection (a handful at a time, unless the database flaps).
+IN_DOUBT_MAX = 1000
+
+
 class Tracking:
     def __init__(
         self,
@@ -104,6 +109,7 @@ class Tracking:
         self._timeout = timeout
         self._audit_backlog = audit_backlog
         self._audit_waiting = 0
+        self._in_doubt = 0  # new calls in doubt waiting to be looked for (IN_DOUBT_MAX)
         self._audit_dropping = 0  # dropped since the backlog last had room
         self.audit_dropped = 0  # in all (metrics)
         self._limits = limits
@@ -135,13 +141,18 @@ class Tracking:
         if not self._writer.running:
             stored = self._store_now(write)
         else:
+            tried = not self._writer.in_outage  # else refused at once, never sent
             storing = self._writer.put(write, waited=True)
             try:
                 async with asyncio.timeout(self._timeout):
                     stored = await asyncio.shield(storing)
             except DatabaseUnavailable:
                 # Its commit may have happened with the answer lost: never left queued.
-                self._writer.put(InDoubtCall(record, write.at))
+                if tried and self._in_doubt < IN_DOUBT_MAX:
+                    self._in_doubt += 1
+                    self._writer.put(InDoubtCall(record, write.at)).add_done_callback(
+                        self._in_doubt_settled
+                    )
                 raise
             except (asyncio.CancelledError, TimeoutError) as exc:
                 # Its request is gone (cancelled, or answered 503 by a database that hangs),
@@ -152,6 +163,9 @@ class Tracking:
                 raise
         assert stored is not None  # a new call is always a change
         return stored
+
+    def _in_doubt_settled(self, _done: asyncio.Future[Change | None]) -> None:
+        self._in_doubt -= 1
 
     def _end_abandoned(self, storing: asyncio.Future[Change | None]) -> None:
         if storing.cancelled() or storing.exception() is not None:

@@ -322,3 +322,28 @@ async def test_a_new_call_committed_with_its_answer_lost_is_not_left_queued(
     again = (await tracking.create(NEW, limits=one)).call  # the CRM's retry is admitted
     assert again.id != call.id
     await tracking.close()
+
+
+async def test_calls_refused_during_a_known_outage_are_not_kept_as_in_doubt(
+    database: Engine,
+) -> None:
+    """Only a new call whose commit was tried can be in doubt; those refused at once while
+    the database is known down were never sent (a stream of them must not pile up)."""
+    store = Store(database, "a")
+    writing = store.writing
+
+    @contextlib.contextmanager
+    def down() -> Iterator[Writes]:
+        raise DatabaseUnavailable("connection refused")
+        yield  # pragma: no cover
+
+    store.writing = down  # type: ignore[method-assign]
+    tracking = Tracking(store, Limits(lambda: 0.0), Clock())
+    tracking.start()
+    for _ in range(5):
+        with pytest.raises(DatabaseUnavailable):
+            await tracking.create(NEW)
+    assert tracking._in_doubt == 1  # the first, whose transaction was tried
+    store.writing = writing  # type: ignore[method-assign]  # back: it is looked for
+    await tracking.close()
+    assert tracking._in_doubt == 0
