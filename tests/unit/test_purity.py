@@ -16,6 +16,7 @@ PURE = [
     "engines/sip/headers.py",
     "engines/sip/transaction.py",
     "engines/sip/auth.py",
+    "engines/sip/challenges.py",
     "engines/sip/dialog.py",
     "engines/sip/leg.py",
     "engines/sip/snapshot.py",

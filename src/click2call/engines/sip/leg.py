@@ -6,7 +6,7 @@ into SIP requests, and what the peer does into the controller's `LegEvent`s:
     calling ─1xx→ early ─2xx→ confirmed ─BYE (either side)→ ended
        └───────────┴─ 300-699, timeout ─────────────────────→ ended
 
-Digest challenges are answered once per request (auth.py). Hanging up before an
+Digest challenges are answered as challenges.py decides. Hanging up before an
 answer CANCELs once a provisional response has come (§9.1); a 2xx crossing that
 CANCEL is ACKed and then ended with BYE. A re-INVITE meeting ours gets 491, and a 491
 to ours retries it after 2.1-4 s (§14.1). Requests inside the dialog are answered:
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from click2call.engines.sip import third_party as tp
-from click2call.engines.sip.auth import authorization, best_challenge
+from click2call.engines.sip.challenges import CHALLENGES, Answers, answer_header
 from click2call.engines.sip.dialog import Dialog, reply
 from click2call.engines.sip.message import ParseError, Request, Response, SipUri
 from click2call.engines.sip.targets import LegTarget
@@ -93,12 +93,6 @@ class Phase(enum.Enum):
     ENDED = "ended"
 
 
-_CHALLENGES = {
-    401: ("WWW-Authenticate", "Authorization"),
-    407: ("Proxy-Authenticate", "Proxy-Authorization"),
-}
-
-
 # What a leg keeps of an answered INVITE: the rest lives in the dialog. A connected call
 # holds nothing else of its set-up (thousands of them stay up at once).
 _KEPT = ("From", "Call-ID", "CSeq")
@@ -125,10 +119,7 @@ class UacLeg:
     # of ~240 bytes per leg, or 64 empty, with thousands of legs up).
     _acks: tuple[tuple[int, str, str | None], ...] = ()
     _acked: bool = False  # an ACK left (so hanging up sends no second one)
-    _nonce_counts: dict[str, int] | None = None  # made by the first challenge
-    # (CSeq, realm) of each request we sent credentials with: a challenge to it for that
-    # realm says they were refused (a server may do so with a new nonce every time).
-    _credentials_sent: tuple[tuple[int, str], ...] = ()
+    _answers: Answers | None = None  # made by the first challenge answered
     _forks_ended: tuple[str, ...] = ()  # To tags of other forks' 2xx we sent BYE to
 
     # --- what the controller asks ------------------------------------------------------
@@ -223,7 +214,7 @@ class UacLeg:
         if method == "BYE" and response.code >= 200:
             if self.dialog is not None and response.to().tag != self.dialog.remote_tag:
                 return []  # the answer to the BYE that ended another fork (_other_fork)
-            if response.code in _CHALLENGES and self._may_retry(response):
+            if response.code in CHALLENGES and self._may_retry(response):
                 return self._bye(response)
             return self._end()
         return []
@@ -294,7 +285,7 @@ class UacLeg:
             return [Report(tp.Ringing(self.role, code))] if code > 100 else []
         if code < 300:
             return self._answered(response)
-        if code in _CHALLENGES and not self._cancel_wanted and self._may_retry(response):
+        if code in CHALLENGES and not self._cancel_wanted and self._may_retry(response):
             return self._authenticated_invite(response)
         failed = tp.Failed(self.role, code, response.reason)
         return [Report(failed), *self._end()]
@@ -353,7 +344,7 @@ class UacLeg:
             self._glare_sdp = self.local_sdp
             fraction = int(self.tokens()[:4], 16) / 0xFFFF
             return [RetryLater(2.1 + 1.9 * fraction)]
-        if code in _CHALLENGES and self._may_retry(response):
+        if code in CHALLENGES and self._may_retry(response):
             retry = self.reinvite(self.local_sdp or "")
             if retry and isinstance(retry[0], SendRequest):
                 self._authorize(retry[0].request, response)
@@ -367,7 +358,7 @@ class UacLeg:
             uri=self.invite.uri,
             # Only the answer to this challenge is replaced: a proxy's and a PBX's realms
             # each keep theirs (§22.3).
-            headers=[h for h in self.invite.headers if h[0] != _CHALLENGES[challenge.code][1]],
+            headers=[h for h in self.invite.headers if h[0] != answer_header(challenge)],
             body=self.invite.body,
         )
         request.set("Via", self.local.via(self._branch()))
@@ -377,37 +368,16 @@ class UacLeg:
         return [SendRequest(request, SipUri.parse(request.uri))]
 
     def _may_retry(self, response: Response) -> bool:
-        """A challenge we can answer: credentials set, and not the nonce we just failed."""
-        if not self.target.username or response.code not in _CHALLENGES:
+        """A challenge we can answer (challenges.py), with credentials to answer it."""
+        if not self.target.username:
             return False
-        challenge = best_challenge(response.values(_CHALLENGES[response.code][0]))
-        if challenge is None:
-            return False
-        if challenge.stale:  # the credentials were right, the nonce old
-            return True
-        if (response.cseq()[0], challenge.realm) in self._credentials_sent:
-            return False  # RFC 3261 §22.2: refused credentials are not sent again
-        return (self._nonce_counts or {}).get(challenge.nonce, 0) == 0
+        return (self._answers or Answers()).may_answer(response)
 
     def _authorize(self, request: Request, response: Response) -> None:
-        challenge_header, answer_header = _CHALLENGES[response.code]
-        challenge = best_challenge(response.values(challenge_header))
-        assert challenge is not None  # _may_retry checked it
-        if self._nonce_counts is None:
-            self._nonce_counts = {}
-        count = self._nonce_counts.get(challenge.nonce, 0) + 1
-        self._nonce_counts[challenge.nonce] = count
-        self._credentials_sent = (*self._credentials_sent, (request.cseq()[0], challenge.realm))
-        value = authorization(
-            challenge,
-            method=request.method,
-            uri=request.uri,
-            username=self.target.username or "",
-            password=self.target.password or "",
-            cnonce=self.tokens(),
-            nonce_count=count,
-        )
-        request.set(answer_header, value)
+        if self._answers is None:
+            self._answers = Answers()
+        username, password = self.target.username or "", self.target.password or ""
+        self._answers.answer(request, response, username, password, self.tokens())
 
     def _refresh_answer(self, request: Request) -> Response:
         response = reply(request, 200)
