@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from click2call.calls import CallState, Result
-from click2call.search import as_utc
+from click2call.search import parse_time
 from click2call.settings import Settings
 
 API_KEY_ENV = "CLICK2CALL_API_KEY"
@@ -19,8 +19,8 @@ SettingsOf = Callable[[str | None], Settings]
 
 def _time(text: str) -> datetime:
     try:
-        return as_utc(datetime.fromisoformat(text))
-    except (ValueError, OverflowError):
+        return parse_time(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time (e.g. 2026-11-25 or 2026-11-25T06:00:00Z)"
         ) from None

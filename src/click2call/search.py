@@ -32,13 +32,22 @@ class Search:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else as_utc(value)
+    return None if value is None else _as_utc(value)
 
 
-def as_utc(value: datetime) -> datetime:
-    """Times without a zone are read as UTC, the zone the store keeps. OverflowError for a
-    time whose UTC falls outside years 1-9999 (9999-12-31T23:00-05:00)."""
+def _as_utc(value: datetime) -> datetime:
+    """Times without a zone are read as UTC, the zone the store keeps."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time, in UTC (one without a zone is read as UTC). ValueError for text
+    that is not one, and for a time whose UTC falls outside years 1-9999
+    (9999-12-31T23:00-05:00 parses, and overflows as it is moved to UTC)."""
+    try:
+        return _as_utc(datetime.fromisoformat(text))
+    except OverflowError:
+        raise ValueError(f"{text!r} falls outside the calendar in UTC") from None
 
 
 def call_filter(search: Search, tenant: TenantSettings | None) -> CallFilter:

@@ -6,7 +6,7 @@ import pytest
 
 from click2call.api.history import decode_cursor, encode_cursor
 from click2call.errors import InvalidInput
-from click2call.search import Search, call_filter
+from click2call.search import Search, call_filter, parse_time
 from click2call.settings import TenantSettings
 
 TENANT = TenantSettings(name="default", region="IL")
@@ -45,3 +45,11 @@ def test_cursors_round_trip_and_forgeries_are_refused() -> None:
     for bad in ("", "!!", "MTIz", encode_cursor(1)[:-1] + "A" * 30):
         with pytest.raises(InvalidInput):
             decode_cursor(bad)
+
+
+def test_a_time_is_parsed_into_utc_and_one_past_the_calendar_is_refused() -> None:
+    assert parse_time("2026-11-25T08:00:00+02:00").isoformat() == "2026-11-25T06:00:00+00:00"
+    assert parse_time("2026-11-25").isoformat() == "2026-11-25T00:00:00+00:00"
+    for text in ("9999-12-31T23:00:00-05:00", "yesterday"):
+        with pytest.raises(ValueError):
+            parse_time(text)

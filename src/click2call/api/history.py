@@ -25,7 +25,7 @@ from click2call.auth import SECRET_PARAMS
 from click2call.calls import CallState, Result
 from click2call.calls_csv import csv_lines
 from click2call.errors import InvalidInput, UnknownTenant
-from click2call.search import Search, as_utc, call_filter
+from click2call.search import Search, call_filter, parse_time
 from click2call.store.history import CallFilter, History
 from click2call.store_threads import StoreThreads
 
@@ -59,8 +59,8 @@ def _time(field: str, value: str | None) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        return as_utc(datetime.fromisoformat(value))
-    except (ValueError, OverflowError):
+        return parse_time(value)
+    except ValueError:
         raise InvalidInput(field, "must be an ISO 8601 time, e.g. 2026-11-25T06:00:00Z") from None
 
 
