@@ -74,32 +74,39 @@ def test_the_lease_must_outlast_two_heartbeats() -> None:
         ServerSettings(heartbeat_interval=2, node_lease=3)
 
 
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lost_node_with_a_call(database: sqlalchemy.Engine) -> str:
+    """Node a, silent for a minute, with a call of its own: its uniqueid."""
+    NodeRegistry(database, "a").beat(wall_clock() - timedelta(seconds=60))
+    uniqueid = Store(database, "a").create_call(NEW, wall_clock()).call.uniqueid
+    assert uniqueid is not None
+    return uniqueid
+
+
 async def test_a_watching_node_ends_a_silent_nodes_calls_once_and_keeps_beating(
     database: sqlalchemy.Engine,
 ) -> None:
     """Node a beat a minute ago and left a call ringing; node b, watching, ends it (no
     engine for its tenant here: only the row) with the cause, and claims a only once."""
 
-    def clock() -> datetime:
-        return datetime.now(UTC)
-
-    NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
-    uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
-    assert uniqueid is not None
-    Store(database, "a").record(CallEvent(uniqueid, CallState.AGENT_DIALING, clock()))
+    uniqueid = _lost_node_with_a_call(database)
+    Store(database, "a").record(CallEvent(uniqueid, CallState.AGENT_DIALING, wall_clock()))
     ended: list[tuple[str, Result, str]] = []
     registry = NodeRegistry(database, "b")
     watch = NodeWatch(
-        registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1, StoreThreads(2, 5)
+        registry, "b", {}, lambda *e: ended.append(e), wall_clock, 0.02, 0.1, StoreThreads(2, 5)
     )
     watch.join()
     watch.start()
     await asyncio.sleep(0.3)
     await watch.stop()
     assert ended == [(uniqueid, Result.ERROR, takeover_cause("a", "b"))]
-    assert registry.beat(clock())  # b's row is there, fresh
+    assert registry.beat(wall_clock())  # b's row is there, fresh
     await watch.leave()
-    assert not registry.beat(clock())  # gone after leaving
+    assert not registry.beat(wall_clock())  # gone after leaving
 
 
 class SlowRegistry(NodeRegistry):
@@ -122,19 +129,14 @@ async def test_a_claim_the_database_answers_late_is_still_taken_over(
     """Claiming a lost node's calls outlasts the store's wait: the claim commits all the
     same, so the watching node must act on it (nobody else ever will)."""
 
-    def clock() -> datetime:
-        return datetime.now(UTC)
-
-    NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
-    uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
-    assert uniqueid is not None
+    uniqueid = _lost_node_with_a_call(database)
     ended: list[tuple[str, Result, str]] = []
     watch = NodeWatch(
         SlowRegistry(database, "b"),
         "b",
         {},
         lambda *e: ended.append(e),
-        clock,
+        wall_clock,
         0.02,
         0.1,
         StoreThreads(2, 0.1),
@@ -155,15 +157,10 @@ async def test_a_node_stopping_as_its_claim_commits_still_ends_the_claimed_calls
     """The stop comes while the claim is in the database: the round is let finish, so the
     calls it moved to this node are ended (nobody else would ever end them)."""
 
-    def clock() -> datetime:
-        return datetime.now(UTC)
-
-    NodeRegistry(database, "a").beat(clock() - timedelta(seconds=60))
-    uniqueid = Store(database, "a").create_call(NEW, clock()).call.uniqueid
-    assert uniqueid is not None
+    uniqueid = _lost_node_with_a_call(database)
     ended: list[tuple[str, Result, str]] = []
     threads, registry = StoreThreads(2, 5), SlowRegistry(database, "b")
-    watch = NodeWatch(registry, "b", {}, lambda *e: ended.append(e), clock, 0.02, 0.1, threads)
+    watch = NodeWatch(registry, "b", {}, lambda *e: ended.append(e), wall_clock, 0.02, 0.1, threads)
     watch.join()
     watch.start()
     assert await asyncio.to_thread(registry.claiming.wait, 5)
@@ -208,13 +205,12 @@ async def test_the_survivor_keeps_beating_while_the_lost_nodes_pbx_is_slow_to_ha
     monkeypatch.setattr(engine, "end_orphan", unanswered)
     registry, ended = BeatCounter(), []
     threads = StoreThreads(2, timeout=5)
-    clock = lambda: datetime.now(UTC)  # noqa: E731
     watch = NodeWatch(
         registry,  # type: ignore[arg-type]
         "gw2",
         {"a": engine},
         lambda uniqueid, *_: ended.append(uniqueid),
-        clock,
+        wall_clock,
         interval,
         lease,
         threads,

@@ -320,7 +320,7 @@ class Outbox:
         full: set[int] | None = None,
         full_tenants: set[str] | None = None,
     ) -> list[Delivery]:
-        """Deliveries whose time has come, oldest first, skipping the outbox ids in `busy`
+        """Deliveries whose time has come, oldest first, skipping the outbox ids in `busy`,
         the endpoints in `full` and the tenants in `full_tenants`."""
         values = _due_values(now, limit + len(busy), full, full_tenants)
         with self._engine.connect() as conn:
