@@ -154,10 +154,9 @@ class EventStream(Response):
             self._unsettled = read.unsettled
             if read.events:
                 await self._send(send, b"".join(frame(e) for e in read.events))
-                if len(read.events) == BATCH:
-                    self._after = read.after_id
-                    continue  # more are waiting
             self._after = read.after_id
+            if len(read.events) == BATCH:
+                continue  # more are waiting
             # Held at an id a transaction may still commit: look again soon, whoever's
             # change it is (another tenant's wakes nobody here).
             wait = UNSETTLED_POLL_SECONDS if read.unsettled else self._keepalive
@@ -166,8 +165,7 @@ class EventStream(Response):
                 {woken, gone}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
             )
             woken.cancel()
-            quiet = asyncio.get_running_loop().time() - self._sent_at
-            if not done and quiet >= self._keepalive:
+            if not done and loop.time() - self._sent_at >= self._keepalive:
                 await self._send(send, b": keep-alive\n\n")
 
     async def _send(self, send: Send, body: bytes) -> None:
